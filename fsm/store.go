@@ -1,24 +1,35 @@
 package fsm
 
-// PLACEHOLDER: the fsm helper replaces this file with the real
-// implementation. The exported API below is the contract other packages
-// (cluster, mupdatecompat, api) code against; keep it.
-
 import (
 	"errors"
 	"fmt"
-	"io"
+	"slices"
+	"sync"
+
+	"github.com/google/btree"
 )
 
 // Config tunes a Store.
 type Config struct {
 	// HistorySize is how many recent events are kept for watchers resuming
-	// from a revision. Older revisions answer ErrCompacted.
+	// from a revision. Older revisions answer ErrCompacted. Zero selects
+	// the default; a negative value keeps no history (every watcher that
+	// falls behind must re-read a View).
 	HistorySize int
 }
 
 // DefaultConfig returns the defaults: 100k events of history.
 func DefaultConfig() Config { return Config{HistorySize: 100_000} }
+
+func (c Config) historySize() int {
+	switch {
+	case c.HistorySize == 0:
+		return DefaultConfig().HistorySize
+	case c.HistorySize < 0:
+		return 0
+	}
+	return c.HistorySize
+}
 
 // ErrCompacted is wrapped by the error EventsSince returns when the
 // requested revision is older than the kept history.
@@ -36,86 +47,179 @@ func (e *CompactedError) Error() string {
 }
 func (e *CompactedError) Unwrap() error { return ErrCompacted }
 
+// btreeDegree gives nodes of up to 63 pointers: shallow trees (five levels
+// at ten million entries) and about 1 KiB copied per node on copy-on-write.
+const btreeDegree = 32
+
 // Store is the directory state machine. Apply is called by one goroutine
 // (raft's FSM loop); every other method is safe for concurrent use.
-type Store struct{}
+//
+// The entries live in a copy-on-write B-tree keyed by DBNameKey, so in-order
+// iteration is Cyrus 3.6 mailboxes.db order and View/Snapshot are O(1)
+// clones that stay valid while Apply goes on.
+type Store struct {
+	cfg Config
+
+	// mu guards everything below. Point reads take it shared; Apply,
+	// View, Snapshot and Restore take it exclusively (btree Clone mutates
+	// the copy-on-write context of the live tree).
+	mu      sync.RWMutex
+	st      state
+	changed chan struct{}
+}
+
+// state is everything a snapshot carries; Restore builds a new one and swaps
+// it in whole.
+type state struct {
+	tree     *btree.BTreeG[*record]
+	revision uint64
+	applied  uint64
+	peers    map[string]string
+	stats    serverCounts
+	// statsCache is the sorted Stats of the current state, built on
+	// demand and dropped by any change, so View stays cheap.
+	statsCache *Stats
+	hist       history
+}
+
+func newState(historySize int) state {
+	return state{
+		tree:  btree.NewG(btreeDegree, lessRecord),
+		peers: map[string]string{},
+		stats: serverCounts{},
+		hist:  history{size: historySize},
+	}
+}
 
 // New returns an empty store.
-func New(cfg Config) *Store { panic("unimplemented") }
+func New(cfg Config) *Store {
+	return &Store{
+		cfg:     cfg,
+		st:      newState(cfg.historySize()),
+		changed: make(chan struct{}),
+	}
+}
 
 // Apply applies the commands of one raft log entry at the given log index,
 // in order, and returns one result each.
-func (s *Store) Apply(index uint64, cmds []Command) []Result { panic("unimplemented") }
+//
+// The whole entry is applied under one lock, so readers see all of it or
+// none. An invalid command answers CodeInvalid and changes nothing; Apply
+// never panics on a decoded log entry. index becomes AppliedIndex when it is
+// larger than the current one, and then Changed is signalled.
+func (s *Store) Apply(index uint64, cmds []Command) []Result {
+	rs := make([]Result, len(cmds))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range cmds {
+		rs[i] = s.st.apply(&cmds[i])
+	}
+	if index > s.st.applied {
+		s.st.applied = index
+		s.notifyLocked()
+	}
+	return rs
+}
+
+func (s *Store) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
 
 // Revision is the revision of the last change applied.
-func (s *Store) Revision() uint64 { panic("unimplemented") }
+func (s *Store) Revision() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.st.revision
+}
 
 // AppliedIndex is the raft log index of the last entry applied.
-func (s *Store) AppliedIndex() uint64 { panic("unimplemented") }
+func (s *Store) AppliedIndex() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.st.applied
+}
 
 // Get returns the current entry for name.
-func (s *Store) Get(name string) (Entry, bool) { panic("unimplemented") }
+func (s *Store) Get(name string) (Entry, bool) {
+	key := DBNameKey(name)
+	s.mu.RLock()
+	r, ok := s.st.tree.Get(probe(key))
+	s.mu.RUnlock()
+	if !ok {
+		return Entry{}, false
+	}
+	return r.entry(name), true
+}
+
+// Len returns the number of entries.
+func (s *Store) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.st.tree.Len()
+}
 
 // View returns a consistent point-in-time view, O(1); writes continue.
-func (s *Store) View() *View { panic("unimplemented") }
+func (s *Store) View() *View {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return &View{
+		tree:     s.st.tree.Clone(),
+		revision: s.st.revision,
+		applied:  s.st.applied,
+		stats:    s.st.statsLocked(),
+	}
+}
 
-// EventsSince returns up to max events with revision > from, in order. A
-// from older than the history returns a *CompactedError (ErrCompacted).
-func (s *Store) EventsSince(from uint64, max int) ([]Event, error) { panic("unimplemented") }
+// Stats counts the current entries per state and per server.
+func (s *Store) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st.statsLocked().clone()
+}
 
-// Changed returns a channel closed at the next change of the applied index.
-func (s *Store) Changed() <-chan struct{} { panic("unimplemented") }
+// Changed returns a channel closed at the next change of the applied index
+// (and on Restore). Watchers select on it, then call EventsSince.
+func (s *Store) Changed() <-chan struct{} {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.changed
+}
 
 // Peers returns the node ID -> gRPC address map recorded by OpSetPeer.
-func (s *Store) Peers() map[string]string { panic("unimplemented") }
-
-// Snapshot captures a point-in-time snapshot, O(1).
-func (s *Store) Snapshot() *Snapshot { panic("unimplemented") }
-
-// Restore replaces the whole state from a snapshot stream.
-func (s *Store) Restore(r io.Reader) error { panic("unimplemented") }
-
-// View is a consistent, immutable view of the directory at one revision.
-type View struct{}
-
-func (v *View) Revision() uint64                            { panic("unimplemented") }
-func (v *View) Get(name string) (Entry, bool)               { panic("unimplemented") }
-func (v *View) Len() int                                    { panic("unimplemented") }
-func (v *View) ScanName(prefix string, fn func(Entry) bool) { panic("unimplemented") }
-func (v *View) ScanNameFrom(prefix, after string, fn func(Entry) bool) {
-	panic("unimplemented")
-}
-func (v *View) ScanLocation(prefix string, fn func(Entry) bool) { panic("unimplemented") }
-func (v *View) Stats() Stats                                    { panic("unimplemented") }
-
-// Stats counts mailboxes per state and per server.
-type Stats struct {
-	Active, Reserved uint64
-	Servers          []ServerStats // sorted by server
+func (s *Store) Peers() map[string]string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	m := make(map[string]string, len(s.st.peers))
+	for k, v := range s.st.peers {
+		m[k] = v
+	}
+	return m
 }
 
-// ServerStats counts the mailboxes of one server.
-type ServerStats struct {
-	Server           string
-	Active, Reserved uint64
+// Snapshot captures a point-in-time snapshot, O(1) in the number of entries
+// (it clones the tree and copies the peer list).
+func (s *Store) Snapshot() *Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	peers := make([]peer, 0, len(s.st.peers))
+	for id, addr := range s.st.peers {
+		peers = append(peers, peer{id, addr})
+	}
+	slices.SortFunc(peers, func(a, b peer) int {
+		switch {
+		case a.id < b.id:
+			return -1
+		case a.id > b.id:
+			return 1
+		}
+		return 0
+	})
+	return &Snapshot{
+		tree:     s.st.tree.Clone(),
+		revision: s.st.revision,
+		applied:  s.st.applied,
+		peers:    peers,
+		events:   s.st.hist.all(),
+	}
 }
-
-// Snapshot is a point-in-time copy of the store.
-type Snapshot struct{}
-
-func (sn *Snapshot) Revision() uint64                   { panic("unimplemented") }
-func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) { panic("unimplemented") }
-
-// EncodeCommands encodes the commands of one log entry.
-func EncodeCommands(cmds []Command) []byte { panic("unimplemented") }
-
-// DecodeCommands decodes what EncodeCommands wrote.
-func DecodeCommands(b []byte) ([]Command, error) { panic("unimplemented") }
-
-// EncodeResults / DecodeResults carry results across the Peer.Apply RPC.
-func EncodeResults(rs []Result) []byte         { panic("unimplemented") }
-func DecodeResults(b []byte) ([]Result, error) { panic("unimplemented") }
-
-// Validate checks a command before it is proposed: non-empty name of at most
-// MaxNameLen bytes without NUL, CR, LF, 0x1D or 0x1F; location/ACL limits.
-func Validate(c Command) error { panic("unimplemented") }

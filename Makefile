@@ -1,0 +1,79 @@
+# Rookery — build, test, run. `make run` and `make test` are all a fresh
+# machine needs (see README.md).
+GO        ?= go
+BIN       := bin
+PKGS      := ./...
+GOFLAGS   ?=
+export GOFLAGS
+
+.PHONY: all build test test-go deps run proto bench bench-raft bench-fsm bench-mupdate bench-api bench-gateway jepsen jepsen-short fuzz lint vet fmt clean
+
+all: build
+
+## build: compile every binary into ./bin
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+## deps: install the system packages the tests need (Debian's Cyrus, protoc, ...)
+deps:
+	./scripts/install-deps.sh
+
+## test: every test, including the ones against real Cyrus (installs what they need)
+test: deps test-go
+
+test-go:
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 -timeout 30m $(PKGS)
+
+## run: a local three-node cluster on 127.0.0.1 with data under ./data (Ctrl-C stops it)
+run: build
+	./scripts/run-local.sh
+
+## proto: regenerate the committed gRPC/protobuf code with the pinned generators
+proto:
+	protoc -I proto \
+	  --plugin=protoc-gen-go=$$($(GO) tool -n protoc-gen-go) \
+	  --plugin=protoc-gen-go-grpc=$$($(GO) tool -n protoc-gen-go-grpc) \
+	  --go_out=proto --go_opt=paths=source_relative \
+	  --go-grpc_out=proto --go-grpc_opt=paths=source_relative \
+	  proto/rookery/v1/*.proto
+
+## bench: every benchmark that prints figures (fsm, raft cluster, gRPC API, gateway)
+bench: bench-fsm bench-raft bench-api
+
+bench-fsm:
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./fsm/
+
+bench-raft:
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./cluster/
+
+bench-api:
+	$(GO) test -run '^$$' -bench . -timeout 30m ./api/
+
+bench-gateway:
+	$(GO) test -run '^$$' -bench . -timeout 30m ./gateway/...
+
+## bench-mupdate: the same MUPDATE load against the real Cyrus master and Rookery, side by side
+bench-mupdate: build deps
+	./scripts/bench-mupdate.sh
+
+## jepsen: fault-injection runs with linearizability checking (JEPSEN_RUNS, JEPSEN_TIME)
+jepsen: build
+	$(GO) test -count=1 -timeout 0 -run TestJepsen ./jepsen/ -args -runs=$${JEPSEN_RUNS:-5} -time=$${JEPSEN_TIME:-60s}
+
+## fuzz: run each fuzz target for FUZZTIME (default 30s)
+fuzz:
+	./scripts/fuzz.sh $${FUZZTIME:-30s}
+
+## lint: gofmt, go vet, staticcheck
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,402 @@
+package fsm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"unique"
+)
+
+// Restore replaces the whole state from a snapshot stream written by
+// Snapshot.WriteTo.
+//
+// The new state is built and fully checked (structure, limits, key order,
+// revision bounds, checksum, end of stream) before it replaces the current
+// one, so a corrupt, truncated or foreign stream returns an error wrapping
+// ErrCorrupt (or the reader's error) and leaves the store as it was. The
+// restored history is trimmed to this store's HistorySize. Watchers are
+// signalled through Changed.
+func (s *Store) Restore(r io.Reader) error {
+	st, err := readSnapshot(r, s.cfg.historySize())
+	if err != nil {
+		return fmt.Errorf("fsm: restore: %w", err)
+	}
+	s.mu.Lock()
+	s.st = st
+	s.notifyLocked()
+	s.mu.Unlock()
+	return nil
+}
+
+func corrupt(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
+}
+
+func readSnapshot(r io.Reader, historySize int) (state, error) {
+	d := &snapDecoder{r: r, buf: make([]byte, 0, snapBufSize)}
+	st := newState(historySize)
+	if err := d.header(&st); err != nil {
+		return state{}, err
+	}
+	if err := d.peers(&st); err != nil {
+		return state{}, err
+	}
+	if err := d.entries(&st); err != nil {
+		return state{}, err
+	}
+	if err := d.history(&st); err != nil {
+		return state{}, err
+	}
+	if err := d.trailer(); err != nil {
+		return state{}, err
+	}
+	return st, nil
+}
+
+func (d *snapDecoder) header(st *state) error {
+	magic := d.bytes(len(snapshotMagic))
+	if d.err != nil {
+		return d.fail("header")
+	}
+	if string(magic) != snapshotMagic {
+		return corrupt("not an fsm snapshot (bad magic %q)", magic)
+	}
+	if v := d.byte(); d.err == nil && v != snapshotVersion {
+		return corrupt("snapshot version %d, this build reads %d", v, snapshotVersion)
+	}
+	st.revision = d.uvarint()
+	st.applied = d.uvarint()
+	return d.fail("header")
+}
+
+func (d *snapDecoder) peers(st *state) error {
+	n := d.uvarint()
+	prev := ""
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		id := d.str(MaxNameLen)
+		addr := d.str(MaxLocationLen)
+		if d.err != nil {
+			break
+		}
+		if err := checkName(id); err != nil {
+			return corrupt("peer %d id: %v", i, err)
+		}
+		if err := checkText(addr, MaxLocationLen); err != nil || addr == "" {
+			return corrupt("peer %q address invalid", id)
+		}
+		if i > 0 && id <= prev {
+			return corrupt("peer ids out of order at %q", id)
+		}
+		st.peers[id] = addr
+		prev = id
+	}
+	return d.fail("peers")
+}
+
+func (d *snapDecoder) entries(st *state) error {
+	n := d.uvarint()
+	prev := ""
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		shared := d.uvarint()
+		rest := d.strBytes(MaxNameLen)
+		if d.err != nil {
+			break
+		}
+		if shared > uint64(len(prev)) || int(shared)+len(rest) > MaxNameLen {
+			return corrupt("entry %d: bad key length", i)
+		}
+		key := prev[:shared] + string(rest)
+		if i > 0 && key <= prev {
+			return corrupt("entry %d: keys out of order", i)
+		}
+		name := NameFromDBKey(key)
+		if err := checkName(name); err != nil || DBNameKey(name) != key {
+			return corrupt("entry %d: invalid name key %q", i, key)
+		}
+		rec, err := d.record(key, st.revision)
+		if err != nil {
+			return fmt.Errorf("entry %q: %w", name, err)
+		}
+		st.tree.ReplaceOrInsert(rec)
+		st.stats.add(rec)
+		prev = key
+	}
+	return d.fail("entries")
+}
+
+// record reads the fields after the key of one entry.
+func (d *snapDecoder) record(key string, revision uint64) (*record, error) {
+	rec := &record{key: key}
+	state := State(d.byte())
+	rec.loc = d.ref(MaxLocationLen)
+	switch state {
+	case StateActive:
+		rec.acl = d.ref(MaxACLLen)
+	case StateReserved:
+		by := d.ref(MaxIdentityLen)
+		rec.res = &reservation{by: by, at: d.varint()}
+	default:
+		if d.err == nil {
+			return nil, corrupt("state %d", uint8(state))
+		}
+	}
+	rec.createRevision = d.uvarint()
+	rec.modRevision = d.uvarint()
+	if d.err != nil {
+		return nil, d.fail("entry")
+	}
+	if rec.createRevision == 0 || rec.createRevision > rec.modRevision || rec.modRevision > revision {
+		return nil, corrupt("revisions create %d mod %d outside 1..%d", rec.createRevision, rec.modRevision, revision)
+	}
+	return rec, nil
+}
+
+func (d *snapDecoder) history(st *state) error {
+	n := d.uvarint()
+	if d.err != nil {
+		return d.fail("history")
+	}
+	if n > st.revision {
+		return corrupt("%d events in history but revision is %d", n, st.revision)
+	}
+	skip := uint64(0)
+	if n > uint64(st.hist.size) {
+		skip = n - uint64(st.hist.size)
+	}
+	first := st.revision - n + 1
+	for i := uint64(0); i < n; i++ {
+		ev, err := d.event(first + i)
+		if err != nil {
+			return fmt.Errorf("event %d: %w", first+i, err)
+		}
+		if i >= skip {
+			st.hist.append(ev)
+		}
+	}
+	return nil
+}
+
+func (d *snapDecoder) event(rev uint64) (Event, error) {
+	ev := Event{Revision: rev, Type: EventType(d.byte()), Op: Op(d.byte())}
+	e := &ev.Entry
+	e.Name = d.str(MaxNameLen)
+	e.State = State(d.byte())
+	e.Location = str(d.ref(MaxLocationLen))
+	e.ACL = str(d.ref(MaxACLLen))
+	e.ReservedBy = str(d.ref(MaxIdentityLen))
+	e.ReservedAt = d.varint()
+	e.CreateRevision = d.uvarint()
+	e.ModRevision = d.uvarint()
+	ev.PrevLocation = str(d.ref(MaxLocationLen))
+	if d.err != nil {
+		return Event{}, d.fail("event")
+	}
+	if err := checkName(e.Name); err != nil {
+		return Event{}, corrupt("name: %v", err)
+	}
+	put := ev.Type == EventPut && ev.Op >= OpReserve && ev.Op <= OpDeactivate
+	del := ev.Type == EventDelete && ev.Op == OpDelete
+	if !put && !del {
+		return Event{}, corrupt("type %d op %d", ev.Type, ev.Op)
+	}
+	if e.State != StateActive && e.State != StateReserved {
+		return Event{}, corrupt("state %d", e.State)
+	}
+	if e.CreateRevision == 0 || e.CreateRevision > e.ModRevision || (put && e.ModRevision != rev) || (del && e.ModRevision >= rev) {
+		return Event{}, corrupt("revisions create %d mod %d at %d", e.CreateRevision, e.ModRevision, rev)
+	}
+	return ev, nil
+}
+
+func (d *snapDecoder) trailer() error {
+	if d.err != nil {
+		return d.fail("trailer")
+	}
+	d.sum()
+	want := d.crc
+	got := d.bytes(4)
+	if d.err != nil {
+		return d.fail("trailer")
+	}
+	if binary.LittleEndian.Uint32(got) != want {
+		return corrupt("checksum mismatch")
+	}
+	if d.fill(1) {
+		return corrupt("trailing data after snapshot")
+	}
+	if !errors.Is(d.err, io.EOF) {
+		return d.fail("trailer")
+	}
+	return nil
+}
+
+// snapBufSize holds the longest field (an ACL) with room to spare, so any
+// single field can be read from the buffer in one piece.
+const snapBufSize = 2*MaxACLLen + 1024
+
+// snapDecoder is a buffered reader that checksums the bytes it has consumed.
+// The first error sticks.
+type snapDecoder struct {
+	r      io.Reader
+	buf    []byte
+	pos    int // next unread byte in buf
+	summed int // buf[:summed] is included in crc
+	crc    uint32
+	err    error
+	table  []unique.Handle[string]
+}
+
+// fail turns the sticky error into the error of a section.
+func (d *snapDecoder) fail(what string) error {
+	switch {
+	case d.err == nil:
+		return nil
+	case errors.Is(d.err, io.EOF), errors.Is(d.err, io.ErrUnexpectedEOF):
+		return corrupt("%s: truncated", what)
+	case errors.Is(d.err, ErrCorrupt):
+		return fmt.Errorf("%s: %w", what, d.err)
+	}
+	return fmt.Errorf("%s: read: %w", what, d.err)
+}
+
+func (d *snapDecoder) sum() {
+	d.crc = crc32.Update(d.crc, castagnoli, d.buf[d.summed:d.pos])
+	d.summed = d.pos
+}
+
+// fill makes n unread bytes available and reports whether it could.
+func (d *snapDecoder) fill(n int) bool {
+	if len(d.buf)-d.pos >= n {
+		return true
+	}
+	if d.err != nil {
+		return false
+	}
+	d.sum()
+	rest := copy(d.buf[:cap(d.buf)], d.buf[d.pos:])
+	d.buf, d.pos, d.summed = d.buf[:rest], 0, 0
+	for empty := 0; len(d.buf) < n; {
+		m, err := d.r.Read(d.buf[len(d.buf):cap(d.buf)])
+		d.buf = d.buf[:len(d.buf)+m]
+		if m == 0 && err == nil {
+			if empty++; empty > 100 {
+				err = io.ErrNoProgress
+			}
+		}
+		if err != nil {
+			if len(d.buf) >= n {
+				break
+			}
+			d.err = err
+			return false
+		}
+	}
+	return true
+}
+
+func (d *snapDecoder) byte() byte {
+	if !d.fill(1) {
+		return 0
+	}
+	b := d.buf[d.pos]
+	d.pos++
+	return b
+}
+
+// bytes returns the next n bytes, valid until the next read.
+func (d *snapDecoder) bytes(n int) []byte {
+	if n > cap(d.buf) {
+		d.setErr(corrupt("field of %d bytes", n))
+		return nil
+	}
+	if !d.fill(n) {
+		return nil
+	}
+	b := d.buf[d.pos : d.pos+n]
+	d.pos += n
+	return b
+}
+
+func (d *snapDecoder) setErr(err error) {
+	if d.err == nil {
+		d.err = err
+	}
+}
+
+func (d *snapDecoder) uvarint() uint64 {
+	var v uint64
+	for shift := uint(0); shift < 64; shift += 7 {
+		b := d.byte()
+		if d.err != nil {
+			return 0
+		}
+		if shift == 63 && b > 1 {
+			break
+		}
+		v |= uint64(b&0x7f) << shift
+		if b < 0x80 {
+			return v
+		}
+	}
+	d.setErr(corrupt("varint overflows 64 bits"))
+	return 0
+}
+
+func (d *snapDecoder) varint() int64 {
+	u := d.uvarint()
+	v := int64(u >> 1)
+	if u&1 != 0 {
+		v = ^v
+	}
+	return v
+}
+
+// strBytes reads a length-prefixed string of at most max bytes; the result
+// is valid until the next read.
+func (d *snapDecoder) strBytes(max int) []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(max) {
+		d.setErr(corrupt("string of %d bytes exceeds %d", n, max))
+		return nil
+	}
+	return d.bytes(int(n))
+}
+
+// str reads a length-prefixed string of at most max bytes.
+func (d *snapDecoder) str(max int) string { return string(d.strBytes(max)) }
+
+// ref reads an interned string of at most max bytes.
+func (d *snapDecoder) ref(max int) unique.Handle[string] {
+	k := d.uvarint()
+	if d.err != nil {
+		return unique.Handle[string]{}
+	}
+	if k == 0 {
+		s := d.str(MaxACLLen)
+		if d.err != nil {
+			return unique.Handle[string]{}
+		}
+		if err := checkText(s, MaxACLLen); err != nil {
+			d.setErr(corrupt("string table: %v", err))
+			return unique.Handle[string]{}
+		}
+		h := intern(s)
+		d.table = append(d.table, h)
+		k = uint64(len(d.table))
+	}
+	if k > uint64(len(d.table)) {
+		d.setErr(corrupt("string reference %d beyond table of %d", k, len(d.table)))
+		return unique.Handle[string]{}
+	}
+	h := d.table[k-1]
+	if len(h.Value()) > max {
+		d.setErr(corrupt("string of %d bytes exceeds %d", len(h.Value()), max))
+		return unique.Handle[string]{}
+	}
+	return h
+}
