@@ -1,5 +1,7 @@
 package fsm
 
+import "strings"
+
 // apply runs one command against the live state. It must be deterministic:
 // everything it reads comes from the command or the state.
 func (st *state) apply(c *Command) Result {
@@ -7,79 +9,98 @@ func (st *state) apply(c *Command) Result {
 		return Result{Code: CodeInvalid}
 	}
 	if c.Op == OpSetPeer {
-		if c.Location == "" {
-			delete(st.peers, c.Name)
-		} else {
-			st.peers[c.Name] = c.Location
-		}
+		st.setPeer(c.Name, c.Location)
 		return Result{Code: CodeOK}
 	}
-
 	key := DBNameKey(c.Name)
-	old, exists := st.tree.Get(probe(key))
-	if exists {
-		key = old.key // share the stored key string with the new record
+	old, _ := st.tree.Get(probe(key))
+	next, code := decide(c, old)
+	if code != CodeOK {
+		return Result{Code: code}
 	}
-	rev := st.revision + 1
-	var next *record
+	return Result{Code: CodeOK, Revision: st.commit(c, key, old, next)}
+}
+
+func (st *state) setPeer(id, addr string) {
+	if addr == "" {
+		delete(st.peers, id)
+		return
+	}
+	st.peers[strings.Clone(id)] = strings.Clone(addr)
+}
+
+// decide is the MUPDATE standard-mode semantics (reference §0 items 6-7,
+// §1.6.8-§1.6.11): given the command and the current record (nil if
+// absent) it returns the new interned fields, or a failure code. For a
+// DELETE the returned metaKey is unused.
+func decide(c *Command, old *record) (metaKey, Code) {
+	reserved := metaKey{state: StateReserved, loc: c.Location, by: c.Identity}
 	switch c.Op {
 	case OpReserve:
-		// Standard mode: a name held elsewhere is refused; the same
-		// location resets the entry to RESERVED (reference §1.6.8).
-		if exists && old.location() != c.Location {
-			return Result{Code: CodeExists}
+		// A name held elsewhere is refused; the same location resets
+		// the entry to RESERVED and clears its ACL.
+		if old != nil && old.meta.loc != c.Location {
+			return metaKey{}, CodeExists
 		}
-		next = st.reserved(key, c, rev)
+		return reserved, CodeOK
 	case OpActivate:
 		// Unconditional upsert (RFC 3656 §4.1).
-		next = &record{key: key, loc: intern(c.Location), acl: intern(c.ACL), modRevision: rev}
+		return metaKey{state: StateActive, loc: c.Location, acl: c.ACL}, CodeOK
 	case OpDeactivate:
 		switch {
-		case !exists:
-			return Result{Code: CodeNotFound}
-		case old.res != nil:
-			return Result{Code: CodeNotActive}
+		case old == nil:
+			return metaKey{}, CodeNotFound
+		case old.meta.state != StateActive:
+			return metaKey{}, CodeNotActive
 		}
-		next = st.reserved(key, c, rev)
+		// RESERVED at the location given in the command.
+		return reserved, CodeOK
 	case OpDelete:
-		if !exists {
-			return Result{Code: CodeNotFound}
+		if old == nil {
+			return metaKey{}, CodeNotFound
 		}
+		return metaKey{}, CodeOK
 	}
+	return metaKey{}, CodeInvalid
+}
 
-	if exists {
-		st.stats.remove(old)
-	}
-	ev := Event{Revision: rev, Op: c.Op}
-	if exists {
-		ev.PrevLocation = old.location()
-	}
-	if next == nil { // delete
+// commit applies a decided change to the entry keyed key (old is its
+// current record, nil if absent): the tree, the interner, the stats and the
+// history. It returns the new revision.
+func (st *state) commit(c *Command, key string, old *record, next metaKey) uint64 {
+	rev := st.revision + 1
+	var ev histEvent
+	if c.Op == OpDelete {
 		st.tree.Delete(old)
-		ev.Type = EventDelete
-		ev.Entry = old.entry(c.Name)
+		ev = histEvent{key: old.key, meta: old.meta, reservedAt: old.reservedAt,
+			createRevision: old.createRevision, modRevision: old.modRevision}
+		ev.typ = EventDelete
 	} else {
-		next.createRevision = rev
-		if exists {
-			next.createRevision = old.createRevision
+		r := &record{key: key, createRevision: rev, modRevision: rev}
+		var hint *meta
+		if old != nil {
+			// Share the stored key; a meta equal to the old one is
+			// reused without hashing.
+			r.key, r.createRevision, hint = old.key, old.createRevision, old.meta
 		}
-		st.tree.ReplaceOrInsert(next)
-		st.stats.add(next)
-		ev.Type = EventPut
-		ev.Entry = next.entry(c.Name)
+		r.meta = st.in.acquire(next, hint)
+		if next.state == StateReserved {
+			r.reservedAt = c.Time
+		}
+		st.tree.ReplaceOrInsert(r)
+		st.stats.add(r.meta)
+		ev = histEvent{key: r.key, meta: r.meta, reservedAt: r.reservedAt,
+			createRevision: r.createRevision, modRevision: r.modRevision}
+		ev.typ = EventPut
 	}
+	if old != nil {
+		ev.prev = old.meta
+		st.stats.remove(old.meta)
+		st.in.release(old.meta) // after acquire, so a shared meta survives
+	}
+	ev.op = c.Op
 	st.revision = rev
 	st.statsCache = nil
 	st.hist.append(ev)
-	return Result{Code: CodeOK, Revision: rev}
-}
-
-func (st *state) reserved(key string, c *Command, rev uint64) *record {
-	return &record{
-		key:         key,
-		loc:         intern(c.Location),
-		acl:         intern(""),
-		res:         &reservation{by: intern(c.Identity), at: c.Time},
-		modRevision: rev,
-	}
+	return rev
 }

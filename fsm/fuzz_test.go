@@ -39,30 +39,32 @@ func FuzzDecodeCommands(f *testing.F) {
 
 func FuzzRestore(f *testing.F) {
 	f.Add(snapshotBytes(f, sampleStore(f).Snapshot()))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		for _, in := range [][]byte{b, resealed(b)} {
-			s := New(Config{HistorySize: 16})
-			s.Apply(1, []Command{{Op: OpActivate, Name: "user.keep", Location: "be1!x"}})
-			before := dumpStore(s)
-			if err := s.Restore(bytes.NewReader(in)); err != nil {
-				if !equalDumps(before, dumpStore(s)) {
-					t.Fatalf("failed Restore changed the store: %v", err)
-				}
-				continue
+	f.Fuzz(fuzzRestoreBody)
+}
+
+func fuzzRestoreBody(t *testing.T, b []byte) {
+	for _, in := range [][]byte{b, resealed(b)} {
+		s := New(Config{HistorySize: 16})
+		s.Apply(1, []Command{{Op: OpActivate, Name: "user.keep", Location: "be1!x"}})
+		before := dumpStore(s)
+		if err := s.Restore(bytes.NewReader(in)); err != nil {
+			if !equalDumps(before, dumpStore(s)) {
+				t.Fatalf("failed Restore changed the store: %v", err)
 			}
-			checkInvariants(t, s)
-			// What was accepted writes out and restores to the same state.
-			r := New(Config{HistorySize: 16})
-			if err := r.Restore(bytes.NewReader(snapshotBytes(t, s.Snapshot()))); err != nil {
-				t.Fatalf("re-restore: %v", err)
-			}
-			if !equalDumps(dumpStore(s), dumpStore(r)) {
-				t.Fatal("re-restored state differs")
-			}
-			s.Apply(s.AppliedIndex()+1, []Command{{Op: OpReserve, Name: "user.keep", Location: "be1!x"}})
-			checkInvariants(t, s)
+			continue
 		}
-	})
+		checkInvariants(t, s)
+		// What was accepted writes out and restores to the same state.
+		r := New(Config{HistorySize: 16})
+		if err := r.Restore(bytes.NewReader(snapshotBytes(t, s.Snapshot()))); err != nil {
+			t.Fatalf("re-restore: %v", err)
+		}
+		if !equalDumps(dumpStore(s), dumpStore(r)) {
+			t.Fatal("re-restored state differs")
+		}
+		s.Apply(s.AppliedIndex()+1, []Command{{Op: OpReserve, Name: "user.keep", Location: "be1!x"}})
+		checkInvariants(t, s)
+	}
 }
 
 func resealed(b []byte) []byte {
@@ -137,10 +139,51 @@ func checkInvariants(t testing.TB, s *Store) {
 	if v.Len() != int(recount.Active+recount.Reserved) {
 		t.Fatalf("Len %d, counted %d", v.Len(), recount.Active+recount.Reserved)
 	}
-	evs := s.st.hist.all()
+	checkInterner(t, s)
+	evs, err := s.EventsSince(s.Revision()-uint64(s.st.hist.view().len()), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i, ev := range evs {
 		if want := s.Revision() - uint64(len(evs)) + 1 + uint64(i); ev.Revision != want {
 			t.Fatalf("history event %d has revision %d, want %d", i, ev.Revision, want)
+		}
+		if (ev.Type == EventPut && ev.Entry.ModRevision != ev.Revision) || ev.Entry.ModRevision > ev.Revision {
+			t.Fatalf("event %+v has entry mod revision %d", ev, ev.Entry.ModRevision)
+		}
+	}
+}
+
+// checkInterner verifies the live reference counts: every meta in the table
+// is used by exactly refs live records, no unused meta is kept, and every
+// location and identity string is counted once per meta holding it.
+func checkInterner(t testing.TB, s *Store) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := &s.st.in
+	uses := map[*meta]int{}
+	s.st.tree.Ascend(func(r *record) bool { uses[r.meta]++; return true })
+	if len(uses) != len(in.metas) {
+		t.Fatalf("%d metas in use, %d in the table", len(uses), len(in.metas))
+	}
+	strUses := map[string]int{}
+	for m, n := range uses {
+		if in.metas[m.metaKey] != m || m.refs != n {
+			t.Fatalf("meta %+v: table %p, refs %d, used %d", m.metaKey, in.metas[m.metaKey], m.refs, n)
+		}
+		for _, str := range []string{m.loc, m.by} {
+			if str != "" {
+				strUses[str]++
+			}
+		}
+	}
+	if len(strUses) != len(in.strs) {
+		t.Fatalf("%d strings in use, %d in the table", len(strUses), len(in.strs))
+	}
+	for str, n := range strUses {
+		if r := in.strs[str]; r == nil || r.refs != n {
+			t.Fatalf("string %q: table %+v, used by %d metas", str, r, n)
 		}
 	}
 }

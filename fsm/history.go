@@ -1,40 +1,94 @@
 package fsm
 
-// history keeps the last size events in revision order.
-//
-// It is an append-only slice that is compacted by copying into a fresh
-// array, never by overwriting in place: a Snapshot holding a sub-slice keeps
-// seeing exactly the events it captured while Apply goes on, without the
-// snapshot having to copy them.
-type history struct {
-	size   int
-	events []Event
+// histEvent is an Event as the history keeps it: it shares the record's key
+// and metas instead of holding strings, so an event costs 64 bytes and no
+// allocation of its own. The revision follows from its position.
+type histEvent struct {
+	key            string
+	meta           *meta // the new entry (put) or the removed one (delete)
+	prev           *meta // the entry before the change; nil if absent
+	reservedAt     int64
+	createRevision uint64
+	modRevision    uint64
+	op             Op
+	typ            EventType
 }
 
-// slack bounds both the extra memory (events beyond size) and how often
-// the kept events are copied.
-func (h *history) slack() int { return max(h.size/4, 64) }
+func (h *histEvent) event(rev uint64) Event {
+	ev := Event{
+		Revision: rev,
+		Type:     h.typ,
+		Op:       h.op,
+		Entry: Entry{
+			Name:           NameFromDBKey(h.key),
+			State:          h.meta.state,
+			Location:       h.meta.loc,
+			ACL:            h.meta.acl,
+			CreateRevision: h.createRevision,
+			ModRevision:    h.modRevision,
+			ReservedBy:     h.meta.by,
+			ReservedAt:     h.reservedAt,
+		},
+	}
+	if h.prev != nil {
+		ev.PrevLocation = h.prev.loc
+	}
+	return ev
+}
 
-func (h *history) append(ev Event) {
+// histChunk is the number of events per history chunk (64 KiB).
+const histChunk = 1024
+
+// history keeps the last size events in revision order.
+//
+// Events live in fixed-size chunks that are filled by appending and dropped
+// whole from the front; nothing is ever overwritten or copied. A histView
+// (what a Snapshot or EventsSince holds) is a copy of the chunk headers, so
+// it keeps seeing exactly the events it captured while Apply goes on, and
+// the history never moves megabytes around.
+type history struct {
+	size   int
+	chunks [][]histEvent // all full except the last
+	n      int           // events in chunks; may exceed size by < histChunk
+}
+
+func (h *history) append(ev histEvent) {
 	if h.size <= 0 {
 		return
 	}
-	if len(h.events) == cap(h.events) && len(h.events) >= h.size {
-		keep := h.events[len(h.events)-h.size+1:]
-		fresh := make([]Event, len(keep), h.size+h.slack())
-		copy(fresh, keep)
-		h.events = fresh
+	last := len(h.chunks) - 1
+	if last < 0 || len(h.chunks[last]) == histChunk {
+		h.chunks = append(h.chunks, make([]histEvent, 0, histChunk))
+		last++
 	}
-	h.events = append(h.events, ev)
+	h.chunks[last] = append(h.chunks[last], ev)
+	h.n++
+	if h.n-len(h.chunks[0]) >= h.size {
+		h.n -= len(h.chunks[0])
+		h.chunks = append([][]histEvent(nil), h.chunks[1:]...)
+	}
 }
 
-// all returns the kept events, at most size of them. The result shares
-// memory with the history and must not be modified.
-func (h *history) all() []Event {
-	if len(h.events) > h.size {
-		return h.events[len(h.events)-h.size:]
-	}
-	return h.events
+// view returns the kept events, the last min(n, size) of them.
+func (h *history) view() histView {
+	keep := min(h.n, max(h.size, 0))
+	return histView{chunks: append([][]histEvent(nil), h.chunks...), skip: h.n - keep, n: keep}
+}
+
+// histView is an immutable window of n events starting skip events into
+// chunks.
+type histView struct {
+	chunks [][]histEvent
+	skip   int
+	n      int
+}
+
+func (v histView) len() int { return v.n }
+
+func (v histView) at(i int) *histEvent {
+	i += v.skip
+	// All chunks but the last are full, so the index arithmetic is exact.
+	return &v.chunks[i/histChunk][i%histChunk]
 }
 
 // EventsSince returns up to max events with revision > from, in order; max
@@ -44,23 +98,30 @@ func (h *history) all() []Event {
 // events and no error; the caller waits on Changed.
 func (s *Store) EventsSince(from uint64, max int) ([]Event, error) {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return eventsSince(s.st.hist.all(), s.st.revision, from, max)
+	evs, current := s.st.hist.view(), s.st.revision
+	s.mu.RUnlock()
+	// evs is immutable (see history), so it is converted unlocked.
+	return eventsSince(evs, current, from, max)
 }
 
-func eventsSince(evs []Event, current, from uint64, max int) ([]Event, error) {
+func eventsSince(evs histView, current, from uint64, max int) ([]Event, error) {
 	if from >= current {
 		return nil, nil
 	}
 	// evs holds revisions current-len+1 .. current; a resume from
 	// oldest-1 is still served.
-	compact := current - uint64(len(evs))
+	compact := current - uint64(evs.len())
 	if from < compact {
 		return nil, &CompactedError{Requested: from, Compact: compact, Current: current}
 	}
-	out := evs[from-compact:]
-	if max > 0 && len(out) > max {
-		out = out[:max]
+	start := int(from - compact)
+	n := evs.len() - start
+	if max > 0 && n > max {
+		n = max
 	}
-	return append([]Event(nil), out...), nil
+	out := make([]Event, n)
+	for i := range out {
+		out[i] = evs.at(start + i).event(from + 1 + uint64(i))
+	}
+	return out, nil
 }

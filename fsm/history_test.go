@@ -92,15 +92,43 @@ func TestEventsSinceWithNoHistoryIsAlwaysCompactedBehind(t *testing.T) {
 }
 
 func TestHistoryKeepsExactlyLastEventsAcrossManyCompactions(t *testing.T) {
-	for _, size := range []int{1, 2, 7, 64, 100} {
-		s := storeWithRevisions(t, Config{HistorySize: size}, 1000)
-		evs, err := s.EventsSince(1000-uint64(size), 0)
+	const total = 5000
+	for _, size := range []int{1, 2, 7, 100, histChunk - 1, histChunk, histChunk + 1, 3000, total} {
+		s := New(Config{HistorySize: size})
+		var snaps []*Snapshot
+		for i := 1; i <= total; i++ {
+			s.Apply(uint64(i), []Command{{Op: OpActivate, Name: fmt.Sprintf("user.u%d", i%7), Location: fmt.Sprintf("be%d!p", i)}})
+			if i%1500 == 0 {
+				snaps = append(snaps, s.Snapshot())
+			}
+		}
+		evs, err := s.EventsSince(total-uint64(size), 0)
 		if err != nil {
 			t.Fatalf("size %d: %v", size, err)
 		}
-		checkEvents(t, evs, 1000-uint64(size), size)
-		if _, err := s.EventsSince(999-uint64(size), 0); !errors.Is(err, ErrCompacted) {
+		checkEvents(t, evs, total-uint64(size), size)
+		if evs[len(evs)-1].Entry.Location != fmt.Sprintf("be%d!p", total) {
+			t.Fatalf("size %d: last event %+v", size, evs[len(evs)-1])
+		}
+		if _, err := s.EventsSince(total-1-uint64(size), 0); size < total && !errors.Is(err, ErrCompacted) {
 			t.Fatalf("size %d: err %v", size, err)
+		}
+		// Snapshots taken while chunks filled and dropped still hold
+		// exactly their events.
+		for _, sn := range snaps {
+			r := New(Config{HistorySize: size})
+			if err := r.Restore(bytes.NewReader(snapshotBytes(t, sn))); err != nil {
+				t.Fatal(err)
+			}
+			keep := min(uint64(size), sn.Revision())
+			evs, err := r.EventsSince(sn.Revision()-keep, 0)
+			if err != nil {
+				t.Fatalf("size %d snapshot at %d: %v", size, sn.Revision(), err)
+			}
+			checkEvents(t, evs, sn.Revision()-keep, int(keep))
+			if evs[len(evs)-1].Entry.Location != fmt.Sprintf("be%d!p", sn.Revision()) {
+				t.Fatalf("size %d: snapshot's last event %+v", size, evs[len(evs)-1])
+			}
 		}
 	}
 }

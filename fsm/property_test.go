@@ -188,8 +188,8 @@ func TestSnapshotMidwayRestoredStoreConverges(t *testing.T) {
 			t.Fatalf("seed %d: full history run lost events: %d, %v", seed, len(ea), errA)
 		}
 		for from := uint64(0); from <= a.Revision()+1; from++ {
-			ea, errA := a.EventsSince(from, 0)
-			eb, errB := b.EventsSince(from, 0)
+			ea, errA := a.EventsSince(from, 3)
+			eb, errB := b.EventsSince(from, 3)
 			if fmt.Sprint(errA) != fmt.Sprint(errB) || !slices.Equal(ea, eb) {
 				t.Fatalf("seed %d: EventsSince(%d) differs (%v, %v)", seed, from, errA, errB)
 			}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"unique"
 )
 
 // Restore replaces the whole state from a snapshot stream written by
@@ -115,32 +114,22 @@ func (d *snapDecoder) entries(st *state) error {
 		if err := checkName(name); err != nil || DBNameKey(name) != key {
 			return corrupt("entry %d: invalid name key %q", i, key)
 		}
-		rec, err := d.record(key, st.revision)
+		rec, err := d.record(&st.in, key, st.revision)
 		if err != nil {
 			return fmt.Errorf("entry %q: %w", name, err)
 		}
 		st.tree.ReplaceOrInsert(rec)
-		st.stats.add(rec)
+		st.stats.add(rec.meta)
 		prev = key
 	}
 	return d.fail("entries")
 }
 
 // record reads the fields after the key of one entry.
-func (d *snapDecoder) record(key string, revision uint64) (*record, error) {
-	rec := &record{key: key}
-	state := State(d.byte())
-	rec.loc = d.ref(MaxLocationLen)
-	switch state {
-	case StateActive:
-		rec.acl = d.ref(MaxACLLen)
-	case StateReserved:
-		by := d.ref(MaxIdentityLen)
-		rec.res = &reservation{by: by, at: d.varint()}
-	default:
-		if d.err == nil {
-			return nil, corrupt("state %d", uint8(state))
-		}
+func (d *snapDecoder) record(in *interner, key string, revision uint64) (*record, error) {
+	rec := &record{key: key, meta: d.meta(in)}
+	if d.err == nil && rec.meta.state == StateReserved {
+		rec.reservedAt = d.varint()
 	}
 	rec.createRevision = d.uvarint()
 	rec.modRevision = d.uvarint()
@@ -167,7 +156,7 @@ func (d *snapDecoder) history(st *state) error {
 	}
 	first := st.revision - n + 1
 	for i := uint64(0); i < n; i++ {
-		ev, err := d.event(first + i)
+		ev, err := d.event(&st.in, first+i)
 		if err != nil {
 			return fmt.Errorf("event %d: %w", first+i, err)
 		}
@@ -178,34 +167,39 @@ func (d *snapDecoder) history(st *state) error {
 	return nil
 }
 
-func (d *snapDecoder) event(rev uint64) (Event, error) {
-	ev := Event{Revision: rev, Type: EventType(d.byte()), Op: Op(d.byte())}
-	e := &ev.Entry
-	e.Name = d.str(MaxNameLen)
-	e.State = State(d.byte())
-	e.Location = str(d.ref(MaxLocationLen))
-	e.ACL = str(d.ref(MaxACLLen))
-	e.ReservedBy = str(d.ref(MaxIdentityLen))
-	e.ReservedAt = d.varint()
-	e.CreateRevision = d.uvarint()
-	e.ModRevision = d.uvarint()
-	ev.PrevLocation = str(d.ref(MaxLocationLen))
+func (d *snapDecoder) event(in *interner, rev uint64) (histEvent, error) {
+	ev := histEvent{typ: EventType(d.byte()), op: Op(d.byte())}
+	key := d.strBytes(MaxNameLen)
+	if d.err == nil {
+		ev.key = string(key)
+	}
+	ev.meta = d.historyMeta(in)
+	ev.reservedAt = d.varint()
+	ev.createRevision = d.uvarint()
+	ev.modRevision = d.uvarint()
+	switch d.byte() {
+	case 0:
+	case 1:
+		ev.prev = d.historyMeta(in)
+	default:
+		d.setErr(corrupt("bad previous-entry flag"))
+	}
 	if d.err != nil {
-		return Event{}, d.fail("event")
+		return histEvent{}, d.fail("event")
 	}
-	if err := checkName(e.Name); err != nil {
-		return Event{}, corrupt("name: %v", err)
+	if err := checkName(NameFromDBKey(ev.key)); err != nil || DBNameKey(NameFromDBKey(ev.key)) != ev.key {
+		return histEvent{}, corrupt("invalid name key %q", ev.key)
 	}
-	put := ev.Type == EventPut && ev.Op >= OpReserve && ev.Op <= OpDeactivate
-	del := ev.Type == EventDelete && ev.Op == OpDelete
-	if !put && !del {
-		return Event{}, corrupt("type %d op %d", ev.Type, ev.Op)
+	put := ev.typ == EventPut && ev.op >= OpReserve && ev.op <= OpDeactivate
+	del := ev.typ == EventDelete && ev.op == OpDelete
+	if !put && !del || (del && ev.prev == nil) {
+		return histEvent{}, corrupt("type %d op %d", ev.typ, ev.op)
 	}
-	if e.State != StateActive && e.State != StateReserved {
-		return Event{}, corrupt("state %d", e.State)
+	if ev.meta.state == StateActive && ev.reservedAt != 0 {
+		return histEvent{}, corrupt("ACTIVE with a reservation time")
 	}
-	if e.CreateRevision == 0 || e.CreateRevision > e.ModRevision || (put && e.ModRevision != rev) || (del && e.ModRevision >= rev) {
-		return Event{}, corrupt("revisions create %d mod %d at %d", e.CreateRevision, e.ModRevision, rev)
+	if ev.createRevision == 0 || ev.createRevision > ev.modRevision || (put && ev.modRevision != rev) || (del && ev.modRevision >= rev) {
+		return histEvent{}, corrupt("revisions create %d mod %d at %d", ev.createRevision, ev.modRevision, rev)
 	}
 	return ev, nil
 }
@@ -239,13 +233,14 @@ const snapBufSize = 2*MaxACLLen + 1024
 // snapDecoder is a buffered reader that checksums the bytes it has consumed.
 // The first error sticks.
 type snapDecoder struct {
-	r      io.Reader
-	buf    []byte
-	pos    int // next unread byte in buf
-	summed int // buf[:summed] is included in crc
-	crc    uint32
-	err    error
-	table  []unique.Handle[string]
+	r         io.Reader
+	buf       []byte
+	pos       int // next unread byte in buf
+	summed    int // buf[:summed] is included in crc
+	crc       uint32
+	err       error
+	metas     []*meta // entry meta table, in definition order
+	histMetas []*meta // history meta table
 }
 
 // fail turns the sticky error into the error of a section.
@@ -370,33 +365,96 @@ func (d *snapDecoder) strBytes(max int) []byte {
 // str reads a length-prefixed string of at most max bytes.
 func (d *snapDecoder) str(max int) string { return string(d.strBytes(max)) }
 
-// ref reads an interned string of at most max bytes.
-func (d *snapDecoder) ref(max int) unique.Handle[string] {
+// meta reads a meta reference, interning a new definition in in and
+// counting one more live user either way.
+func (d *snapDecoder) meta(in *interner) *meta {
 	k := d.uvarint()
 	if d.err != nil {
-		return unique.Handle[string]{}
+		return nil
 	}
 	if k == 0 {
-		s := d.str(MaxACLLen)
+		mk := d.metaKey()
 		if d.err != nil {
-			return unique.Handle[string]{}
+			return nil
 		}
-		if err := checkText(s, MaxACLLen); err != nil {
-			d.setErr(corrupt("string table: %v", err))
-			return unique.Handle[string]{}
+		if in.metas[mk] != nil {
+			d.setErr(corrupt("meta %d defined twice", len(d.metas)))
+			return nil
 		}
-		h := intern(s)
-		d.table = append(d.table, h)
-		k = uint64(len(d.table))
+		m := in.acquire(mk, nil)
+		d.metas = append(d.metas, m)
+		return m
 	}
-	if k > uint64(len(d.table)) {
-		d.setErr(corrupt("string reference %d beyond table of %d", k, len(d.table)))
-		return unique.Handle[string]{}
+	if k > uint64(len(d.metas)) {
+		d.setErr(corrupt("meta reference %d beyond table of %d", k, len(d.metas)))
+		return nil
 	}
-	h := d.table[k-1]
-	if len(h.Value()) > max {
-		d.setErr(corrupt("string of %d bytes exceeds %d", len(h.Value()), max))
-		return unique.Handle[string]{}
+	m := d.metas[k-1]
+	m.refs++
+	return m
+}
+
+// checkMeta applies Validate's rules and the state invariants to a meta.
+func checkMeta(k metaKey) error {
+	for _, f := range []struct {
+		s   string
+		max int
+	}{{k.loc, MaxLocationLen}, {k.acl, MaxACLLen}, {k.by, MaxIdentityLen}} {
+		if err := checkText(f.s, f.max); err != nil {
+			return err
+		}
 	}
-	return h
+	switch {
+	case k.state == StateActive && k.by != "":
+		return errors.New("ACTIVE with a reservation")
+	case k.state == StateReserved && k.acl != "":
+		return errors.New("RESERVED with an ACL")
+	case k.state != StateActive && k.state != StateReserved:
+		return fmt.Errorf("state %d", uint8(k.state))
+	}
+	return nil
+}
+
+// historyMeta reads a meta reference for an event. Events do not count as
+// live users: a meta only history uses stays out of the interner (sharing
+// the interned pointer when the value is live anyway).
+func (d *snapDecoder) historyMeta(in *interner) *meta {
+	k := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if k == 0 {
+		mk := d.metaKey()
+		if d.err != nil {
+			return nil
+		}
+		m := in.metas[mk]
+		if m == nil {
+			m = &meta{metaKey: mk}
+		}
+		d.histMetas = append(d.histMetas, m)
+		return m
+	}
+	if k > uint64(len(d.histMetas)) {
+		d.setErr(corrupt("history meta reference %d beyond table of %d", k, len(d.histMetas)))
+		return nil
+	}
+	return d.histMetas[k-1]
+}
+
+// metaKey reads and checks the body of a meta definition.
+func (d *snapDecoder) metaKey() metaKey {
+	var mk metaKey
+	mk.state = State(d.byte())
+	mk.loc = d.str(MaxLocationLen)
+	mk.acl = d.str(MaxACLLen)
+	mk.by = d.str(MaxIdentityLen)
+	if d.err != nil {
+		return metaKey{}
+	}
+	if err := checkMeta(mk); err != nil {
+		d.setErr(corrupt("meta: %v", err))
+		return metaKey{}
+	}
+	return mk
 }

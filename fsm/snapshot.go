@@ -6,28 +6,28 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"unique"
 
 	"github.com/google/btree"
 )
 
 // Snapshot format, version 1. All integers are varints; a "str" is a uvarint
-// length and the bytes; a "ref" is an interned string: uvarint 0 followed by
-// a str defines the next table slot, k > 0 names slot k-1. The table is
-// shared by locations, ACLs and identities, so the few distinct values are
-// written once and Restore interns each once.
+// length and the bytes. A "meta" (state, location, ACL, reserved-by) is
+// written once per distinct value: uvarint 0, a state byte and three strs
+// define the next table slot; k > 0 names slot k-1. Entries and history
+// have a table each. Restore therefore interns each distinct value once,
+// and the snapshot stays small.
 //
 //	magic "RKRYFSM\x00", version byte
 //	revision, applied index
 //	peers:   count, then per peer (ascending id): str id, str address
 //	entries: count, then per entry in key order: uvarint bytes shared with
-//	         the previous key, str rest of key, state byte, ref location,
-//	         ACTIVE: ref ACL | RESERVED: ref reserved-by, varint reserved-at,
-//	         uvarint create revision, uvarint mod revision
+//	         the previous key, str rest of key, meta, (RESERVED only:
+//	         varint reserved-at), uvarint create revision, uvarint mod
+//	         revision
 //	history: count, then per event (revisions revision-count+1 ..
-//	         revision): type byte, op byte, str name, state byte,
-//	         ref location, ref ACL, ref reserved-by, varint reserved-at,
-//	         uvarint create revision, uvarint mod revision, ref prev location
+//	         revision): type byte, op byte, str key, meta, varint
+//	         reserved-at, uvarint create revision, uvarint mod revision,
+//	         byte 1 and the meta before the change, or byte 0 if absent
 //	trailer: CRC-32C (Castagnoli) of every byte above, 4 bytes little endian
 const (
 	snapshotMagic   = "RKRYFSM\x00"
@@ -43,7 +43,8 @@ type Snapshot struct {
 	revision uint64
 	applied  uint64
 	peers    []peer
-	events   []Event // shared with the store's history; read only
+	events   histView // shares the store's history chunks; read only
+	metas    int      // distinct metas in the tree, to size the tables
 }
 
 type peer struct{ id, addr string }
@@ -57,12 +58,17 @@ func (sn *Snapshot) AppliedIndex() uint64 { return sn.applied }
 // Len is the number of entries in the snapshot.
 func (sn *Snapshot) Len() int { return sn.tree.Len() }
 
-// WriteTo streams the snapshot to w through a small buffer; memory use does
-// not grow with the number of entries beyond the table of distinct
-// locations, ACLs and identities. Equal states write equal bytes.
+// WriteTo streams the snapshot to w through a 64 KiB buffer; the only
+// memory that grows with the state is a table of about 20 bytes per
+// distinct (state, location, ACL, identity) value. Equal states write equal
+// bytes.
 func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	cw := &crcWriter{w: w}
-	e := &snapEncoder{w: bufio.NewWriterSize(cw, 64<<10), refs: map[unique.Handle[string]]uint64{}}
+	e := &snapEncoder{
+		w:        bufio.NewWriterSize(cw, 64<<10),
+		metaPtrs: make(map[*meta]uint64, sn.metas),
+		histMeta: map[metaKey]uint64{},
+	}
 	e.raw(snapshotMagic)
 	e.byte(snapshotVersion)
 	e.uvarint(sn.revision)
@@ -80,13 +86,9 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		shared := commonPrefixLen(prev, r.key)
 		e.uvarint(uint64(shared))
 		e.str(r.key[shared:])
-		e.byte(byte(r.state()))
-		e.ref(r.loc)
-		if r.res == nil {
-			e.ref(r.acl)
-		} else {
-			e.ref(r.res.by)
-			e.varint(r.res.at)
+		e.liveMeta(r.meta)
+		if r.meta.state == StateReserved {
+			e.varint(r.reservedAt)
 		}
 		e.uvarint(r.createRevision)
 		e.uvarint(r.modRevision)
@@ -94,20 +96,22 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		return e.err == nil
 	})
 
-	e.uvarint(uint64(len(sn.events)))
-	for i := range sn.events {
-		ev := &sn.events[i]
-		e.byte(byte(ev.Type))
-		e.byte(byte(ev.Op))
-		e.str(ev.Entry.Name)
-		e.byte(byte(ev.Entry.State))
-		e.ref(intern(ev.Entry.Location))
-		e.ref(intern(ev.Entry.ACL))
-		e.ref(intern(ev.Entry.ReservedBy))
-		e.varint(ev.Entry.ReservedAt)
-		e.uvarint(ev.Entry.CreateRevision)
-		e.uvarint(ev.Entry.ModRevision)
-		e.ref(intern(ev.PrevLocation))
+	e.uvarint(uint64(sn.events.len()))
+	for i := 0; i < sn.events.len(); i++ {
+		ev := sn.events.at(i)
+		e.byte(byte(ev.typ))
+		e.byte(byte(ev.op))
+		e.str(ev.key)
+		e.histMetaRef(ev.meta)
+		e.varint(ev.reservedAt)
+		e.uvarint(ev.createRevision)
+		e.uvarint(ev.modRevision)
+		if ev.prev == nil {
+			e.byte(0)
+		} else {
+			e.byte(1)
+			e.histMetaRef(ev.prev)
+		}
 	}
 	if e.err == nil {
 		e.err = e.w.Flush()
@@ -154,7 +158,11 @@ type snapEncoder struct {
 	w       *bufio.Writer
 	err     error
 	scratch [binary.MaxVarintLen64]byte
-	refs    map[unique.Handle[string]]uint64
+	// The meta table is keyed by value so equal states write equal
+	// bytes (history may hold a released and a re-created meta of equal
+	// value); the pointer map makes the common repeat a cheap lookup.
+	metaPtrs map[*meta]uint64
+	histMeta map[metaKey]uint64
 }
 
 func (e *snapEncoder) raw(s string) {
@@ -186,15 +194,36 @@ func (e *snapEncoder) str(s string) {
 	e.raw(s)
 }
 
-func (e *snapEncoder) ref(h unique.Handle[string]) {
-	if h == (unique.Handle[string]{}) {
-		h = intern("")
-	}
-	if id, ok := e.refs[h]; ok {
+// liveMeta writes a meta of the tree. The interner holds one meta per
+// value, so the pointer identifies the value, and the table costs about 20
+// bytes per distinct value while the snapshot is written.
+func (e *snapEncoder) liveMeta(m *meta) {
+	if id, ok := e.metaPtrs[m]; ok {
 		e.uvarint(id + 1)
 		return
 	}
-	e.refs[h] = uint64(len(e.refs))
+	e.metaPtrs[m] = uint64(len(e.metaPtrs))
+	e.defineMeta(m)
+}
+
+// histMetaRef writes a meta of the history in a table of its own, keyed by
+// value: the history may hold a released and a re-created meta of equal
+// value, and equal states must write equal bytes. It is bounded by the
+// history size.
+func (e *snapEncoder) histMetaRef(m *meta) {
+	if id, ok := e.histMeta[m.metaKey]; ok {
+		e.uvarint(id + 1)
+		return
+	}
+	e.histMeta[m.metaKey] = uint64(len(e.histMeta))
+	e.defineMeta(m)
+}
+
+// defineMeta writes a meta table definition.
+func (e *snapEncoder) defineMeta(m *meta) {
 	e.uvarint(0)
-	e.str(h.Value())
+	e.byte(byte(m.state))
+	e.str(m.loc)
+	e.str(m.acl)
+	e.str(m.by)
 }

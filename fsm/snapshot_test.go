@@ -183,7 +183,8 @@ func TestRestoreRejectsResealedSemanticCorruption(t *testing.T) {
 		"name with NUL":      func(b []byte) { b[i+5] = 0 },
 		"non-canonical key":  func(b []byte) { b[i+4] = '!' }, // "user!a" must be keyed "user\x1da"
 		"keys out of order":  func(b []byte) { b[i+5] = 'c' }, // user.c then user.b
-		"bad state":          func(b []byte) { b[i+6] = 9 },
+		"bad meta reference": func(b []byte) { b[i+6] = 9 },
+		"bad state":          func(b []byte) { b[i+7] = 9 },
 		"revision too large": func(b []byte) { b[len(snapshotMagic)+1] = 1 }, // revision 2 -> 1
 	}
 	for name, m := range mutate {

@@ -26,30 +26,30 @@ func (s *Stats) clone() Stats {
 // serverCounts is maintained by Apply so Stats never scans the tree.
 type serverCounts map[string]*[2]uint64 // server -> {active, reserved}
 
-func (sc serverCounts) add(r *record) {
-	srv := ServerOf(r.location())
+func (sc serverCounts) add(m *meta) {
+	srv := ServerOf(m.loc)
 	c := sc[srv]
 	if c == nil {
 		c = new([2]uint64)
 		sc[srv] = c
 	}
-	c[stateSlot(r)]++
+	c[stateSlot(m)]++
 }
 
-func (sc serverCounts) remove(r *record) {
-	srv := ServerOf(r.location())
+func (sc serverCounts) remove(m *meta) {
+	srv := ServerOf(m.loc)
 	c := sc[srv]
 	if c == nil {
 		return
 	}
-	c[stateSlot(r)]--
+	c[stateSlot(m)]--
 	if c[0] == 0 && c[1] == 0 {
 		delete(sc, srv)
 	}
 }
 
-func stateSlot(r *record) int {
-	if r.res != nil {
+func stateSlot(m *meta) int {
+	if m.state == StateReserved {
 		return 1
 	}
 	return 0

@@ -78,7 +78,7 @@ func (v *View) ScanNameFrom(prefix, after string, fn func(Entry) bool) {
 func (v *View) scanKeyPrefix(kp, start string, fn func(Entry) bool) bool {
 	more := true
 	v.tree.AscendGreaterOrEqual(probe(max(kp, start)), func(r *record) bool {
-		if !hasPrefix(r.key, kp) {
+		if !strings.HasPrefix(r.key, kp) {
 			return false
 		}
 		more = fn(r.entry(""))
@@ -96,7 +96,7 @@ func (v *View) scanKeyPrefix(kp, start string, fn func(Entry) bool) bool {
 // most of a server's entries anyway.
 func (v *View) ScanLocation(prefix string, fn func(Entry) bool) {
 	v.tree.Ascend(func(r *record) bool {
-		if !hasPrefix(r.location(), prefix) {
+		if !strings.HasPrefix(r.meta.loc, prefix) {
 			return true
 		}
 		return fn(r.entry(""))

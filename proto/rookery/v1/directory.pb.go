@@ -179,6 +179,62 @@ func (EventType) EnumDescriptor() ([]byte, []int) {
 	return file_rookery_v1_directory_proto_rawDescGZIP(), []int{2}
 }
 
+// Operation is the directory command that produced an event.
+type Operation int32
+
+const (
+	Operation_OPERATION_UNSPECIFIED Operation = 0
+	Operation_OPERATION_RESERVE     Operation = 1
+	Operation_OPERATION_ACTIVATE    Operation = 2
+	Operation_OPERATION_DEACTIVATE  Operation = 3
+	Operation_OPERATION_DELETE      Operation = 4
+)
+
+// Enum value maps for Operation.
+var (
+	Operation_name = map[int32]string{
+		0: "OPERATION_UNSPECIFIED",
+		1: "OPERATION_RESERVE",
+		2: "OPERATION_ACTIVATE",
+		3: "OPERATION_DEACTIVATE",
+		4: "OPERATION_DELETE",
+	}
+	Operation_value = map[string]int32{
+		"OPERATION_UNSPECIFIED": 0,
+		"OPERATION_RESERVE":     1,
+		"OPERATION_ACTIVATE":    2,
+		"OPERATION_DEACTIVATE":  3,
+		"OPERATION_DELETE":      4,
+	}
+)
+
+func (x Operation) Enum() *Operation {
+	p := new(Operation)
+	*p = x
+	return p
+}
+
+func (x Operation) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Operation) Descriptor() protoreflect.EnumDescriptor {
+	return file_rookery_v1_directory_proto_enumTypes[3].Descriptor()
+}
+
+func (Operation) Type() protoreflect.EnumType {
+	return &file_rookery_v1_directory_proto_enumTypes[3]
+}
+
+func (x Operation) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Operation.Descriptor instead.
+func (Operation) EnumDescriptor() ([]byte, []int) {
+	return file_rookery_v1_directory_proto_rawDescGZIP(), []int{3}
+}
+
 // Mailbox is one directory entry, keyed by the Cyrus internal mailbox name.
 type Mailbox struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
@@ -775,11 +831,14 @@ func (x *WriteResponse) GetRevision() uint64 {
 }
 
 type Event struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Revision      uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
-	Type          EventType              `protobuf:"varint,2,opt,name=type,proto3,enum=rookery.v1.EventType" json:"type,omitempty"`
-	Mailbox       *Mailbox               `protobuf:"bytes,3,opt,name=mailbox,proto3" json:"mailbox,omitempty"`
-	PrevLocation  string                 `protobuf:"bytes,4,opt,name=prev_location,json=prevLocation,proto3" json:"prev_location,omitempty"` // location before this change, if the entry existed
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Revision     uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	Type         EventType              `protobuf:"varint,2,opt,name=type,proto3,enum=rookery.v1.EventType" json:"type,omitempty"`
+	Mailbox      *Mailbox               `protobuf:"bytes,3,opt,name=mailbox,proto3" json:"mailbox,omitempty"`
+	PrevLocation string                 `protobuf:"bytes,4,opt,name=prev_location,json=prevLocation,proto3" json:"prev_location,omitempty"` // location before this change, if the entry existed
+	// op is the command that made the change: a RESERVED put may come from
+	// RESERVE or from DEACTIVATE (a move), which type alone cannot tell.
+	Op            Operation `protobuf:"varint,5,opt,name=op,proto3,enum=rookery.v1.Operation" json:"op,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -840,6 +899,13 @@ func (x *Event) GetPrevLocation() string {
 		return x.PrevLocation
 	}
 	return ""
+}
+
+func (x *Event) GetOp() Operation {
+	if x != nil {
+		return x.Op
+	}
+	return Operation_OPERATION_UNSPECIFIED
 }
 
 type WatchRequest struct {
@@ -1157,12 +1223,13 @@ const file_rookery_v1_directory_proto_rawDesc = "" +
 	"\rDeleteRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"+\n" +
 	"\rWriteResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x04R\brevision\"\xa2\x01\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\"\xc9\x01\n" +
 	"\x05Event\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12)\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x15.rookery.v1.EventTypeR\x04type\x12-\n" +
 	"\amailbox\x18\x03 \x01(\v2\x13.rookery.v1.MailboxR\amailbox\x12#\n" +
-	"\rprev_location\x18\x04 \x01(\tR\fprevLocation\"\xaf\x01\n" +
+	"\rprev_location\x18\x04 \x01(\tR\fprevLocation\x12%\n" +
+	"\x02op\x18\x05 \x01(\x0e2\x15.rookery.v1.OperationR\x02op\"\xaf\x01\n" +
 	"\fWatchRequest\x12#\n" +
 	"\rfrom_revision\x18\x01 \x01(\x04R\ffromRevision\x12\x1f\n" +
 	"\vname_prefix\x18\x02 \x01(\tR\n" +
@@ -1190,7 +1257,13 @@ const file_rookery_v1_directory_proto_rawDesc = "" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eEVENT_TYPE_PUT\x10\x01\x12\x15\n" +
-	"\x11EVENT_TYPE_DELETE\x10\x022\x9f\x04\n" +
+	"\x11EVENT_TYPE_DELETE\x10\x02*\x85\x01\n" +
+	"\tOperation\x12\x19\n" +
+	"\x15OPERATION_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11OPERATION_RESERVE\x10\x01\x12\x16\n" +
+	"\x12OPERATION_ACTIVATE\x10\x02\x12\x18\n" +
+	"\x14OPERATION_DEACTIVATE\x10\x03\x12\x14\n" +
+	"\x10OPERATION_DELETE\x10\x042\x9f\x04\n" +
 	"\tDirectory\x126\n" +
 	"\x03Get\x12\x16.rookery.v1.GetRequest\x1a\x17.rookery.v1.GetResponse\x129\n" +
 	"\x04List\x12\x17.rookery.v1.ListRequest\x1a\x18.rookery.v1.ListResponse\x12@\n" +
@@ -1214,59 +1287,61 @@ func file_rookery_v1_directory_proto_rawDescGZIP() []byte {
 	return file_rookery_v1_directory_proto_rawDescData
 }
 
-var file_rookery_v1_directory_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_rookery_v1_directory_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_rookery_v1_directory_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_rookery_v1_directory_proto_goTypes = []any{
 	(MailboxState)(0),            // 0: rookery.v1.MailboxState
 	(Consistency)(0),             // 1: rookery.v1.Consistency
 	(EventType)(0),               // 2: rookery.v1.EventType
-	(*Mailbox)(nil),              // 3: rookery.v1.Mailbox
-	(*GetRequest)(nil),           // 4: rookery.v1.GetRequest
-	(*GetResponse)(nil),          // 5: rookery.v1.GetResponse
-	(*ListRequest)(nil),          // 6: rookery.v1.ListRequest
-	(*ListResponse)(nil),         // 7: rookery.v1.ListResponse
-	(*ReserveRequest)(nil),       // 8: rookery.v1.ReserveRequest
-	(*ActivateRequest)(nil),      // 9: rookery.v1.ActivateRequest
-	(*DeactivateRequest)(nil),    // 10: rookery.v1.DeactivateRequest
-	(*DeleteRequest)(nil),        // 11: rookery.v1.DeleteRequest
-	(*WriteResponse)(nil),        // 12: rookery.v1.WriteResponse
-	(*Event)(nil),                // 13: rookery.v1.Event
-	(*WatchRequest)(nil),         // 14: rookery.v1.WatchRequest
-	(*WatchResponse)(nil),        // 15: rookery.v1.WatchResponse
-	(*WatchCompacted)(nil),       // 16: rookery.v1.WatchCompacted
-	(*WaitRevisionRequest)(nil),  // 17: rookery.v1.WaitRevisionRequest
-	(*WaitRevisionResponse)(nil), // 18: rookery.v1.WaitRevisionResponse
+	(Operation)(0),               // 3: rookery.v1.Operation
+	(*Mailbox)(nil),              // 4: rookery.v1.Mailbox
+	(*GetRequest)(nil),           // 5: rookery.v1.GetRequest
+	(*GetResponse)(nil),          // 6: rookery.v1.GetResponse
+	(*ListRequest)(nil),          // 7: rookery.v1.ListRequest
+	(*ListResponse)(nil),         // 8: rookery.v1.ListResponse
+	(*ReserveRequest)(nil),       // 9: rookery.v1.ReserveRequest
+	(*ActivateRequest)(nil),      // 10: rookery.v1.ActivateRequest
+	(*DeactivateRequest)(nil),    // 11: rookery.v1.DeactivateRequest
+	(*DeleteRequest)(nil),        // 12: rookery.v1.DeleteRequest
+	(*WriteResponse)(nil),        // 13: rookery.v1.WriteResponse
+	(*Event)(nil),                // 14: rookery.v1.Event
+	(*WatchRequest)(nil),         // 15: rookery.v1.WatchRequest
+	(*WatchResponse)(nil),        // 16: rookery.v1.WatchResponse
+	(*WatchCompacted)(nil),       // 17: rookery.v1.WatchCompacted
+	(*WaitRevisionRequest)(nil),  // 18: rookery.v1.WaitRevisionRequest
+	(*WaitRevisionResponse)(nil), // 19: rookery.v1.WaitRevisionResponse
 }
 var file_rookery_v1_directory_proto_depIdxs = []int32{
 	0,  // 0: rookery.v1.Mailbox.state:type_name -> rookery.v1.MailboxState
 	1,  // 1: rookery.v1.GetRequest.consistency:type_name -> rookery.v1.Consistency
-	3,  // 2: rookery.v1.GetResponse.mailbox:type_name -> rookery.v1.Mailbox
+	4,  // 2: rookery.v1.GetResponse.mailbox:type_name -> rookery.v1.Mailbox
 	1,  // 3: rookery.v1.ListRequest.consistency:type_name -> rookery.v1.Consistency
-	3,  // 4: rookery.v1.ListResponse.mailboxes:type_name -> rookery.v1.Mailbox
+	4,  // 4: rookery.v1.ListResponse.mailboxes:type_name -> rookery.v1.Mailbox
 	2,  // 5: rookery.v1.Event.type:type_name -> rookery.v1.EventType
-	3,  // 6: rookery.v1.Event.mailbox:type_name -> rookery.v1.Mailbox
-	13, // 7: rookery.v1.WatchResponse.events:type_name -> rookery.v1.Event
-	4,  // 8: rookery.v1.Directory.Get:input_type -> rookery.v1.GetRequest
-	6,  // 9: rookery.v1.Directory.List:input_type -> rookery.v1.ListRequest
-	8,  // 10: rookery.v1.Directory.Reserve:input_type -> rookery.v1.ReserveRequest
-	9,  // 11: rookery.v1.Directory.Activate:input_type -> rookery.v1.ActivateRequest
-	10, // 12: rookery.v1.Directory.Deactivate:input_type -> rookery.v1.DeactivateRequest
-	11, // 13: rookery.v1.Directory.Delete:input_type -> rookery.v1.DeleteRequest
-	14, // 14: rookery.v1.Directory.Watch:input_type -> rookery.v1.WatchRequest
-	17, // 15: rookery.v1.Directory.WaitRevision:input_type -> rookery.v1.WaitRevisionRequest
-	5,  // 16: rookery.v1.Directory.Get:output_type -> rookery.v1.GetResponse
-	7,  // 17: rookery.v1.Directory.List:output_type -> rookery.v1.ListResponse
-	12, // 18: rookery.v1.Directory.Reserve:output_type -> rookery.v1.WriteResponse
-	12, // 19: rookery.v1.Directory.Activate:output_type -> rookery.v1.WriteResponse
-	12, // 20: rookery.v1.Directory.Deactivate:output_type -> rookery.v1.WriteResponse
-	12, // 21: rookery.v1.Directory.Delete:output_type -> rookery.v1.WriteResponse
-	15, // 22: rookery.v1.Directory.Watch:output_type -> rookery.v1.WatchResponse
-	18, // 23: rookery.v1.Directory.WaitRevision:output_type -> rookery.v1.WaitRevisionResponse
-	16, // [16:24] is the sub-list for method output_type
-	8,  // [8:16] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	4,  // 6: rookery.v1.Event.mailbox:type_name -> rookery.v1.Mailbox
+	3,  // 7: rookery.v1.Event.op:type_name -> rookery.v1.Operation
+	14, // 8: rookery.v1.WatchResponse.events:type_name -> rookery.v1.Event
+	5,  // 9: rookery.v1.Directory.Get:input_type -> rookery.v1.GetRequest
+	7,  // 10: rookery.v1.Directory.List:input_type -> rookery.v1.ListRequest
+	9,  // 11: rookery.v1.Directory.Reserve:input_type -> rookery.v1.ReserveRequest
+	10, // 12: rookery.v1.Directory.Activate:input_type -> rookery.v1.ActivateRequest
+	11, // 13: rookery.v1.Directory.Deactivate:input_type -> rookery.v1.DeactivateRequest
+	12, // 14: rookery.v1.Directory.Delete:input_type -> rookery.v1.DeleteRequest
+	15, // 15: rookery.v1.Directory.Watch:input_type -> rookery.v1.WatchRequest
+	18, // 16: rookery.v1.Directory.WaitRevision:input_type -> rookery.v1.WaitRevisionRequest
+	6,  // 17: rookery.v1.Directory.Get:output_type -> rookery.v1.GetResponse
+	8,  // 18: rookery.v1.Directory.List:output_type -> rookery.v1.ListResponse
+	13, // 19: rookery.v1.Directory.Reserve:output_type -> rookery.v1.WriteResponse
+	13, // 20: rookery.v1.Directory.Activate:output_type -> rookery.v1.WriteResponse
+	13, // 21: rookery.v1.Directory.Deactivate:output_type -> rookery.v1.WriteResponse
+	13, // 22: rookery.v1.Directory.Delete:output_type -> rookery.v1.WriteResponse
+	16, // 23: rookery.v1.Directory.Watch:output_type -> rookery.v1.WatchResponse
+	19, // 24: rookery.v1.Directory.WaitRevision:output_type -> rookery.v1.WaitRevisionResponse
+	17, // [17:25] is the sub-list for method output_type
+	9,  // [9:17] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_rookery_v1_directory_proto_init() }
@@ -1279,7 +1354,7 @@ func file_rookery_v1_directory_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rookery_v1_directory_proto_rawDesc), len(file_rookery_v1_directory_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,

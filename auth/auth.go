@@ -1,0 +1,365 @@
+package auth
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Role is what an identity may do.
+type Role uint8
+
+const (
+	// RoleNone: not allowed to log in, even with a correct password.
+	RoleNone Role = iota
+	// RoleReader: FIND, LIST, UPDATE and NOOP (frontend slaves, tools).
+	RoleReader
+	// RoleWriter: everything, including RESERVE, ACTIVATE, DEACTIVATE and
+	// DELETE (Cyrus backends; Cyrus calls them "admins").
+	RoleWriter
+)
+
+func (r Role) String() string {
+	switch r {
+	case RoleNone:
+		return "none"
+	case RoleReader:
+		return "reader"
+	case RoleWriter:
+		return "writer"
+	}
+	return fmt.Sprintf("Role(%d)", uint8(r))
+}
+
+// Identity is an authenticated identity and what it may do.
+type Identity struct {
+	Name string
+	Role Role
+	// Server, when set, restricts writes to locations whose server part
+	// (the text before the first '!') equals it: a backend may then only
+	// reserve, activate, deactivate and delete its own mailboxes.
+	Server string
+}
+
+// CanWrite reports whether the identity may issue directory writes at all.
+func (id Identity) CanWrite() bool { return id.Role == RoleWriter }
+
+// MayWriteServer reports whether the identity may write an entry whose
+// location has the given server part.
+func (id Identity) MayWriteServer(server string) bool {
+	return id.CanWrite() && (id.Server == "" || id.Server == server)
+}
+
+var (
+	// ErrBadCredentials: unknown user or wrong password. Callers must not
+	// tell the two apart to the client.
+	ErrBadCredentials = errors.New("auth: authentication failure")
+	// ErrNoRole: the password is right but the identity is neither a
+	// writer nor a reader.
+	ErrNoRole = errors.New("auth: identity may not log in")
+	// ErrProxyDenied: an authorization identity different from the
+	// authentication identity was asked for by a non-writer, or names an
+	// identity without a role.
+	ErrProxyDenied = errors.New("auth: proxy authorization denied")
+)
+
+// Config sets roles and the verification cache.
+type Config struct {
+	// Writers may do everything (Cyrus backends, ctl_mboxlist, admins).
+	Writers []string
+	// Readers may only read and stream (frontend mupdate slaves, tools).
+	Readers []string
+	// Servers maps an identity to the Cyrus servername it writes for; see
+	// Identity.Server. Identities not listed may write anywhere.
+	Servers map[string]string
+	// CacheTTL is how long a successful password verification is
+	// remembered. Zero disables the cache (every login costs a bcrypt).
+	CacheTTL time.Duration
+	// CacheSize bounds the number of remembered verifications.
+	CacheSize int
+	// MaxConcurrentHashes bounds the bcrypt verifications running at once,
+	// so a flood of wrong passwords cannot take every CPU. Waiting callers
+	// give up when their context ends.
+	MaxConcurrentHashes int
+}
+
+// DefaultConfig returns a five-minute cache of up to 10000 verifications
+// and one bcrypt per CPU at a time. Roles are empty: nobody may log in
+// until Writers or Readers are set.
+func DefaultConfig() Config {
+	return Config{
+		CacheTTL:            5 * time.Minute,
+		CacheSize:           10000,
+		MaxConcurrentHashes: runtime.GOMAXPROCS(0),
+	}
+}
+
+// Authenticator verifies passwords against Users and assigns roles. It is
+// safe for concurrent use.
+type Authenticator struct {
+	cfg   Config
+	roles map[string]Role
+	users atomic.Pointer[Users]
+	sem   chan struct{}
+	cache *verifyCache
+
+	dummyOnce sync.Once
+	dummy     []byte
+	hashes    atomic.Int64 // bcrypt comparisons run, for tests and stats
+}
+
+// New returns an Authenticator for users with the roles of cfg.
+func New(cfg Config, users *Users) *Authenticator {
+	d := DefaultConfig()
+	if cfg.MaxConcurrentHashes <= 0 {
+		cfg.MaxConcurrentHashes = d.MaxConcurrentHashes
+	}
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = d.CacheSize
+	}
+	a := &Authenticator{
+		cfg:   cfg,
+		roles: map[string]Role{},
+		sem:   make(chan struct{}, cfg.MaxConcurrentHashes),
+	}
+	for _, n := range cfg.Readers {
+		a.roles[n] = RoleReader
+	}
+	for _, n := range cfg.Writers { // a name in both lists is a writer
+		a.roles[n] = RoleWriter
+	}
+	if cfg.CacheTTL > 0 {
+		a.cache = newVerifyCache(cfg.CacheSize, cfg.CacheTTL)
+	}
+	a.users.Store(users)
+	return a
+}
+
+// SetUsers replaces the users (after the file changed). Remembered
+// verifications of a user whose hash changed stop counting at once.
+func (a *Authenticator) SetUsers(u *Users) { a.users.Store(u) }
+
+// Identity returns the identity name with its role and server restriction,
+// without checking any password.
+func (a *Authenticator) Identity(name string) Identity {
+	return Identity{Name: name, Role: a.roles[name], Server: a.cfg.Servers[name]}
+}
+
+// Authenticate checks username's password and returns the identity the
+// session acts as: username itself, or authzid when it is set, differs,
+// and username is a writer (Cyrus lets admins proxy the same way).
+func (a *Authenticator) Authenticate(ctx context.Context, authzid, username, password string) (Identity, error) {
+	if err := a.verify(ctx, username, password); err != nil {
+		return Identity{}, err
+	}
+	id := a.Identity(username)
+	if authzid != "" && authzid != username {
+		if !id.CanWrite() {
+			return Identity{}, ErrProxyDenied
+		}
+		id = a.Identity(authzid)
+		if id.Role == RoleNone {
+			return Identity{}, ErrProxyDenied
+		}
+	}
+	if id.Role == RoleNone {
+		return Identity{}, ErrNoRole
+	}
+	return id, nil
+}
+
+// verify checks the password, from the cache when it can. Concurrent
+// verifications of the same credentials share one bcrypt run: when many
+// backends log in at once with a cold cache (after a restart), they wait
+// for the first instead of queueing up for the CPU.
+func (a *Authenticator) verify(ctx context.Context, username, password string) error {
+	hash, known := a.users.Load().hash(username)
+	if !known || a.cache == nil {
+		return a.compare(ctx, hash, known, password)
+	}
+	key := a.cache.key(username, password)
+	if a.cache.valid(key, hash) {
+		return nil
+	}
+	call, leader := a.cache.join(key)
+	if !leader {
+		select {
+		case <-call.done:
+		case <-ctx.Done():
+			return fmt.Errorf("auth: %w", ctx.Err())
+		}
+		if call.err == nil && call.hash == hash {
+			return nil
+		}
+		// The leader failed (or verified another hash): decide alone.
+		return a.compare(ctx, hash, known, password)
+	}
+	err := a.compare(ctx, hash, known, password)
+	if err == nil {
+		a.cache.add(key, hash)
+	}
+	a.cache.leave(key, call, hash, err)
+	return err
+}
+
+// compare runs one bcrypt comparison, bounded by MaxConcurrentHashes.
+func (a *Authenticator) compare(ctx context.Context, hash string, known bool, password string) error {
+	select {
+	case a.sem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("auth: %w", ctx.Err())
+	}
+	defer func() { <-a.sem }()
+	a.hashes.Add(1)
+	if !known {
+		// Spend the same time as for a wrong password, so that response
+		// times do not reveal which user names exist.
+		bcrypt.CompareHashAndPassword(a.dummyHash(), []byte(password))
+		return ErrBadCredentials
+	}
+	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {
+		return ErrBadCredentials
+	}
+	return nil
+}
+
+func (a *Authenticator) dummyHash() []byte {
+	a.dummyOnce.Do(func() {
+		a.dummy, _ = bcrypt.GenerateFromPassword([]byte("rookery-dummy-password"), bcrypt.DefaultCost)
+	})
+	return a.dummy
+}
+
+// verifyCache remembers successful verifications. Keys are HMAC-SHA256
+// of the credentials under a random per-process key: the cache holds no
+// password, and its keys are useless outside this process. Each entry also
+// holds the bcrypt hash it was verified against, so a password change
+// invalidates it.
+type verifyCache struct {
+	secret []byte
+	ttl    time.Duration
+	size   int
+	now    func() time.Time
+
+	mu       sync.Mutex
+	entries  map[[sha256.Size]byte]cacheEntry
+	inflight map[[sha256.Size]byte]*verifyCall
+}
+
+// verifyCall is a bcrypt verification in progress that others wait for.
+type verifyCall struct {
+	done chan struct{}
+	hash string
+	err  error
+}
+
+// join returns the verification in progress for k, or registers a new one
+// that the caller (the leader) must finish with leave.
+func (c *verifyCache) join(k [sha256.Size]byte) (call *verifyCall, leader bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if call, ok := c.inflight[k]; ok {
+		return call, false
+	}
+	call = &verifyCall{done: make(chan struct{})}
+	c.inflight[k] = call
+	return call, true
+}
+
+func (c *verifyCache) leave(k [sha256.Size]byte, call *verifyCall, hash string, err error) {
+	c.mu.Lock()
+	delete(c.inflight, k)
+	c.mu.Unlock()
+	call.hash, call.err = hash, err
+	close(call.done)
+}
+
+type cacheEntry struct {
+	hash    string
+	expires time.Time
+}
+
+func newVerifyCache(size int, ttl time.Duration) *verifyCache {
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		panic("auth: no randomness: " + err.Error()) // crypto/rand never fails on supported platforms
+	}
+	return &verifyCache{
+		secret: secret, ttl: ttl, size: size, now: time.Now,
+		entries:  map[[sha256.Size]byte]cacheEntry{},
+		inflight: map[[sha256.Size]byte]*verifyCall{},
+	}
+}
+
+func (c *verifyCache) key(username, password string) [sha256.Size]byte {
+	m := hmac.New(sha256.New, c.secret)
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(username)))
+	m.Write(n[:])
+	m.Write([]byte(username))
+	m.Write([]byte(password))
+	var k [sha256.Size]byte
+	m.Sum(k[:0])
+	return k
+}
+
+func (c *verifyCache) valid(k [sha256.Size]byte, hash string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[k]
+	if !ok {
+		return false
+	}
+	if c.now().After(e.expires) {
+		delete(c.entries, k)
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(e.hash), []byte(hash)) == 1
+}
+
+func (c *verifyCache) add(k [sha256.Size]byte, hash string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.entries[k]; !ok && len(c.entries) >= c.size {
+		c.evictLocked()
+	}
+	c.entries[k] = cacheEntry{hash: hash, expires: c.now().Add(c.ttl)}
+}
+
+// evictLocked makes room for one entry: it drops the expired entries among
+// a few visited ones, or else one arbitrary entry (map order is random).
+func (c *verifyCache) evictLocked() {
+	now := c.now()
+	visited, evicted := 0, false
+	var victim [sha256.Size]byte
+	for k, e := range c.entries {
+		if now.After(e.expires) {
+			delete(c.entries, k)
+			evicted = true
+		}
+		victim = k
+		if visited++; visited >= 16 {
+			break
+		}
+	}
+	if !evicted {
+		delete(c.entries, victim)
+	}
+}
+
+func (c *verifyCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
+}

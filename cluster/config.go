@@ -1,0 +1,281 @@
+package cluster
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+
+	"github.com/rookery/rookery/fsm"
+)
+
+// Peer names one cluster member: its raft identity and the two addresses
+// other members reach it on.
+type Peer struct {
+	ID       string
+	RaftAddr string // raft transport address
+	APIAddr  string // gRPC address (Peer service, forwarding target)
+}
+
+// Config configures a Node. Start from DefaultConfig and fill in the
+// identity, addresses, data directory and how the node joins a cluster.
+type Config struct {
+	// NodeID is the raft server ID; it must stay the same across restarts.
+	NodeID string
+	// RaftAddr is the raft TCP bind and advertise address, e.g.
+	// 127.0.0.1:7001. It must name a concrete IP peers can reach; port 0
+	// binds an ephemeral port and advertises it (see Node.RaftAddr).
+	RaftAddr string
+	// APIAddr is this node's gRPC address, recorded in the replicated peer
+	// map so followers can forward writes and read-index requests here while
+	// this node leads.
+	APIAddr string
+	// DataDir holds raft.db (raft-boltdb) and snapshots/.
+	DataDir string
+
+	// How a node without state on disk starts; ignored when DataDir already
+	// holds raft state (a restart resumes from disk and never re-bootstraps).
+	// At most one of Bootstrap, Peers and Join may be set. With none set, the
+	// node waits for a leader to add it (AddVoter from an operator).
+	//
+	// Bootstrap: form a single-node cluster.
+	Bootstrap bool
+	// Peers: the static voter list, including this node; every member starts
+	// with the same list and bootstraps with it.
+	Peers []Peer
+	// Join: gRPC addresses of existing members; Open asks them (Peer.Join,
+	// forwarded to the leader) to add this node as a voter.
+	Join []string
+
+	// Raft timing. Failover takes about 1.5–2.5× HeartbeatTimeout.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	// CommitTimeout bounds how long a follower may wait to learn the
+	// leader's commit index when writes stop flowing; a write forwarded by a
+	// follower and a linearizable read on a follower wait for it, so it is
+	// kept short.
+	CommitTimeout time.Duration
+	// WriteTimeout bounds a write and a linearizable read that cannot reach
+	// a quorum: they fail with an error wrapping ErrUnavailable.
+	WriteTimeout time.Duration
+
+	SnapshotInterval  time.Duration
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+	SnapshotRetain    int
+
+	// MaxAppendEntries caps raft's group commit and replication batch.
+	MaxAppendEntries int
+	BatchApplyCh     bool
+	// MaxBatchCommands caps how many commands concurrent Apply calls on the
+	// leader are coalesced into one raft log entry.
+	MaxBatchCommands int
+
+	// RaftTLS, when set, wraps the raft transport in TLS in both directions.
+	// The same config serves and dials: Certificates must be valid for
+	// server and client auth; RootCAs and ClientCAs default to each other,
+	// and a ClientCAs pool makes client certificates mandatory.
+	RaftTLS *tls.Config
+	// PeerDialOptions are used to dial other members' gRPC servers
+	// (credentials first of all). Empty means insecure, fit for loopback only.
+	PeerDialOptions []grpc.DialOption
+
+	FSM    fsm.Config
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns settings tuned for a LAN: 200 ms heartbeat and
+// election timeouts give sub-second failover without spurious elections on
+// small, busy machines (raft-performance.md §3.2, §6); writes without quorum
+// fail after 5 s.
+func DefaultConfig() Config {
+	return Config{
+		HeartbeatTimeout:   200 * time.Millisecond,
+		ElectionTimeout:    200 * time.Millisecond,
+		LeaderLeaseTimeout: 100 * time.Millisecond,
+		CommitTimeout:      2 * time.Millisecond,
+		WriteTimeout:       5 * time.Second,
+		SnapshotInterval:   2 * time.Minute,
+		SnapshotThreshold:  16384,
+		TrailingLogs:       10240,
+		SnapshotRetain:     2,
+		MaxAppendEntries:   64,
+		BatchApplyCh:       false,
+		MaxBatchCommands:   1024,
+		FSM:                fsm.DefaultConfig(),
+	}
+}
+
+// withDefaults fills zero values from DefaultConfig so a partially filled
+// Config behaves sensibly.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	setDur := func(v *time.Duration, def time.Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setDur(&c.HeartbeatTimeout, d.HeartbeatTimeout)
+	setDur(&c.ElectionTimeout, d.ElectionTimeout)
+	setDur(&c.LeaderLeaseTimeout, d.LeaderLeaseTimeout)
+	setDur(&c.CommitTimeout, d.CommitTimeout)
+	setDur(&c.WriteTimeout, d.WriteTimeout)
+	setDur(&c.SnapshotInterval, d.SnapshotInterval)
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = d.SnapshotThreshold
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = d.TrailingLogs
+	}
+	if c.SnapshotRetain == 0 {
+		c.SnapshotRetain = d.SnapshotRetain
+	}
+	if c.MaxAppendEntries == 0 {
+		c.MaxAppendEntries = d.MaxAppendEntries
+	}
+	if c.MaxBatchCommands == 0 {
+		c.MaxBatchCommands = d.MaxBatchCommands
+	}
+	if c.FSM.HistorySize == 0 {
+		c.FSM.HistorySize = d.FSM.HistorySize
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// validate reports the first problem that would stop the node from working.
+func (c Config) validate() error {
+	if c.NodeID == "" {
+		return errors.New("cluster: config: NodeID is empty")
+	}
+	if c.DataDir == "" {
+		return errors.New("cluster: config: DataDir is empty")
+	}
+	if err := checkAddr(c.RaftAddr, true); err != nil {
+		return fmt.Errorf("cluster: config: RaftAddr: %w", err)
+	}
+	if err := checkAddr(c.APIAddr, false); err != nil {
+		return fmt.Errorf("cluster: config: APIAddr: %w", err)
+	}
+	modes := 0
+	if c.Bootstrap {
+		modes++
+	}
+	if len(c.Peers) > 0 {
+		modes++
+	}
+	if len(c.Join) > 0 {
+		modes++
+	}
+	if modes > 1 {
+		return errors.New("cluster: config: Bootstrap, Peers and Join are mutually exclusive")
+	}
+	if err := c.validatePeers(); err != nil {
+		return err
+	}
+	for _, a := range c.Join {
+		if err := checkAddr(a, false); err != nil {
+			return fmt.Errorf("cluster: config: Join address %q: %w", a, err)
+		}
+	}
+	if c.WriteTimeout <= 0 {
+		return errors.New("cluster: config: WriteTimeout must be positive")
+	}
+	if c.SnapshotRetain < 1 {
+		return errors.New("cluster: config: SnapshotRetain must be at least 1")
+	}
+	if c.MaxBatchCommands < 1 {
+		return errors.New("cluster: config: MaxBatchCommands must be at least 1")
+	}
+	if err := raft.ValidateConfig(c.raftConfig(nil)); err != nil {
+		return fmt.Errorf("cluster: config: %w", err)
+	}
+	return nil
+}
+
+func (c Config) validatePeers() error {
+	if len(c.Peers) == 0 {
+		return nil
+	}
+	seen := make(map[string]bool, len(c.Peers))
+	self := false
+	for _, p := range c.Peers {
+		if p.ID == "" {
+			return errors.New("cluster: config: a peer has an empty ID")
+		}
+		if seen[p.ID] {
+			return fmt.Errorf("cluster: config: peer %q listed twice", p.ID)
+		}
+		seen[p.ID] = true
+		if err := checkAddr(p.RaftAddr, true); err != nil {
+			return fmt.Errorf("cluster: config: peer %q RaftAddr: %w", p.ID, err)
+		}
+		if err := checkAddr(p.APIAddr, false); err != nil {
+			return fmt.Errorf("cluster: config: peer %q APIAddr: %w", p.ID, err)
+		}
+		if p.ID == c.NodeID {
+			self = true
+		}
+	}
+	if !self {
+		return fmt.Errorf("cluster: config: Peers does not include this node %q", c.NodeID)
+	}
+	return nil
+}
+
+// checkAddr accepts host:port with a port in range; raft addresses must be
+// literal, specified IPs because raft advertises them verbatim.
+func checkAddr(addr string, raftAddr bool) error {
+	if addr == "" {
+		return errors.New("empty address")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("bad port %q", port)
+	}
+	if host == "" {
+		return errors.New("missing host")
+	}
+	if raftAddr {
+		ip := net.ParseIP(host)
+		if ip == nil {
+			return fmt.Errorf("host %q is not an IP address", host)
+		}
+		if ip.IsUnspecified() {
+			return fmt.Errorf("%s is not an address peers can reach", host)
+		}
+	}
+	return nil
+}
+
+// raftConfig translates Config into hashicorp/raft's configuration.
+func (c Config) raftConfig(logger *slog.Logger) *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(c.NodeID)
+	rc.HeartbeatTimeout = c.HeartbeatTimeout
+	rc.ElectionTimeout = c.ElectionTimeout
+	rc.LeaderLeaseTimeout = c.LeaderLeaseTimeout
+	rc.CommitTimeout = c.CommitTimeout
+	rc.SnapshotInterval = c.SnapshotInterval
+	rc.SnapshotThreshold = c.SnapshotThreshold
+	rc.TrailingLogs = c.TrailingLogs
+	rc.MaxAppendEntries = c.MaxAppendEntries
+	rc.BatchApplyCh = c.BatchApplyCh
+	if logger != nil {
+		rc.Logger = newHclog(logger, "raft")
+	}
+	return rc
+}

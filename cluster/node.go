@@ -1,0 +1,328 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/rookery/rookery/fsm"
+)
+
+// Node is one member of a rookery cluster: a raft instance over the
+// directory store, the write path (proposals on the leader, forwarding from
+// followers) and the linearizable read path.
+type Node struct {
+	cfg    Config
+	logger *slog.Logger
+
+	store   *fsm.Store
+	fsm     *fsmAdapter
+	storage *storage
+	trans   *raft.NetworkTransport
+	raft    *raft.Raft
+
+	peers     *peerClients
+	proposer  *proposer
+	forwarder *forwarder
+	// leaderReads coalesces read-index rounds run on the leader (local
+	// reads and Peer.ReadIndex calls); followerReads coalesces a follower's
+	// rounds to the leader.
+	leaderReads   *readBatcher
+	followerReads *readBatcher
+	lead          leadership
+	health        *heartbeatTracker
+	observer      *raft.Observer
+	obsCh         chan raft.Observation
+
+	ctx       context.Context // cancelled by Close
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open validates cfg, opens (or creates) the node's state in cfg.DataDir and
+// starts raft. A node with state on disk resumes from it and ignores
+// Bootstrap, Peers and Join; a fresh node bootstraps or joins as cfg says.
+// Joining happens before Open returns and is bounded by ctx.
+func Open(ctx context.Context, cfg Config) (*Node, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.NodeID)}
+	if err := n.start(); err != nil {
+		n.release()
+		return nil, err
+	}
+	if err := n.initCluster(ctx); err != nil {
+		_ = n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// start opens storage and transport and starts raft and the node's
+// goroutines.
+func (n *Node) start() error {
+	var err error
+	n.storage, err = openStorage(n.cfg.DataDir, n.cfg.SnapshotRetain, n.logger)
+	if err != nil {
+		return err
+	}
+	n.store = fsm.New(n.cfg.FSM)
+	n.fsm = newFSMAdapter(n.store, n.logger)
+	n.trans, err = newTransport(n.cfg.RaftAddr, n.cfg.RaftTLS, n.logger)
+	if err != nil {
+		return err
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.peers = newPeerClients(n.cfg.PeerDialOptions)
+	n.proposer = newProposer(n)
+	n.forwarder = newForwarder(n)
+	roundCtx := func() (context.Context, context.CancelFunc) { return n.withWriteTimeout(n.ctx) }
+	n.leaderReads = newReadBatcher(n.leaderReadIndex, roundCtx)
+	n.followerReads = newReadBatcher(n.followerReadIndex, roundCtx)
+	n.lead.init()
+	n.health = newHeartbeatTracker()
+
+	r, err := raft.NewRaft(n.cfg.raftConfig(n.logger), n.fsm, n.storage.logs, n.storage.bolt, n.storage.snaps, n.trans)
+	if err != nil {
+		return fmt.Errorf("cluster: start raft: %w", err)
+	}
+	n.raft = r
+	n.obsCh = make(chan raft.Observation, 64)
+	n.observer = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation:
+			return true
+		}
+		return false
+	})
+	r.RegisterObserver(n.observer)
+	n.goFunc(n.proposer.run)
+	n.goFunc(n.forwarder.run)
+	n.goFunc(n.watchLeadership)
+	n.goFunc(n.watchHeartbeats)
+	return nil
+}
+
+// initCluster bootstraps or joins a node that has no state on disk.
+func (n *Node) initCluster(ctx context.Context) error {
+	has, err := n.storage.hasState()
+	if err != nil {
+		return fmt.Errorf("cluster: read raft state in %s: %w", n.cfg.DataDir, err)
+	}
+	if has {
+		n.logger.Info("resuming from existing raft state", "data_dir", n.cfg.DataDir)
+		return nil
+	}
+	switch {
+	case n.cfg.Bootstrap:
+		return n.bootstrap([]Peer{{ID: n.cfg.NodeID, RaftAddr: string(n.trans.LocalAddr()), APIAddr: n.cfg.APIAddr}})
+	case len(n.cfg.Peers) > 0:
+		return n.bootstrap(n.cfg.Peers)
+	case len(n.cfg.Join) > 0:
+		return n.join(ctx)
+	}
+	n.logger.Warn("no raft state, no bootstrap, peers or join configured: waiting to be added by the leader")
+	return nil
+}
+
+func (n *Node) bootstrap(peers []Peer) error {
+	var servers []raft.Server
+	for _, p := range peers {
+		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr)})
+	}
+	n.logger.Info("bootstrapping cluster", "voters", len(servers))
+	if err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
+		return fmt.Errorf("cluster: bootstrap: %w", err)
+	}
+	return nil
+}
+
+func (n *Node) goFunc(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
+// Close stops the node gracefully: pending calls fail with ErrShutdown or
+// ErrUnavailable, raft shuts down, then the transport, peer connections and
+// stores are closed. Close is idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.closed.Store(true)
+		if n.cancel != nil {
+			n.cancel()
+		}
+		if n.raft != nil {
+			if err := n.raft.Shutdown().Error(); err != nil {
+				n.closeErr = fmt.Errorf("cluster: raft shutdown: %w", err)
+			}
+			n.raft.DeregisterObserver(n.observer)
+		}
+		n.wg.Wait()
+		n.release()
+	})
+	return n.closeErr
+}
+
+// release closes what start opened, in reverse order.
+func (n *Node) release() {
+	if n.peers != nil {
+		n.peers.close()
+	}
+	if n.trans != nil {
+		if err := n.trans.Close(); err != nil && n.closeErr == nil {
+			n.closeErr = fmt.Errorf("cluster: close transport: %w", err)
+		}
+	}
+	if n.storage != nil {
+		if err := n.storage.close(); err != nil && n.closeErr == nil {
+			n.closeErr = fmt.Errorf("cluster: close raft store: %w", err)
+		}
+	}
+	if n.cancel != nil {
+		n.cancel()
+	}
+}
+
+// Store is the node's directory state. Reads on it are local (possibly
+// stale); call LinearizableRead first for a linearizable read.
+func (n *Node) Store() *fsm.Store { return n.store }
+
+// ID is this node's raft server ID.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// RaftAddr is the raft address this node advertises (the bound port when
+// the config asked for port 0).
+func (n *Node) RaftAddr() string { return string(n.trans.LocalAddr()) }
+
+// IsLeader reports whether this node currently leads.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the current leader as this node knows it; zero if unknown.
+func (n *Node) Leader() Peer {
+	addr, id := n.raft.LeaderWithID()
+	if id == "" {
+		return Peer{}
+	}
+	return Peer{ID: string(id), RaftAddr: string(addr), APIAddr: n.apiAddrOf(string(id))}
+}
+
+// apiAddrOf finds a member's gRPC address: the replicated peer map first,
+// then the static peer list.
+func (n *Node) apiAddrOf(id string) string {
+	if id == n.cfg.NodeID {
+		return n.cfg.APIAddr
+	}
+	if a := n.store.Peers()[id]; a != "" {
+		return a
+	}
+	for _, p := range n.cfg.Peers {
+		if p.ID == id {
+			return p.APIAddr
+		}
+	}
+	return ""
+}
+
+// WaitApplied returns once this node has applied the raft log up to index.
+func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
+	for {
+		applied, changed := n.fsm.appliedIndex()
+		if applied >= index {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return n.ctxError(ctx, fmt.Sprintf("waiting for index %d (applied %d)", index, applied), nil)
+		case <-n.ctx.Done():
+			return ErrShutdown
+		}
+	}
+}
+
+// WaitRevision returns once this node's store has reached revision rev.
+func (n *Node) WaitRevision(ctx context.Context, rev uint64) error {
+	for {
+		changed := n.store.Changed()
+		cur := n.store.Revision()
+		if cur >= rev {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return n.ctxError(ctx, fmt.Sprintf("waiting for revision %d (at %d)", rev, cur), nil)
+		case <-n.ctx.Done():
+			return ErrShutdown
+		}
+	}
+}
+
+// errWriteTimeout is the cause attached to the WriteTimeout deadline.
+var errWriteTimeout = errors.New("no quorum or leader within the write timeout")
+
+// withWriteTimeout bounds ctx by WriteTimeout.
+func (n *Node) withWriteTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(ctx, n.cfg.WriteTimeout, errWriteTimeout)
+}
+
+// ctxError explains why ctx ended: a deadline (ours or the caller's) is the
+// cluster being unavailable; a cancellation is the caller's decision.
+func (n *Node) ctxError(ctx context.Context, what string, last error) error {
+	if n.closed.Load() {
+		return ErrShutdown
+	}
+	err := ctx.Err()
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("cluster: %s: %w", what, err)
+	}
+	cause := context.Cause(ctx)
+	msg := what
+	if errors.Is(cause, errWriteTimeout) {
+		msg = fmt.Sprintf("%s: %v after %v", what, cause, n.cfg.WriteTimeout)
+	}
+	if last != nil {
+		return fmt.Errorf("%w: %s (last error: %w): %w", ErrUnavailable, msg, last, err)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, msg, err)
+}
+
+// sleepCtx waits d, or until ctx or the node ends.
+func (n *Node) sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-n.ctx.Done():
+		return false
+	}
+}
+
+// waitFuture waits for a raft future without outliving ctx.
+func waitFuture(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,151 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/rookery/rookery/fsm"
+	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
+)
+
+// peerClients caches one gRPC connection per peer address.
+type peerClients struct {
+	opts []grpc.DialOption
+
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+}
+
+func newPeerClients(opts []grpc.DialOption) *peerClients {
+	base := []grpc.DialOption{
+		// Reconnect quickly: a peer that restarts or becomes leader must be
+		// reachable again well within WriteTimeout.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: time.Second,
+		}),
+	}
+	if len(opts) == 0 {
+		base = append(base, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	}
+	return &peerClients{opts: append(base, opts...), conns: make(map[string]*grpc.ClientConn)}
+}
+
+func (p *peerClients) conn(addr string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conns == nil {
+		return nil, ErrShutdown
+	}
+	if cc, ok := p.conns[addr]; ok {
+		return cc, nil
+	}
+	cc, err := grpc.NewClient("passthrough:///"+addr, p.opts...)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: peer client for %s: %w", addr, err)
+	}
+	p.conns[addr] = cc
+	return cc, nil
+}
+
+// ready returns a client once the connection to addr is up. A connection
+// that cannot be established means the request was never sent, which lets
+// the caller retry a write safely; a failure after this point may not.
+func (p *peerClients) ready(ctx context.Context, addr string) (rookeryv1.PeerClient, error) {
+	cc, err := p.conn(addr)
+	if err != nil {
+		return nil, err
+	}
+	cc.Connect()
+	for {
+		s := cc.GetState()
+		switch s {
+		case connectivity.Ready:
+			return rookeryv1.NewPeerClient(cc), nil
+		case connectivity.TransientFailure, connectivity.Shutdown:
+			return nil, fmt.Errorf("%w: peer %s unreachable (%s)", errNotApplied, addr, s)
+		}
+		if !cc.WaitForStateChange(ctx, s) {
+			return nil, fmt.Errorf("%w: peer %s not connected (%s): %w", errNotApplied, addr, s, ctx.Err())
+		}
+	}
+}
+
+func (p *peerClients) close() {
+	p.mu.Lock()
+	conns := p.conns
+	p.conns = nil
+	p.mu.Unlock()
+	for _, cc := range conns {
+		_ = cc.Close()
+	}
+}
+
+// forwardApply sends commands to the leader and decodes its results.
+func (n *Node) forwardApply(ctx context.Context, leader Peer, cmds []fsm.Command) ([]fsm.Result, uint64, error) {
+	client, err := n.peers.ready(ctx, leader.APIAddr)
+	if err != nil {
+		return nil, 0, err
+	}
+	resp, err := client.Apply(ctx, &rookeryv1.PeerApplyRequest{Commands: fsm.EncodeCommands(cmds)})
+	if err != nil {
+		return nil, 0, fromPeerError(leader, err)
+	}
+	results, err := fsm.DecodeResults(resp.GetResults())
+	if err != nil {
+		return nil, 0, fmt.Errorf("cluster: results from leader %s: %w", leader.ID, err)
+	}
+	if len(results) != len(cmds) {
+		return nil, 0, fmt.Errorf("cluster: leader %s returned %d results for %d commands", leader.ID, len(results), len(cmds))
+	}
+	return results, resp.GetIndex(), nil
+}
+
+// forwardReadIndex asks the leader for a read index.
+func (n *Node) forwardReadIndex(ctx context.Context, leader Peer) (uint64, error) {
+	client, err := n.peers.ready(ctx, leader.APIAddr)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := client.ReadIndex(ctx, &rookeryv1.ReadIndexRequest{})
+	if err != nil {
+		return 0, fromPeerError(leader, err)
+	}
+	return resp.GetCommitIndex(), nil
+}
+
+// fromPeerError maps a Peer RPC failure: FAILED_PRECONDITION means the
+// callee did nothing (not leader), anything else leaves the outcome unknown.
+func fromPeerError(leader Peer, err error) error {
+	st, _ := status.FromError(err)
+	switch st.Code() {
+	case codes.FailedPrecondition:
+		return fmt.Errorf("%w: leader %s: %s", errNotApplied, leader.ID, st.Message())
+	case codes.InvalidArgument:
+		return fmt.Errorf("cluster: leader %s rejected the request: %s", leader.ID, st.Message())
+	default:
+		return fmt.Errorf("%w: forwarding to leader %s at %s: %s", ErrUnavailable, leader.ID, leader.APIAddr, st.Message())
+	}
+}
+
+// toPeerError maps a local failure to the status the Peer service returns.
+func toPeerError(err error) error {
+	switch {
+	case errors.Is(err, errNotApplied), errors.Is(err, ErrNotLeader):
+		return status.Error(codes.FailedPrecondition, "not leader: "+err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	default:
+		return status.Error(codes.Unavailable, err.Error())
+	}
+}

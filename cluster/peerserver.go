@@ -1,0 +1,113 @@
+package cluster
+
+import (
+	"context"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/rookery/rookery/fsm"
+	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
+)
+
+// Metadata keys on Peer.Join: a request forwarded once is not forwarded
+// again (no loops while leadership moves), and a join may ask for a
+// non-voting seat.
+const (
+	mdForwarded = "x-rookery-forwarded"
+	mdSuffrage  = "x-rookery-suffrage"
+	nonvoter    = "nonvoter"
+)
+
+// RegisterPeerService registers the node-to-node Peer service on s. It must
+// be called before s.Serve; the service is for cluster members only, so s
+// should authenticate its callers (mutual TLS) outside loopback.
+func (n *Node) RegisterPeerService(s *grpc.Server) {
+	rookeryv1.RegisterPeerServer(s, &peerServer{n: n})
+}
+
+type peerServer struct {
+	rookeryv1.UnimplementedPeerServer
+	n *Node
+}
+
+// Apply proposes commands on this node if it leads. FAILED_PRECONDITION
+// promises nothing was proposed; UNAVAILABLE leaves the outcome unknown.
+func (s *peerServer) Apply(ctx context.Context, req *rookeryv1.PeerApplyRequest) (*rookeryv1.PeerApplyResponse, error) {
+	n := s.n
+	if n.closed.Load() {
+		return nil, status.Error(codes.FailedPrecondition, "not leader: node is shutting down")
+	}
+	cmds, err := fsm.DecodeCommands(req.GetCommands())
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "decode commands: %v", err)
+	}
+	if !n.IsLeader() {
+		return nil, status.Error(codes.FailedPrecondition, "not leader")
+	}
+	ctx, cancel := n.withWriteTimeout(ctx)
+	defer cancel()
+	results, index, err := n.proposeChecked(ctx, cmds)
+	if err != nil {
+		return nil, toPeerError(err)
+	}
+	return &rookeryv1.PeerApplyResponse{Results: fsm.EncodeResults(results), Index: index}, nil
+}
+
+// ReadIndex confirms leadership and returns the index a follower must
+// apply before serving a linearizable read. Concurrent calls share rounds.
+func (s *peerServer) ReadIndex(ctx context.Context, _ *rookeryv1.ReadIndexRequest) (*rookeryv1.ReadIndexResponse, error) {
+	n := s.n
+	if n.closed.Load() || !n.IsLeader() {
+		return nil, status.Error(codes.FailedPrecondition, "not leader")
+	}
+	ctx, cancel := n.withWriteTimeout(ctx)
+	defer cancel()
+	index, err := n.leaderReads.do(ctx)
+	if err != nil {
+		return nil, toPeerError(err)
+	}
+	return &rookeryv1.ReadIndexResponse{CommitIndex: index}, nil
+}
+
+// Join adds the caller as a voter (or non-voter), forwarding once to the
+// leader when this node does not lead.
+func (s *peerServer) Join(ctx context.Context, req *rookeryv1.AddMemberRequest) (*rookeryv1.AddMemberResponse, error) {
+	n := s.n
+	if n.closed.Load() {
+		return nil, status.Error(codes.FailedPrecondition, "not leader: node is shutting down")
+	}
+	p := Peer{ID: req.GetId(), RaftAddr: req.GetRaftAddress(), APIAddr: req.GetApiAddress()}
+	if err := checkPeer(p); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	voter := !contains(md.Get(mdSuffrage), nonvoter)
+	forwarded := len(md.Get(mdForwarded)) > 0
+	ctx, cancel := n.withWriteTimeout(ctx)
+	defer cancel()
+	var (
+		index uint64
+		err   error
+	)
+	if forwarded {
+		index, err = n.addServerLocal(ctx, p, voter)
+	} else {
+		index, err = n.addServer(ctx, p, voter)
+	}
+	if err != nil {
+		return nil, toPeerError(err)
+	}
+	return &rookeryv1.AddMemberResponse{Index: index}, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

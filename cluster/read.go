@@ -1,0 +1,160 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// LinearizableRead returns once this node's store reflects every write
+// committed before the call, so a read of Store() that follows is
+// linearizable.
+//
+// On the leader: confirm leadership with a heartbeat round (VerifyLeader),
+// then wait until the commit index recorded before it is applied; reads are
+// refused until the leader has applied an entry of its own term. On a
+// follower: ask the leader for that index (Peer.ReadIndex), then wait until
+// it is applied here. Concurrent callers share rounds, so the cost is one
+// heartbeat round (or RPC) per batch of readers, not per reader. Without a
+// leader or quorum it fails within WriteTimeout, wrapping ErrUnavailable.
+func (n *Node) LinearizableRead(ctx context.Context) error {
+	if n.closed.Load() {
+		return ErrShutdown
+	}
+	ctx, cancel := n.withWriteTimeout(ctx)
+	defer cancel()
+	index, err := n.readIndex(ctx)
+	if err != nil {
+		return err
+	}
+	return n.WaitApplied(ctx, index)
+}
+
+// readIndex obtains a read index from whichever node leads, retrying while
+// there is no usable leader.
+func (n *Node) readIndex(ctx context.Context) (uint64, error) {
+	backoff := 5 * time.Millisecond
+	var last error
+	for {
+		var (
+			index uint64
+			err   error
+		)
+		if n.raft.State() == raft.Leader {
+			index, err = n.leaderReads.do(ctx)
+		} else {
+			index, err = n.followerReads.do(ctx)
+		}
+		if err == nil {
+			return index, nil
+		}
+		if errors.Is(err, ErrShutdown) {
+			return 0, err
+		}
+		if ctx.Err() != nil {
+			return 0, n.ctxError(ctx, "linearizable read", last)
+		}
+		last = err
+		if !n.sleepCtx(ctx, backoff) {
+			return 0, n.ctxError(ctx, "linearizable read", last)
+		}
+		backoff = min(2*backoff, 100*time.Millisecond)
+	}
+}
+
+// leaderReadIndex is one read-index round on the leader.
+func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
+	if err := n.waitLeaderReady(ctx); err != nil {
+		return 0, err
+	}
+	index := n.raft.CommitIndex()
+	if err := waitFuture(ctx, n.raft.VerifyLeader()); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return 0, fmt.Errorf("%w: %w", errNotLeaderLocal, err)
+		}
+		return 0, err
+	}
+	return index, nil
+}
+
+// followerReadIndex is one read-index round asked of the leader.
+func (n *Node) followerReadIndex(ctx context.Context) (uint64, error) {
+	leader := n.Leader()
+	switch {
+	case leader.ID == "":
+		return 0, errors.New("no known leader")
+	case leader.ID == n.cfg.NodeID:
+		return 0, errors.New("leadership changing")
+	case leader.APIAddr == "":
+		return 0, fmt.Errorf("no gRPC address known for leader %s", leader.ID)
+	}
+	return n.forwardReadIndex(ctx, leader)
+}
+
+// readBatcher coalesces concurrent read-index requests. A caller joins the
+// next round that has not started yet, so the round it waits for begins
+// after the caller arrived: the index it yields covers every write
+// committed before the call. At most one round runs at a time; callers
+// arriving meanwhile form the following round.
+type readBatcher struct {
+	round func(context.Context) (uint64, error)
+	// roundCtx bounds one round independently of any single caller, so a
+	// caller giving up early does not fail the others.
+	roundCtx func() (context.Context, context.CancelFunc)
+
+	mu      sync.Mutex
+	running bool
+	next    *readRound
+}
+
+type readRound struct {
+	done  chan struct{}
+	index uint64
+	err   error
+}
+
+func newReadBatcher(round func(context.Context) (uint64, error), roundCtx func() (context.Context, context.CancelFunc)) *readBatcher {
+	return &readBatcher{round: round, roundCtx: roundCtx}
+}
+
+// do joins the next round and waits for it.
+func (b *readBatcher) do(ctx context.Context) (uint64, error) {
+	b.mu.Lock()
+	if b.next == nil {
+		b.next = &readRound{done: make(chan struct{})}
+	}
+	r := b.next
+	if !b.running {
+		b.running = true
+		go b.loop()
+	}
+	b.mu.Unlock()
+	select {
+	case <-r.done:
+		return r.index, r.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func (b *readBatcher) loop() {
+	for {
+		b.mu.Lock()
+		r := b.next
+		b.next = nil
+		if r == nil {
+			b.running = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		ctx, cancel := b.roundCtx()
+		r.index, r.err = b.round(ctx)
+		cancel()
+		close(r.done)
+	}
+}

@@ -1,0 +1,150 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestLinearizableReadOnFollowerSeesWriteAckedByLeader(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	l := c.leader()
+	fs := c.followers()
+	for i := 0; i < 50; i++ {
+		// Acknowledged by the leader: applied there, maybe not yet on the
+		// followers, which learn the commit index only later.
+		mustApply(t, l.node, activate(i))
+		f := fs[i%2]
+		if err := f.node.LinearizableRead(testCtx(t)); err != nil {
+			t.Fatalf("read %d on %s: %v", i, f.cfg.NodeID, err)
+		}
+		if _, ok := f.node.Store().Get(mailboxName(i)); !ok {
+			t.Fatalf("linearizable read on %s missed %s acknowledged before it", f.cfg.NodeID, mailboxName(i))
+		}
+	}
+}
+
+func TestConcurrentLinearizableReadsAllSeePriorWrites(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	l := c.leader()
+	f := c.followers()[0]
+	mustApply(t, l.node, activate(7))
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := 0; i < 64; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			n := f.node
+			if i%2 == 0 {
+				n = l.node
+			}
+			if err := n.LinearizableRead(testCtx(t)); err != nil {
+				errs <- err
+				return
+			}
+			if _, ok := n.Store().Get(mailboxName(7)); !ok {
+				errs <- fmt.Errorf("reader %d on %s missed the write", i, n.ID())
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestReadBatcherCoalescesCallersIntoRoundsStartedAfterThem(t *testing.T) {
+	var (
+		rounds  atomic.Int64
+		counter atomic.Uint64 // stands in for the commit index
+	)
+	b := newReadBatcher(func(ctx context.Context) (uint64, error) {
+		rounds.Add(1)
+		idx := counter.Load() // recorded when the round starts
+		time.Sleep(5 * time.Millisecond)
+		return idx, nil
+	}, func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), time.Second)
+	})
+
+	const callers = 200
+	var wg sync.WaitGroup
+	for i := 0; i < callers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			before := counter.Add(1) // a "write" acknowledged before the call
+			idx, err := b.do(context.Background())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if idx < before {
+				t.Errorf("round index %d does not cover a write (%d) made before the call", idx, before)
+			}
+		}()
+	}
+	wg.Wait()
+	if r := rounds.Load(); r >= callers/2 {
+		t.Fatalf("%d rounds for %d concurrent callers: not coalescing", r, callers)
+	}
+	t.Logf("%d callers served by %d rounds", callers, rounds.Load())
+}
+
+func TestReadBatcherCallerGivingUpDoesNotFailOthers(t *testing.T) {
+	release := make(chan struct{})
+	b := newReadBatcher(func(ctx context.Context) (uint64, error) {
+		select {
+		case <-release:
+			return 42, nil
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}, func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), 5*time.Second)
+	})
+
+	short, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.do(short)
+		done <- err
+	}()
+	time.Sleep(2 * time.Millisecond)
+	patient := make(chan uint64, 1)
+	go func() {
+		idx, _ := b.do(context.Background())
+		patient <- idx
+	}()
+	if err := <-done; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("short caller: %v", err)
+	}
+	close(release)
+	if idx := <-patient; idx != 42 {
+		t.Fatalf("patient caller got %d, want 42", idx)
+	}
+}
+
+func TestWaitRevisionReturnsOnceTheStoreReachesIt(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	f := c.followers()[0]
+	res := mustApply(t, c.leader().node, activate(1))
+	if err := f.node.WaitRevision(testCtx(t), res[0].Revision); err != nil {
+		t.Fatal(err)
+	}
+	if f.node.Store().Revision() < res[0].Revision {
+		t.Fatal("WaitRevision returned early")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := f.node.WaitRevision(ctx, res[0].Revision+1000); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiting for a future revision: %v", err)
+	}
+}

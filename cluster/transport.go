@@ -1,0 +1,123 @@
+package cluster
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+const (
+	// transportMaxPool is the number of idle connections kept per peer.
+	transportMaxPool = 5
+	// transportTimeout is raft's per-RPC I/O deadline (scaled up for
+	// InstallSnapshot by the snapshot size).
+	transportTimeout = 10 * time.Second
+)
+
+// newTransport binds the raft transport: plain TCP, or TLS in both
+// directions when tlsCfg is set.
+func newTransport(addr string, tlsCfg *tls.Config, logger *slog.Logger) (*raft.NetworkTransport, error) {
+	tcpAddr, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: raft address %q: %w", addr, err)
+	}
+	// Port 0 binds an ephemeral port: advertise what was bound.
+	var advertise net.Addr
+	if tcpAddr.Port != 0 {
+		advertise = tcpAddr
+	}
+	netCfg := &raft.NetworkTransportConfig{
+		MaxPool: transportMaxPool,
+		Timeout: transportTimeout,
+		Logger:  newHclog(logger, "raft-net"),
+	}
+	if tlsCfg == nil {
+		t, err := raft.NewTCPTransportWithConfig(addr, advertise, netCfg)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: raft transport on %s: %w", addr, err)
+		}
+		return t, nil
+	}
+	stream, err := newTLSStreamLayer(addr, advertise, tlsCfg)
+	if err != nil {
+		return nil, err
+	}
+	netCfg.Stream = stream
+	return raft.NewNetworkTransportWithConfig(netCfg), nil
+}
+
+// tlsStreamLayer is raft's StreamLayer over mutual TLS.
+type tlsStreamLayer struct {
+	net.Listener // TLS listener
+	advertise    net.Addr
+	client       *tls.Config
+}
+
+func newTLSStreamLayer(addr string, advertise net.Addr, cfg *tls.Config) (*tlsStreamLayer, error) {
+	server, client, err := mutualTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: raft transport on %s: %w", addr, err)
+	}
+	return &tlsStreamLayer{
+		Listener:  tls.NewListener(l, server),
+		advertise: advertise,
+		client:    client,
+	}, nil
+}
+
+// mutualTLS derives the server and client sides from one config: the
+// cluster CA verifies both directions.
+func mutualTLS(cfg *tls.Config) (server, client *tls.Config, err error) {
+	if len(cfg.Certificates) == 0 && cfg.GetCertificate == nil {
+		return nil, nil, errors.New("cluster: config: RaftTLS has no certificate")
+	}
+	server = cfg.Clone()
+	if server.ClientCAs == nil {
+		server.ClientCAs = cfg.RootCAs
+	}
+	if server.ClientCAs != nil && server.ClientAuth < tls.RequireAndVerifyClientCert {
+		server.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	client = cfg.Clone()
+	if client.RootCAs == nil {
+		client.RootCAs = cfg.ClientCAs
+	}
+	if client.GetClientCertificate == nil && len(client.Certificates) == 0 && cfg.GetCertificate != nil {
+		return nil, nil, errors.New("cluster: config: RaftTLS needs Certificates (used as the client certificate)")
+	}
+	return server, client, nil
+}
+
+// Dial opens a TLS connection and completes the handshake within timeout,
+// verifying the peer against the host part of its raft address unless the
+// config names a ServerName.
+func (t *tlsStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	cfg := t.client
+	if cfg.ServerName == "" {
+		host, _, err := net.SplitHostPort(string(address))
+		if err != nil {
+			return nil, err
+		}
+		cfg = cfg.Clone()
+		cfg.ServerName = host
+	}
+	d := &net.Dialer{Timeout: timeout}
+	return tls.DialWithDialer(d, "tcp", string(address), cfg)
+}
+
+// Addr is the advertised address: the configured one, or what was bound.
+func (t *tlsStreamLayer) Addr() net.Addr {
+	if t.advertise != nil {
+		return t.advertise
+	}
+	return t.Listener.Addr()
+}

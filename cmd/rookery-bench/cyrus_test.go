@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rookery/rookery/internal/murder"
+)
+
+// TestBenchAgainstRealCyrus runs every phase briefly against the real Cyrus
+// master, and the ctl_mboxlist step on a real backend, checking the tool
+// measures real work (not the figures themselves: those are printed by
+// scripts/bench-mupdate.sh).
+func TestBenchAgainstRealCyrus(t *testing.T) {
+	m := murder.Start(t, murder.Options{Roles: []string{murder.RoleMaster, murder.RoleBE1}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	t.Run("MupdatePhasesMeasureRealOperations", func(t *testing.T) {
+		cfg := defaultMupdateConfig()
+		cfg.RunID = "t" + newRunID()
+		cfg.Targets = []target{{Name: "cyrus", Addr: m.MasterAddr()}}
+		cfg.Conns = []int{1, 3}
+		cfg.Duration = 200 * time.Millisecond
+		cfg.StreamDuration = 200 * time.Millisecond
+		cfg.StreamNoop = 50 * time.Millisecond // Cyrus batches for 5 s unless asked
+		cfg.StreamWait = 10 * time.Second
+		cfg.Cleanup = true
+		b := &bench{cfg: cfg, target: cfg.Targets[0], log: log}
+		rep, err := b.run(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Rows) != 6 {
+			t.Fatalf("rows = %d, want 3 phases x 2 conns", len(rep.Rows))
+		}
+		for _, r := range rep.Rows {
+			if len(r.S.lat) == 0 || r.S.errors != 0 || r.S.rate() <= 0 {
+				t.Errorf("%s at %d conns: ops=%d errors=%d (%v) rate=%v", r.Phase, r.Conns, len(r.S.lat), r.S.errors, r.S.firstErr, r.S.rate())
+			}
+		}
+		if s := rep.Stream; s == nil || s.Sent == 0 || s.Lost != 0 || len(s.Delay.lat) != s.Sent {
+			t.Fatalf("stream = %+v", rep.Stream)
+		}
+		if c := rep.Cleanup; c == nil || c.errors != 0 || len(c.lat) != len(b.created) {
+			t.Fatalf("cleanup deleted %v of %d", rep.Cleanup, len(b.created))
+		}
+		var out bytes.Buffer
+		printTarget(&out, rep)
+		if !strings.Contains(out.String(), phaseCreateNew) || !strings.Contains(out.String(), "stream delay") {
+			t.Fatalf("report lacks rows:\n%s", out.String())
+		}
+	})
+
+	t.Run("CtlMboxlistPushesMissingEntries", func(t *testing.T) {
+		cfg := ctlConfig{N: 60, Missing: 50, CyrusBin: murder.CyrusBin, RunID: "t" + newRunID(), Client: defaultMupdateConfig().Client}
+		rep, err := ctlBench(ctx, log, cfg, 0, target{Name: "cyrus", Addr: m.ConfPath(murder.RoleBE1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Steps) != 3 || rep.OnMaster != 60 {
+			t.Fatalf("steps %+v, master lists %d of 60", rep.Steps, rep.OnMaster)
+		}
+		dump, err := m.CtlMboxlist(ctx, murder.RoleBE1, "-d")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var entries map[string]map[string]any
+		if err := json.Unmarshal([]byte(dump), &entries); err != nil {
+			t.Fatalf("ctl_mboxlist -d is not JSON: %v", err)
+		}
+		ours := 0
+		for name, e := range entries {
+			if strings.HasPrefix(name, "user.cmb"+cfg.RunID) && e["partition"] == "default" {
+				ours++
+			}
+		}
+		if ours != 60 {
+			t.Fatalf("backend holds %d of our 60 undumped mailboxes", ours)
+		}
+	})
+}
+
+func TestUndumpJSONMatchesCtlMboxlistDumpFormat(t *testing.T) {
+	var got map[string]map[string]any
+	if err := json.Unmarshal(undumpJSON("user.cmbx", "default", 3, 5), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("entries = %d, want 2", len(got))
+	}
+	e := got["user.cmbxn000003"]
+	// The keys a Cyrus 3.6 `ctl_mboxlist -d` prints for each mailbox.
+	for _, k := range []string{"name", "mtime", "uidvalidity", "createdmodseq", "foldermodseq", "mbtype", "partition", "acl", "uniqueid", "name_history"} {
+		if _, ok := e[k]; !ok {
+			t.Errorf("entry lacks %q: %v", k, e)
+		}
+	}
+	if e["name"] != "user.cmbxn000003" || e["partition"] != "default" {
+		t.Fatalf("entry = %v", e)
+	}
+}

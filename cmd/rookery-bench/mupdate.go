@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rookery/rookery/internal/mupdateclient"
+)
+
+// target is one MUPDATE server under test.
+type target struct {
+	Name string
+	Addr string
+}
+
+// mupdateConfig is the mupdate subcommand's settings.
+type mupdateConfig struct {
+	Targets        []target
+	Client         mupdateclient.Config
+	Conns          []int
+	Duration       time.Duration
+	Location       string
+	ACL            string
+	StreamDuration time.Duration
+	StreamInterval time.Duration
+	StreamNoop     time.Duration
+	StreamWait     time.Duration
+	Cleanup        bool
+	RunID          string
+}
+
+func defaultMupdateConfig() mupdateConfig {
+	return mupdateConfig{
+		Client:         mupdateclient.DefaultConfig(),
+		Conns:          []int{1, 16, 128},
+		Duration:       5 * time.Second,
+		Location:       "benchsrv!default",
+		ACL:            "benchuser\tlrswipkxtecdan\t",
+		StreamDuration: 5 * time.Second,
+		StreamInterval: 10 * time.Millisecond,
+		StreamWait:     15 * time.Second,
+	}
+}
+
+func parseMupdateFlags(args []string) (mupdateConfig, error) {
+	cfg := defaultMupdateConfig()
+	fs := flag.NewFlagSet("mupdate", flag.ContinueOnError)
+	fs.Func("target", "name=host:port of a MUPDATE server (repeatable; the first is the baseline of the ratio)", func(s string) error {
+		t, err := parseTarget(s)
+		if err == nil {
+			cfg.Targets = append(cfg.Targets, t)
+		}
+		return err
+	})
+	fs.StringVar(&cfg.Client.User, "user", cfg.Client.User, "PLAIN user")
+	fs.StringVar(&cfg.Client.Password, "pass", cfg.Client.Password, "PLAIN password")
+	conns := fs.String("conns", "1,16,128", "comma-separated connection counts")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of each create/find phase")
+	fs.StringVar(&cfg.Location, "location", cfg.Location, "server!partition the created mailboxes get (keep it off real backends' names)")
+	fs.DurationVar(&cfg.StreamDuration, "stream-duration", cfg.StreamDuration, "how long the stream-delay phase issues ACTIVATEs (0 skips the phase)")
+	fs.DurationVar(&cfg.StreamInterval, "stream-interval", cfg.StreamInterval, "pause between ACTIVATEs in the stream-delay phase")
+	fs.DurationVar(&cfg.StreamNoop, "stream-noop", 0, "send NOOP on the UPDATE connection this often (0: never, measure what the server pushes by itself; a Cyrus slave NOOPs every few seconds)")
+	fs.DurationVar(&cfg.StreamWait, "stream-wait", cfg.StreamWait, "how long to wait for stragglers after the last ACTIVATE")
+	fs.BoolVar(&cfg.Cleanup, "cleanup", false, "DELETE every mailbox this run created when done")
+	fs.StringVar(&cfg.RunID, "run-id", "", "unique part of the mailbox names (default: random)")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if len(cfg.Targets) == 0 {
+		return cfg, fmt.Errorf("at least one --target name=host:port is required")
+	}
+	var err error
+	if cfg.Conns, err = parseInts(*conns); err != nil {
+		return cfg, fmt.Errorf("--conns: %w", err)
+	}
+	if cfg.Duration <= 0 {
+		return cfg, fmt.Errorf("--duration must be positive")
+	}
+	if cfg.RunID == "" {
+		cfg.RunID = newRunID()
+	}
+	if !validRunID(cfg.RunID) {
+		return cfg, fmt.Errorf("--run-id %q: use letters and digits only", cfg.RunID)
+	}
+	return cfg, nil
+}
+
+func parseTarget(s string) (target, error) {
+	name, addr, ok := strings.Cut(s, "=")
+	if !ok || name == "" || addr == "" {
+		return target{}, fmt.Errorf("target %q: want name=host:port", s)
+	}
+	if _, port, ok := strings.Cut(addr, ":"); !ok || port == "" {
+		return target{}, fmt.Errorf("target %q: address needs a port", s)
+	}
+	return target{Name: name, Addr: addr}, nil
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive number", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func newRunID() string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
+
+func validRunID(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func runMupdate(ctx context.Context, log *slog.Logger, out io.Writer, args []string) error {
+	cfg, err := parseMupdateFlags(args)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "rookery-bench mupdate: run %s, %v per phase, conns %v, location %q, load average at start %s\n",
+		cfg.RunID, cfg.Duration, cfg.Conns, cfg.Location, loadAvg())
+	var reports []*targetReport
+	for _, t := range cfg.Targets {
+		b := &bench{cfg: cfg, target: t, log: log.With("target", t.Name)}
+		rep, err := b.run(ctx)
+		if err != nil {
+			return fmt.Errorf("target %s (%s): %w", t.Name, t.Addr, err)
+		}
+		reports = append(reports, rep)
+		printTarget(out, rep)
+	}
+	printRatios(out, reports)
+	fmt.Fprintf(out, "load average at end %s (the machine may be shared: compare targets within one run)\n", loadAvg())
+	return nil
+}
+
+// loadAvg is the 1/5/15-minute load average, to judge how noisy a run was.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "n/a"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "n/a"
+	}
+	return strings.Join(f[:3], " ")
+}

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/rookery/rookery/config"
+)
+
+// Config is the rookeryd configuration file (TOML). Every setting can also
+// be given as a flag named after its path, e.g. -raft.address.
+type Config struct {
+	Node    NodeConfig    `toml:"node"`
+	Log     LogConfig     `toml:"log"`
+	Raft    RaftConfig    `toml:"raft"`
+	GRPC    GRPCConfig    `toml:"grpc"`
+	Mupdate MupdateConfig `toml:"mupdate"`
+	Auth    AuthConfig    `toml:"auth"`
+}
+
+// NodeConfig names the node and where it keeps its data.
+type NodeConfig struct {
+	ID      string `toml:"id" help:"node ID, unique in the cluster (required)"`
+	DataDir string `toml:"data_dir" help:"directory for raft.db and snapshots (required)"`
+}
+
+// LogConfig selects the slog handler.
+type LogConfig struct {
+	Level  string `toml:"level" help:"debug, info, warn or error"`
+	Format string `toml:"format" help:"text or json"`
+}
+
+// RaftConfig configures consensus and membership.
+type RaftConfig struct {
+	Address   string `toml:"address" help:"raft TCP address (bind and advertise)"`
+	Bootstrap bool   `toml:"bootstrap" help:"bootstrap a new single-node cluster when the data dir is empty"`
+	// Peers is the static voter list: id=raft_addr/grpc_addr, comma separated.
+	Peers []string `toml:"peers" help:"static voters id=raft_addr/grpc_addr,... (all nodes the same list)"`
+	Join  []string `toml:"join" help:"gRPC addresses of members to join through when the data dir is empty"`
+
+	HeartbeatTimeout   config.Duration `toml:"heartbeat_timeout" help:"raft heartbeat timeout"`
+	ElectionTimeout    config.Duration `toml:"election_timeout" help:"raft election timeout"`
+	LeaderLeaseTimeout config.Duration `toml:"leader_lease_timeout" help:"raft leader lease timeout"`
+	WriteTimeout       config.Duration `toml:"write_timeout" help:"bound on a write or linearizable read without quorum"`
+	SnapshotInterval   config.Duration `toml:"snapshot_interval" help:"how often raft checks whether to snapshot"`
+	SnapshotThreshold  uint64          `toml:"snapshot_threshold" help:"log entries between snapshots"`
+	TrailingLogs       uint64          `toml:"trailing_logs" help:"log entries kept after a snapshot"`
+	HistorySize        int             `toml:"history_size" help:"change events kept for Watch/UPDATE resumption"`
+
+	TLSCert string `toml:"tls_cert" help:"PEM certificate for raft and peer traffic (enables TLS between nodes)"`
+	TLSKey  string `toml:"tls_key" help:"PEM key for tls_cert"`
+	TLSCA   string `toml:"tls_ca" help:"PEM CA that signs every node's certificate"`
+	// PeerSecretFile holds the cluster secret nodes present to each other's
+	// Peer service (forwarded writes, read index, join).
+	PeerSecretFile string `toml:"peer_secret_file" help:"file with the cluster shared secret for node-to-node gRPC"`
+}
+
+// GRPCConfig configures the gRPC API listener.
+type GRPCConfig struct {
+	Listen    string `toml:"listen" help:"gRPC listen address"`
+	Advertise string `toml:"advertise" help:"gRPC address peers use to reach this node (default: listen)"`
+	TLSCert   string `toml:"tls_cert" help:"PEM server certificate (enables TLS)"`
+	TLSKey    string `toml:"tls_key" help:"PEM server key"`
+	ClientCA  string `toml:"client_ca" help:"PEM CA for client certificates (enables mTLS identities)"`
+	OpenReads bool   `toml:"open_reads" help:"allow unauthenticated reads (Get, List, Watch, Status)"`
+}
+
+// MupdateConfig configures the MUPDATE (RFC 3656) listeners.
+type MupdateConfig struct {
+	Listen     string `toml:"listen" help:"MUPDATE listen address (STARTTLS offered when TLS is configured)"`
+	ListenTLS  string `toml:"listen_tls" help:"implicit-TLS MUPDATE listen address (Cyrus host:port/tls)"`
+	TLSCert    string `toml:"tls_cert" help:"PEM certificate for STARTTLS and implicit TLS"`
+	TLSKey     string `toml:"tls_key" help:"PEM key"`
+	Servername string `toml:"servername" help:"host name in the MUPDATE banner"`
+	// QuotedOutput lists identities that get quoted strings instead of
+	// {N+} literals (Cyrus 3.4.8, 3.6.5, 3.8.3 clients, cyrus-imapd #4932).
+	QuotedOutput []string `toml:"quoted_output" help:"identities that get quoted strings instead of {N+} literals"`
+	// BytewiseOrder lists identities that get LIST/UPDATE in Cyrus <=3.4
+	// bytewise name order instead of 3.6 dbname order (#4946).
+	BytewiseOrder  []string        `toml:"bytewise_order" help:"identities that get Cyrus <=3.4 bytewise order"`
+	MaxConnections int             `toml:"max_connections" help:"concurrent MUPDATE connections"`
+	IdleTimeout    config.Duration `toml:"idle_timeout" help:"idle timeout before UPDATE streaming"`
+	NoopTimeout    config.Duration `toml:"noop_timeout" help:"bound on the NOOP barrier before the connection is closed"`
+	// BackendServers binds identities to the server part they may write:
+	// identity=servername, comma separated. Unlisted writers are unrestricted.
+	BackendServers []string `toml:"backend_servers" help:"identity=servername,... restricts what each backend identity may write"`
+}
+
+// AuthConfig holds identities shared by MUPDATE and gRPC.
+type AuthConfig struct {
+	UsersFile string   `toml:"users_file" help:"file of name:bcrypt-hash lines"`
+	Admins    []string `toml:"admins" help:"identities that may write"`
+	Readers   []string `toml:"readers" help:"identities that may only read (frontend slaves, tools)"`
+}
+
+func defaultConfig() Config {
+	var c Config
+	c.Log.Level = "info"
+	c.Log.Format = "text"
+	c.Raft.Address = "127.0.0.1:7001"
+	c.Raft.HeartbeatTimeout = config.Duration(200 * time.Millisecond)
+	c.Raft.ElectionTimeout = config.Duration(200 * time.Millisecond)
+	c.Raft.LeaderLeaseTimeout = config.Duration(100 * time.Millisecond)
+	c.Raft.WriteTimeout = config.Duration(5 * time.Second)
+	c.Raft.SnapshotInterval = config.Duration(2 * time.Minute)
+	c.Raft.SnapshotThreshold = 100_000
+	c.Raft.TrailingLogs = 50_000
+	c.Raft.HistorySize = 100_000
+	c.GRPC.Listen = "127.0.0.1:7101"
+	c.Mupdate.Listen = "127.0.0.1:3905"
+	c.Mupdate.MaxConnections = 1024
+	c.Mupdate.IdleTimeout = config.Duration(30 * time.Minute)
+	c.Mupdate.NoopTimeout = config.Duration(5 * time.Second)
+	return c
+}
+
+// peer is one entry of raft.peers.
+type peer struct{ ID, RaftAddr, APIAddr string }
+
+func parsePeers(list []string) ([]peer, error) {
+	var out []peer
+	for _, p := range list {
+		id, addrs, ok := strings.Cut(p, "=")
+		raftAddr, apiAddr, ok2 := strings.Cut(addrs, "/")
+		if !ok || !ok2 || id == "" {
+			return nil, fmt.Errorf("raft.peers: %q is not id=raft_addr/grpc_addr", p)
+		}
+		for _, a := range []string{raftAddr, apiAddr} {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				return nil, fmt.Errorf("raft.peers: %q: %w", p, err)
+			}
+		}
+		out = append(out, peer{ID: id, RaftAddr: raftAddr, APIAddr: apiAddr})
+	}
+	return out, nil
+}
+
+func parsePairs(setting string, list []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, p := range list {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || k == "" || v == "" {
+			return nil, fmt.Errorf("%s: %q is not identity=servername", setting, p)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// validate checks what can be checked without touching the disk or network.
+func (c *Config) validate() error {
+	var errs []error
+	if c.Node.ID == "" {
+		errs = append(errs, errors.New("node.id is required"))
+	}
+	if c.Node.DataDir == "" {
+		errs = append(errs, errors.New("node.data_dir is required"))
+	}
+	for name, addr := range map[string]string{"raft.address": c.Raft.Address, "grpc.listen": c.GRPC.Listen} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", name, addr, err))
+		}
+	}
+	if (c.GRPC.TLSCert == "") != (c.GRPC.TLSKey == "") {
+		errs = append(errs, errors.New("grpc.tls_cert and grpc.tls_key go together"))
+	}
+	if (c.Mupdate.TLSCert == "") != (c.Mupdate.TLSKey == "") {
+		errs = append(errs, errors.New("mupdate.tls_cert and mupdate.tls_key go together"))
+	}
+	if c.Mupdate.ListenTLS != "" && c.Mupdate.TLSCert == "" {
+		errs = append(errs, errors.New("mupdate.listen_tls needs mupdate.tls_cert and mupdate.tls_key"))
+	}
+	if (c.Raft.TLSCert == "") != (c.Raft.TLSKey == "") || (c.Raft.TLSCert != "" && c.Raft.TLSCA == "") {
+		errs = append(errs, errors.New("raft TLS needs raft.tls_cert, raft.tls_key and raft.tls_ca together"))
+	}
+	if c.Mupdate.Listen != "" || c.Mupdate.ListenTLS != "" {
+		if c.Auth.UsersFile == "" {
+			errs = append(errs, errors.New("auth.users_file is required to serve MUPDATE"))
+		}
+	}
+	if c.Auth.UsersFile != "" && c.Raft.PeerSecretFile == "" && c.Raft.TLSCert == "" {
+		errs = append(errs, errors.New("auth.users_file turns authentication on: set raft.peer_secret_file (or raft TLS) so nodes can authenticate to each other"))
+	}
+	if _, err := parsePeers(c.Raft.Peers); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := parsePairs("mupdate.backend_servers", c.Mupdate.BackendServers); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rookery/rookery/client"
+	"github.com/rookery/rookery/internal/testcluster"
+)
+
+func TestRunRefusesBadConfigurationNamingTheSetting(t *testing.T) {
+	dir := t.TempDir()
+	typo := filepath.Join(dir, "typo.toml")
+	os.WriteFile(typo, []byte("[raft]\nadress = \"127.0.0.1:1\"\n"), 0o600)
+	base := []string{"-node.id", "n1", "-node.data_dir", dir, "-mupdate.listen", ""}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing node id", []string{"-node.data_dir", dir}, "node.id is required"},
+		{"missing data dir", []string{"-node.id", "n1"}, "node.data_dir is required"},
+		{"bad raft address", append(base, "-raft.address", "nowhere"), "raft.address"},
+		{"bad peer entry", append(base, "-raft.peers", "n1=127.0.0.1:1"), "raft.peers"},
+		{"tls cert without key", append(base, "-grpc.tls_cert", "x.pem"), "grpc.tls_cert and grpc.tls_key"},
+		{"mupdate without users file", []string{"-node.id", "n1", "-node.data_dir", dir}, "auth.users_file"},
+		{"unknown key in file", []string{"-config", typo}, "raft.adress"},
+		{"bad duration", append(base, "-raft.write_timeout", "soon"), "raft.write_timeout"},
+		{"bad log level", append(base, "-log.level", "loud", "-raft.bootstrap"), "log.level"},
+		{"bad backend servers", append(base, "-mupdate.backend_servers", "be1"), "mupdate.backend_servers"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			code := run(tc.args, strings.NewReader(""), io.Discard, &stderr)
+			if code == 0 || !strings.Contains(stderr.String(), tc.want) {
+				t.Fatalf("exit %d, stderr %q; want non-zero and mention of %q", code, stderr.String(), tc.want)
+			}
+		})
+	}
+}
+
+func testConfig(t *testing.T, dataDir string) Config {
+	t.Helper()
+	ports := testcluster.FreePorts(t, 2)
+	c := defaultConfig()
+	c.Node.ID = "n1"
+	c.Node.DataDir = dataDir
+	c.Raft.Address = "127.0.0.1:" + strconv.Itoa(ports[0])
+	c.Raft.Bootstrap = true
+	c.GRPC.Listen = "127.0.0.1:" + strconv.Itoa(ports[1])
+	c.Mupdate.Listen = ""
+	return c
+}
+
+
+func TestServeRefusesPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c := testConfig(t, t.TempDir())
+	c.GRPC.Listen = ln.Addr().String()
+	err = serve(context.Background(), c, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "grpc.listen") || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("serve with the gRPC port taken: %v", err)
+	}
+}
+
+func TestServeRefusesCorruptStore(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "raft.db"), bytes.Repeat([]byte("garbage!"), 1024), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := serve(context.Background(), testConfig(t, dir), slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "raft.db") {
+		t.Fatalf("serve over a corrupt raft.db: %v", err)
+	}
+}
+
+// TestServeRestartKeepsDirectory writes through the gRPC API, stops the
+// node with its context (as SIGTERM does), starts it again without
+// bootstrap and finds the write: a restart never starts empty.
+func TestServeRestartKeepsDirectory(t *testing.T) {
+	c := testConfig(t, t.TempDir())
+	logger := slog.New(slog.DiscardHandler)
+	startNode := func(c Config) (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- serve(ctx, c, logger) }()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		}
+	}
+	stop := startNode(c)
+	cl, err := client.Dial([]string{c.GRPC.Listen}, client.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var rev uint64
+	for rev == 0 {
+		if rev, err = cl.Activate(ctx, "user.alice", "be1!default", "alice\tlrs\t"); err != nil {
+			if ctx.Err() != nil {
+				t.Fatalf("activate: %v", err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	stop()
+
+	c.Raft.Bootstrap = false
+	stop = startNode(c)
+	defer stop()
+	for {
+		e, _, err := cl.Get(ctx, "user.alice", false)
+		if err == nil {
+			if e.Location != "be1!default" || e.ModRevision != rev {
+				t.Fatalf("after restart user.alice = %+v, want be1!default at revision %d", e, rev)
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("get after restart: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

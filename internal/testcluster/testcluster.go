@@ -1,0 +1,352 @@
+// Package testcluster starts real rookeryd processes on 127.0.0.1 for
+// end-to-end tests: the binary is built from this module, every node gets
+// its own data directory and free ports, and nodes can be killed (SIGKILL),
+// stopped (SIGTERM) and restarted on the same data, as in production.
+package testcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rookery/rookery/client"
+)
+
+// Options configures a test cluster.
+type Options struct {
+	Nodes int // default 3
+	// Users maps identity → password; Admins and Readers give them roles.
+	// Default: admin/adminpw (writer), mupdate/mupdatepw (writer, what the
+	// murder-up.sh backends use), reader/readerpw (reader).
+	Users   map[string]string
+	Admins  []string
+	Readers []string
+	// ExtraArgs are appended to every node's command line.
+	ExtraArgs []string
+}
+
+// Node is one rookeryd process.
+type Node struct {
+	ID          string
+	RaftAddr    string
+	GRPCAddr    string
+	MupdateAddr string
+	DataDir     string
+	LogPath     string
+
+	args []string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Running reports whether the node's process is alive.
+func (n *Node) Running() bool {
+	if n.cmd == nil {
+		return false
+	}
+	select {
+	case <-n.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Cluster is a set of rookeryd processes.
+type Cluster struct {
+	t     testing.TB
+	bin   string
+	dir   string
+	Nodes []*Node
+	Token string // "admin:adminpw" style bearer for the gRPC API
+}
+
+// Start builds rookeryd, starts the nodes with a static peer list and
+// waits for a leader. Everything is stopped at test cleanup; node logs are
+// printed when the test failed.
+func Start(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	if opts.Nodes == 0 {
+		opts.Nodes = 3
+	}
+	if opts.Users == nil {
+		opts.Users = map[string]string{"admin": "adminpw", "mupdate": "mupdatepw", "reader": "readerpw"}
+		opts.Admins = []string{"admin", "mupdate"}
+		opts.Readers = []string{"reader"}
+	}
+	dir := t.TempDir()
+	c := &Cluster{t: t, dir: dir, bin: Build(t, dir)}
+	users := writeUsers(t, c.bin, dir, opts.Users)
+	secret := filepath.Join(dir, "cluster-secret")
+	if err := os.WriteFile(secret, []byte("test-cluster-secret-0123456789"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ports := FreePorts(t, 3*opts.Nodes)
+	var peers []string
+	for i := 0; i < opts.Nodes; i++ {
+		n := &Node{
+			ID:          fmt.Sprintf("n%d", i+1),
+			RaftAddr:    fmt.Sprintf("127.0.0.1:%d", ports[3*i]),
+			GRPCAddr:    fmt.Sprintf("127.0.0.1:%d", ports[3*i+1]),
+			MupdateAddr: fmt.Sprintf("127.0.0.1:%d", ports[3*i+2]),
+			DataDir:     filepath.Join(dir, fmt.Sprintf("n%d", i+1)),
+		}
+		n.LogPath = n.DataDir + ".log"
+		peers = append(peers, fmt.Sprintf("%s=%s/%s", n.ID, n.RaftAddr, n.GRPCAddr))
+		c.Nodes = append(c.Nodes, n)
+	}
+	for _, n := range c.Nodes {
+		n.args = append([]string{
+			"-node.id", n.ID, "-node.data_dir", n.DataDir,
+			"-raft.address", n.RaftAddr, "-raft.peers", strings.Join(peers, ","),
+			"-raft.peer_secret_file", secret,
+			"-grpc.listen", n.GRPCAddr,
+			"-mupdate.listen", n.MupdateAddr, "-mupdate.servername", "rookery-" + n.ID,
+			"-auth.users_file", users,
+			"-auth.admins", strings.Join(opts.Admins, ","),
+			"-auth.readers", strings.Join(opts.Readers, ","),
+			"-log.level", "debug",
+		}, opts.ExtraArgs...)
+	}
+	for admin := range opts.Users {
+		if contains(opts.Admins, admin) {
+			c.Token = admin + ":" + opts.Users[admin]
+			break
+		}
+	}
+	t.Cleanup(c.stopAll)
+	for i := range c.Nodes {
+		c.Start(i)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.WaitLeader(ctx); err != nil {
+		t.Fatalf("testcluster: no leader: %v", err)
+	}
+	return c
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Build compiles cmd/rookeryd into dir and returns the binary's path.
+func Build(t testing.TB, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "rookeryd")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/rookery/rookery/cmd/rookeryd")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("testcluster: build rookeryd: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func writeUsers(t testing.TB, bin, dir string, users map[string]string) string {
+	t.Helper()
+	var b strings.Builder
+	for name, pw := range users {
+		cmd := exec.Command(bin, "hash-password")
+		cmd.Stdin = strings.NewReader(pw + "\n")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("testcluster: hash-password: %v", err)
+		}
+		fmt.Fprintf(&b, "%s:%s", name, out)
+	}
+	path := filepath.Join(dir, "users")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// FreePorts returns n distinct free TCP ports on 127.0.0.1.
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var lns []net.Listener
+	var ports []int
+	for i := 0; i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return ports
+}
+
+// Start (re)starts node i on its data directory.
+func (c *Cluster) Start(i int) {
+	c.t.Helper()
+	n := c.Nodes[i]
+	if n.Running() {
+		c.t.Fatalf("testcluster: %s already running", n.ID)
+	}
+	logf, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cmd := exec.Command(c.bin, n.args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		c.t.Fatalf("testcluster: start %s: %v", n.ID, err)
+	}
+	n.cmd, n.done = cmd, make(chan struct{})
+	go func() { cmd.Wait(); logf.Close(); close(n.done) }()
+	if err := waitPort(n.GRPCAddr, 10*time.Second, n.done); err != nil {
+		c.t.Fatalf("testcluster: %s: %v\n%s", n.ID, err, c.Log(i))
+	}
+}
+
+func waitPort(addr string, limit time.Duration, dead <-chan struct{}) error {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		select {
+		case <-dead:
+			return errors.New("process exited during start-up")
+		default:
+		}
+		if conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			conn.Close()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not listening after %v", addr, limit)
+}
+
+// Kill sends SIGKILL to node i and waits for it to die.
+func (c *Cluster) Kill(i int) { c.signal(i, syscall.SIGKILL) }
+
+// Stop sends SIGTERM to node i and waits for a clean exit.
+func (c *Cluster) Stop(i int) { c.signal(i, syscall.SIGTERM) }
+
+func (c *Cluster) signal(i int, sig syscall.Signal) {
+	n := c.Nodes[i]
+	if !n.Running() {
+		return
+	}
+	_ = n.cmd.Process.Signal(sig)
+	select {
+	case <-n.done:
+	case <-time.After(15 * time.Second):
+		_ = n.cmd.Process.Kill()
+		<-n.done
+	}
+}
+
+func (c *Cluster) stopAll() {
+	for i := range c.Nodes {
+		c.Stop(i)
+	}
+	if c.t.Failed() {
+		for i, n := range c.Nodes {
+			c.t.Logf("---- %s log ----\n%s", n.ID, c.Log(i))
+		}
+	}
+}
+
+// Log returns the last 200 lines of node i's log.
+func (c *Cluster) Log(i int) string {
+	b, _ := os.ReadFile(c.Nodes[i].LogPath)
+	lines := strings.Split(string(b), "\n")
+	if len(lines) > 200 {
+		lines = lines[len(lines)-200:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// GRPCAddrs lists every node's gRPC address.
+func (c *Cluster) GRPCAddrs() []string {
+	var out []string
+	for _, n := range c.Nodes {
+		out = append(out, n.GRPCAddr)
+	}
+	return out
+}
+
+// Client dials the running nodes' gRPC APIs as the admin identity.
+func (c *Cluster) Client() *client.Client { return c.dial(c.GRPCAddrs()) }
+
+// NodeClient dials node i's gRPC API only, as the admin identity.
+func (c *Cluster) NodeClient(i int) *client.Client { return c.dial([]string{c.Nodes[i].GRPCAddr}) }
+
+func (c *Cluster) dial(addrs []string) *client.Client {
+	c.t.Helper()
+	cfg := client.DefaultConfig()
+	cfg.Token = c.Token
+	cl, err := client.Dial(addrs, cfg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// WaitLeader waits until every running node agrees on one leader and
+// returns its index.
+func (c *Cluster) WaitLeader(ctx context.Context) (int, error) {
+	cl := c.Client()
+	var last error
+	for {
+		leader, err := c.agreedLeader(ctx, cl)
+		if err == nil {
+			return leader, nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return -1, fmt.Errorf("%w (last: %v)", ctx.Err(), last)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Cluster) agreedLeader(ctx context.Context, cl *client.Client) (int, error) {
+	leaderID := ""
+	for _, n := range c.Nodes {
+		if !n.Running() {
+			continue
+		}
+		st, err := cl.StatusOf(ctx, n.GRPCAddr)
+		if err != nil {
+			return -1, err
+		}
+		if st.LeaderId == "" || (leaderID != "" && st.LeaderId != leaderID) {
+			return -1, fmt.Errorf("%s sees leader %q", n.ID, st.LeaderId)
+		}
+		leaderID = st.LeaderId
+	}
+	for i, n := range c.Nodes {
+		if n.ID == leaderID && n.Running() {
+			return i, nil
+		}
+	}
+	return -1, fmt.Errorf("leader %q is not a running node", leaderID)
+}
+
+// MupdatePort returns node i's MUPDATE port number.
+func (c *Cluster) MupdatePort(i int) int {
+	_, p, _ := net.SplitHostPort(c.Nodes[i].MupdateAddr)
+	n, _ := strconv.Atoi(p)
+	return n
+}

@@ -1,0 +1,177 @@
+package mupdatecompat
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rookery/rookery/fsm"
+	"github.com/rookery/rookery/mupdatecompat/wire"
+)
+
+func (c *conn) reserve(cmd *wire.Command) bool {
+	return c.write(cmd.Tag, fsm.Command{Op: fsm.OpReserve, Name: cmd.Args[0].Value, Location: cmd.Args[1].Value})
+}
+
+func (c *conn) activate(cmd *wire.Command) bool {
+	return c.write(cmd.Tag, fsm.Command{Op: fsm.OpActivate, Name: cmd.Args[0].Value, Location: cmd.Args[1].Value, ACL: cmd.Args[2].Value})
+}
+
+func (c *conn) deactivate(cmd *wire.Command) bool {
+	return c.write(cmd.Tag, fsm.Command{Op: fsm.OpDeactivate, Name: cmd.Args[0].Value, Location: cmd.Args[1].Value})
+}
+
+func (c *conn) delete(cmd *wire.Command) bool {
+	return c.write(cmd.Tag, fsm.Command{Op: fsm.OpDelete, Name: cmd.Args[0].Value})
+}
+
+// Reply texts for refusals that Cyrus does not have.
+const (
+	textPermissionDenied = "permission denied"
+	textTemporary        = "directory temporarily unavailable, try again"
+	textDirectoryError   = "directory error"
+)
+
+// write authorizes a directory write, applies it and answers `OK "done"`
+// or NO with the text real Cyrus uses for the outcome.
+func (c *conn) write(tag string, fc fsm.Command) bool {
+	if !c.mayWrite(&fc) {
+		c.reply(tag, "NO", textPermissionDenied)
+		return true
+	}
+	fc.Identity = c.id.Name
+	fc.Time = time.Now().UnixNano()
+	if err := fsm.Validate(fc); err != nil {
+		c.log.Debug("mupdate write refused: invalid", "op", fc.Op, "identity", c.id.Name, "err", err)
+		c.reply(tag, "NO", fsm.CodeInvalid.Text())
+		return true
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.CommandTimeout)
+	res, err := c.srv.dir.Apply(ctx, []fsm.Command{fc})
+	cancel()
+	if err == nil && len(res) != 1 {
+		err = errWrongResults
+	}
+	if err != nil {
+		c.log.Warn("mupdate write failed", "op", fc.Op, "name", fc.Name, "identity", c.id.Name, "err", err)
+		c.reply(tag, "NO", failText(err))
+		return true
+	}
+	c.log.Debug("mupdate write", "op", fc.Op, "name", fc.Name, "location", fc.Location,
+		"identity", c.id.Name, "result", res[0].Code.Text(), "revision", res[0].Revision)
+	if res[0].Code != fsm.CodeOK {
+		c.reply(tag, "NO", res[0].Code.Text())
+		return true
+	}
+	c.reply(tag, "OK", "done")
+	return true
+}
+
+// mayWrite applies the roles: readers never write, and a writer bound to a
+// servername only writes entries on that server. For DELETE, which carries
+// no location, the entry's current location counts (a missing entry is
+// left to the directory, which answers "mailbox doesn't exist").
+func (c *conn) mayWrite(fc *fsm.Command) bool {
+	if !c.id.CanWrite() {
+		c.log.Warn("mupdate write refused: read-only identity", "op", fc.Op, "name", fc.Name, "identity", c.id.Name)
+		return false
+	}
+	loc := fc.Location
+	if fc.Op == fsm.OpDelete {
+		e, ok := c.srv.dir.Store().Get(fc.Name)
+		if !ok {
+			return true
+		}
+		loc = e.Location
+	}
+	if server := fsm.ServerOf(loc); !c.id.MayWriteServer(server) {
+		c.log.Warn("mupdate write refused: location on another server", "op", fc.Op, "name", fc.Name,
+			"location", loc, "identity", c.id.Name, "own_server", c.id.Server)
+		return false
+	}
+	return true
+}
+
+type resultError string
+
+func (e resultError) Error() string { return string(e) }
+
+const errWrongResults = resultError("mupdatecompat: directory returned a wrong number of results")
+
+// failText is the NO text for a directory error.
+func failText(err error) string {
+	if IsTemporary(err) {
+		return textTemporary
+	}
+	return textDirectoryError
+}
+
+// sync runs the linearizable barrier before a read; on failure it answers
+// NO and returns false.
+func (c *conn) sync(tag string) bool {
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.CommandTimeout)
+	err := c.srv.dir.Sync(ctx)
+	cancel()
+	if err != nil {
+		c.log.Warn("mupdate read barrier failed", "identity", c.id.Name, "err", err)
+		c.reply(tag, "NO", failText(err))
+		return false
+	}
+	return true
+}
+
+func (c *conn) find(cmd *wire.Command) bool {
+	if !c.sync(cmd.Tag) {
+		return true
+	}
+	if e, ok := c.srv.dir.Store().Get(cmd.Args[0].Value); ok {
+		c.writeEntry(cmd.Tag, &e)
+	}
+	c.reply(cmd.Tag, "OK", "Search completed")
+	return true
+}
+
+// list answers LIST [prefix]: every entry whose location starts with the
+// prefix, bytewise, as Cyrus's strncmp does; ctl_mboxlist -m sends
+// "<servername>!".
+func (c *conn) list(cmd *wire.Command) bool {
+	prefix := ""
+	if len(cmd.Args) == 1 {
+		prefix = cmd.Args[0].Value
+	}
+	if !c.sync(cmd.Tag) {
+		return true
+	}
+	view := c.srv.dir.Store().View()
+	if !c.scan(cmd.Tag, func(yield func(fsm.Entry) bool) { view.ScanLocation(prefix, yield) }) {
+		return false
+	}
+	c.reply(cmd.Tag, "OK", "list complete")
+	return true
+}
+
+// scan writes the entries iter yields as data lines, in the order of the
+// session's profile; false if the connection failed.
+func (c *conn) scan(tag string, iter func(yield func(fsm.Entry) bool)) bool {
+	var err error
+	if c.profile.Order != OrderBytewise {
+		iter(func(e fsm.Entry) bool {
+			err = c.writeEntry(tag, &e)
+			return err == nil
+		})
+		return err == nil
+	}
+	var es []fsm.Entry
+	iter(func(e fsm.Entry) bool {
+		es = append(es, e)
+		return true
+	})
+	slices.SortFunc(es, func(a, b fsm.Entry) int { return strings.Compare(a.Name, b.Name) })
+	for i := range es {
+		if err = c.writeEntry(tag, &es[i]); err != nil {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,328 @@
+package wire
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// ArgKind says how an argument was written on the wire.
+type ArgKind uint8
+
+const (
+	// Atom is a bare word. Cyrus only accepts strings where RFC 3656 says
+	// "string"; the session layer accepts atoms too (for example the "="
+	// empty initial response Cyrus clients send).
+	Atom ArgKind = iota + 1
+	// Quoted is a "quoted string"; backslash escapes are already undone.
+	Quoted
+	// Literal is a {N} or {N+} literal.
+	Literal
+)
+
+func (k ArgKind) String() string {
+	switch k {
+	case Atom:
+		return "atom"
+	case Quoted:
+		return "quoted"
+	case Literal:
+		return "literal"
+	}
+	return fmt.Sprintf("ArgKind(%d)", uint8(k))
+}
+
+// Arg is one argument of a command or response line.
+type Arg struct {
+	Kind  ArgKind
+	Value string
+}
+
+// IsString reports whether the argument is a quoted string or a literal,
+// the only forms RFC 3656 calls "string".
+func (a Arg) IsString() bool { return a.Kind == Quoted || a.Kind == Literal }
+
+// Command is one parsed line: a command from a client, or a response from
+// a server (both have the shape "tag SP word *(SP argument)").
+//
+// An empty line gives a Command with an empty Tag; a tag alone gives an
+// empty Name. The session answers those with Cyrus's "Need command" and
+// "Null command".
+type Command struct {
+	Tag  string
+	Name string // as sent; compare case-insensitively
+	Args []Arg
+}
+
+// Error is a protocol error found while reading a command. Text is meant
+// for a BAD reply, tagged with Tag when the tag was read, untagged ("*")
+// otherwise.
+//
+// When Fatal is false the whole offending command has been consumed and the
+// next ReadCommand starts on the next command. When Fatal is true the
+// reader cannot know where the next command starts (an over-long line, a
+// {N+} literal above the limit) and the connection must be closed after the
+// reply.
+type Error struct {
+	Tag   string
+	Text  string
+	Fatal bool
+}
+
+func (e *Error) Error() string {
+	if e.Fatal {
+		return "mupdate wire: " + e.Text + " (fatal)"
+	}
+	return "mupdate wire: " + e.Text
+}
+
+// Reader reads MUPDATE commands (or responses) from a buffered stream.
+// It is not safe for concurrent use.
+type Reader struct {
+	br   *bufio.Reader
+	lim  Limits
+	cont func() error
+	line []byte // scratch buffer for the current line
+}
+
+// NewReader returns a reader of br. Zero fields of lim take their
+// DefaultLimits values.
+func NewReader(br *bufio.Reader, lim Limits) *Reader {
+	return &Reader{br: br, lim: lim.withDefaults()}
+}
+
+// SetLimits replaces the limits for the following commands, for example
+// wider ones once the peer has authenticated.
+func (r *Reader) SetLimits(lim Limits) { r.lim = lim.withDefaults() }
+
+// Limits returns the limits in force.
+func (r *Reader) Limits() Limits { return r.lim }
+
+// SetContinuation sets the function called before the contents of a {N}
+// synchronizing literal are read; a server sends "+ go ahead" there. With no
+// function set, {N} literals are read like {N+} ones (the client side: a
+// server never waits for a continuation).
+func (r *Reader) SetContinuation(fn func() error) { r.cont = fn }
+
+// Buffered returns the number of bytes already read from the underlying
+// stream but not yet consumed. STARTTLS discards them, as Cyrus does.
+func (r *Reader) Buffered() int { return r.br.Buffered() }
+
+// maxScratch is the line buffer capacity kept between commands; a larger
+// buffer, left by one long line, is released so that idle connections stay
+// small.
+const maxScratch = 16 << 10
+
+// ReadCommand reads one command. It returns an *Error for protocol errors
+// and the underlying error (io.EOF, io.ErrUnexpectedEOF, a timeout) when
+// the stream fails.
+func (r *Reader) ReadCommand() (*Command, error) {
+	if cap(r.line) > maxScratch {
+		r.line = nil
+	}
+	budget := r.lim.MaxCommandSize
+	line, err := r.readLine(&budget)
+	if err != nil {
+		return nil, err
+	}
+	p := cursor{b: line}
+	if p.allSpace() {
+		return &Command{}, nil
+	}
+	cmd := &Command{}
+	tag, ok := p.tag()
+	if !ok {
+		return nil, r.fail("", "Invalid tag", line, &budget)
+	}
+	cmd.Tag = tag
+	if !p.skipSpaces() || p.eol() {
+		if !p.eol() {
+			return nil, r.fail(tag, "Invalid tag", line, &budget)
+		}
+		return cmd, nil
+	}
+	name := p.atom()
+	if name == "" {
+		return nil, r.fail(tag, "Unrecognized command", line, &budget)
+	}
+	cmd.Name = name
+	for {
+		if p.eol() {
+			return cmd, nil
+		}
+		if !p.skipSpaces() {
+			return nil, r.fail(tag, "Extra arguments", line, &budget)
+		}
+		if p.eol() { // trailing spaces are tolerated
+			return cmd, nil
+		}
+		if len(cmd.Args) >= r.lim.MaxArgs {
+			return nil, r.fail(tag, "Too many arguments", line, &budget)
+		}
+		switch p.peek() {
+		case '"':
+			s, ok := p.quoted()
+			if !ok {
+				return nil, r.fail(tag, "Invalid quoted string", line, &budget)
+			}
+			cmd.Args = append(cmd.Args, Arg{Kind: Quoted, Value: s})
+		case '{':
+			n, sync, ok := p.literalHeader()
+			if !ok || !p.eol() {
+				return nil, r.fail(tag, "Invalid literal", line, &budget)
+			}
+			s, hasNUL, err := r.literal(tag, n, sync, &budget)
+			if err != nil {
+				return nil, err
+			}
+			// The command continues on the line after the literal.
+			if line, err = r.readLine(&budget); err != nil {
+				return nil, tagged(err, tag)
+			}
+			if hasNUL { // Cyrus rejects NUL in literals too
+				return nil, r.fail(tag, "NUL byte in literal", line, &budget)
+			}
+			cmd.Args = append(cmd.Args, Arg{Kind: Literal, Value: s})
+			p = cursor{b: line}
+		default:
+			s := p.atom()
+			if s == "" {
+				return nil, r.fail(tag, "Invalid characters in command", line, &budget)
+			}
+			cmd.Args = append(cmd.Args, Arg{Kind: Atom, Value: s})
+		}
+	}
+}
+
+// ReadLine reads one raw line, without its line end, for the SASL exchange
+// (bare base64 lines, "*" to cancel). The result is a copy.
+func (r *Reader) ReadLine() ([]byte, error) {
+	budget := r.lim.MaxLineLength + 2
+	line, err := r.readLine(&budget)
+	if err != nil {
+		return nil, err
+	}
+	return bytes.Clone(line), nil
+}
+
+// readLine reads up to and including the next LF into the scratch buffer
+// and returns the line without CRLF or bare LF. It never holds more than
+// MaxLineLength+2 bytes, whatever the peer sends.
+func (r *Reader) readLine(budget *int) ([]byte, error) {
+	r.line = r.line[:0]
+	for {
+		frag, err := r.br.ReadSlice('\n')
+		if len(r.line)+len(frag) > r.lim.MaxLineLength+2 {
+			return nil, &Error{Text: "Line too long", Fatal: true}
+		}
+		r.line = append(r.line, frag...)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if errors.Is(err, io.EOF) && len(r.line) > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	*budget -= len(r.line)
+	n := len(r.line) - 1
+	if n > 0 && r.line[n-1] == '\r' {
+		n--
+	}
+	if n > r.lim.MaxLineLength {
+		return nil, &Error{Text: "Line too long", Fatal: true}
+	}
+	if *budget < 0 {
+		return nil, &Error{Text: "Command too long", Fatal: true}
+	}
+	return r.line[:n], nil
+}
+
+// literal reads the contents of a literal of n bytes announced by the
+// current line. The size is checked against the limits before anything is
+// read, and the buffer grows with the bytes that arrive, never to the
+// announced size up front.
+func (r *Reader) literal(tag string, n uint64, sync bool, budget *int) (string, bool, error) {
+	text := ""
+	switch {
+	case n > uint64(r.lim.MaxLiteralSize):
+		text = "Literal too large"
+	case n > uint64(*budget):
+		text = "Command too long"
+	}
+	if text != "" {
+		// A client that sent {N} waits for "+ go ahead" and abandons the
+		// command on BAD: the stream stays in sync. The bytes of a {N+}
+		// literal are already on their way: give up on this connection.
+		return "", false, &Error{Tag: tag, Text: text, Fatal: !sync}
+	}
+	if sync && r.cont != nil {
+		if err := r.cont(); err != nil {
+			return "", false, err
+		}
+	}
+	*budget -= int(n)
+	var buf bytes.Buffer
+	got, err := buf.ReadFrom(io.LimitReader(r.br, int64(n)))
+	if err != nil {
+		return "", false, err
+	}
+	if uint64(got) < n {
+		return "", false, io.ErrUnexpectedEOF
+	}
+	b := buf.Bytes()
+	return string(b), bytes.IndexByte(b, 0) >= 0, nil
+}
+
+// fail consumes what is left of a command whose line could not be parsed
+// and returns the error to report. If the bad line ends with a {N+}
+// literal, the literal and the lines after it belong to the same command
+// and are skipped too; a {N} literal is not, because its sender waits for a
+// continuation it will never get.
+func (r *Reader) fail(tag, text string, line []byte, budget *int) error {
+	for {
+		n, sync, ok := trailingLiteral(line)
+		if !ok || sync {
+			return &Error{Tag: tag, Text: text}
+		}
+		if n > uint64(r.lim.MaxLiteralSize) || n > uint64(*budget) {
+			return &Error{Tag: tag, Text: text, Fatal: true}
+		}
+		*budget -= int(n)
+		if _, err := io.CopyN(io.Discard, r.br, int64(n)); err != nil {
+			return err
+		}
+		var err error
+		if line, err = r.readLine(budget); err != nil {
+			return tagged(err, tag)
+		}
+	}
+}
+
+// tagged sets the tag of a wire error that was found without it.
+func tagged(err error, tag string) error {
+	var we *Error
+	if errors.As(err, &we) && we.Tag == "" {
+		return &Error{Tag: tag, Text: we.Text, Fatal: we.Fatal}
+	}
+	return err
+}
+
+// trailingLiteral reports whether line ends with a literal header.
+func trailingLiteral(line []byte) (n uint64, sync, ok bool) {
+	if len(line) == 0 || line[len(line)-1] != '}' {
+		return 0, false, false
+	}
+	i := bytes.LastIndexByte(line, '{')
+	if i < 0 {
+		return 0, false, false
+	}
+	p := cursor{b: line, i: i}
+	n, sync, ok = p.literalHeader()
+	return n, sync, ok && p.eol()
+}

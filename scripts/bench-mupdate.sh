@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# bench-mupdate.sh -- put the same MUPDATE load on the real Cyrus mupdate
+# master and on Rookery in ONE run, and print both with their ratio.
+#
+# It starts a throwaway real Cyrus murder (internal/murder/testdata/murder-up.sh:
+# roles master and be1, plus be2 when Rookery is given) on free ports of
+# 127.0.0.1, runs `rookery-bench mupdate` and `rookery-bench ctlmboxlist`,
+# and stops Cyrus again.
+#
+# Environment:
+#   ROOKERY_MUPDATE     host:port of a Rookery MUPDATE listener (for example
+#                       127.0.0.1:3905 from `make run`). Unset: only Cyrus is measured.
+#   BENCH_CONNS         connection counts                 [1,16,128]
+#   BENCH_DURATION      length of each phase              [5s]
+#   BENCH_STREAM_NOOP   NOOP period on the UPDATE connection, 0 = passive [0]
+#   BENCH_CTL_N         local mailboxes for the ctl_mboxlist -m step, 0 skips it [10000]
+#   BENCH_CTL_MISSING   of those, missing on the MUPDATE server [9000]
+#   BENCH_CLEANUP       1 = delete this run's entries from Rookery afterwards [1]
+#   KEEP                1 = keep the Cyrus state directory (logs) [0]
+#
+# Rookery must accept the murder's MUPDATE login, PLAIN mupdate/mupdatepw: the
+# tool uses it for every target and the Cyrus backend be2 logs in with it.
+# Needs root (Cyrus's master drops to user cyrus) and the packages from
+# scripts/install-deps.sh. The machine may be shared: compare the targets
+# within one run, not across runs.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+
+ROOKERY_MUPDATE=${ROOKERY_MUPDATE:-}
+BENCH_CONNS=${BENCH_CONNS:-1,16,128}
+BENCH_DURATION=${BENCH_DURATION:-5s}
+BENCH_STREAM_NOOP=${BENCH_STREAM_NOOP:-0}
+BENCH_CTL_N=${BENCH_CTL_N:-10000}
+BENCH_CTL_MISSING=${BENCH_CTL_MISSING:-9000}
+BENCH_CLEANUP=${BENCH_CLEANUP:-1}
+KEEP=${KEEP:-0}
+
+say() { echo "bench-mupdate: $*" >&2; }
+die() { say "ERROR: $*"; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "must run as root (the real Cyrus master starts as root)"
+command -v python3 >/dev/null || die "python3 missing (scripts/install-deps.sh)"
+
+RUNID=$(python3 -c 'import secrets,string; print("".join(secrets.choice(string.ascii_lowercase+string.digits) for _ in range(6)))')
+STATE=$(mktemp -d /tmp/benchmup.XXXXXX)
+chmod 755 "$STATE"
+DIR=$STATE/murder
+MURDER_UP=$ROOT/internal/murder/testdata/murder-up.sh
+
+BENCH=${ROOKERY_BENCH:-$STATE/rookery-bench}
+if [ -z "${ROOKERY_BENCH:-}" ]; then
+  say "building rookery-bench"
+  go build -o "$BENCH" ./cmd/rookery-bench
+fi
+
+# Free ports on 127.0.0.1 (held together while picking, so they differ).
+read -r P_MASTER P_BE1I P_BE1L P_BE2I P_BE2L < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(5)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))')
+
+# Unique backend servernames: ctl_mboxlist -m DELETEs every entry at
+# "<servername>!" that the backend does not have, so never reuse a name that
+# a real murder on the same Rookery uses.
+export MASTER_PORT=$P_MASTER BE1_IMAP_PORT=$P_BE1I BE1_LMTP_PORT=$P_BE1L BE2_IMAP_PORT=$P_BE2I BE2_LMTP_PORT=$P_BE2L
+export BE1_NAME=benchcyrus$RUNID BE2_NAME=benchrookery$RUNID
+ROLES="master be1"
+
+cleanup() {
+  say "stopping Cyrus"
+  MURDER_ROLES="$ROLES" "$MURDER_UP" "$DIR" stop >/dev/null 2>&1 || true
+  if [ "$KEEP" = 1 ]; then say "state kept in $STATE"; else rm -rf "$STATE"; fi
+}
+trap cleanup EXIT
+
+say "starting the real Cyrus mupdate master (127.0.0.1:$P_MASTER) and backend $BE1_NAME"
+MURDER_ROLES="master be1" "$MURDER_UP" "$DIR" start
+
+TARGETS=(--target "cyrus=127.0.0.1:$P_MASTER")
+BACKENDS=(--backend "cyrus=$DIR/be1/imapd.conf")
+if [ -n "$ROOKERY_MUPDATE" ]; then
+  host=${ROOKERY_MUPDATE%:*}; port=${ROOKERY_MUPDATE##*:}
+  [ "$host" = 127.0.0.1 ] || [ "$host" = localhost ] || die "ROOKERY_MUPDATE must be on 127.0.0.1, got $ROOKERY_MUPDATE"
+  say "starting backend $BE2_NAME against Rookery at $ROOKERY_MUPDATE"
+  ROLES="master be1 be2"
+  MURDER_ROLES=be2 BE_MUPDATE_HOST=127.0.0.1 BE_MUPDATE_PORT=$port "$MURDER_UP" "$DIR" start
+  TARGETS+=(--target "rookery=$ROOKERY_MUPDATE")
+  BACKENDS+=(--backend "rookery=$DIR/be2/imapd.conf")
+else
+  say "ROOKERY_MUPDATE is not set: measuring the real Cyrus master only (no ratio)."
+  say "  Start Rookery (make run) and set ROOKERY_MUPDATE=127.0.0.1:3905 to compare."
+fi
+
+echo "== bench-mupdate run $RUNID on $(hostname), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "   (the machine may be shared with other work: compare targets within this run)"
+
+"$BENCH" mupdate "${TARGETS[@]}" --run-id "$RUNID" --conns "$BENCH_CONNS" \
+  --duration "$BENCH_DURATION" --stream-duration "$BENCH_DURATION" --stream-noop "$BENCH_STREAM_NOOP"
+
+if [ "$BENCH_CTL_N" -gt 0 ]; then
+  echo
+  "$BENCH" ctlmboxlist "${BACKENDS[@]}" --run-id "$RUNID" --n "$BENCH_CTL_N" --missing "$BENCH_CTL_MISSING"
+fi
+
+if [ -n "$ROOKERY_MUPDATE" ] && [ "$BENCH_CLEANUP" = 1 ]; then
+  echo
+  "$BENCH" cleanup --target "$ROOKERY_MUPDATE" --prefix "user.bench$RUNID."
+  if [ "$BENCH_CTL_N" -gt 0 ]; then
+    "$BENCH" cleanup --target "$ROOKERY_MUPDATE" --prefix "user.cmb$RUNID"
+  fi
+fi
