@@ -56,7 +56,7 @@ bench-gateway:
 
 ## bench-mupdate: the same MUPDATE load against the real Cyrus master and Rookery, side by side
 bench-mupdate: build deps
-	./scripts/bench-mupdate.sh
+	ROOKERY_BENCH=$(BIN)/rookery-bench ./scripts/bench-mupdate.sh
 
 ## jepsen: fault-injection runs with linearizability checking (JEPSEN_RUNS, JEPSEN_TIME)
 jepsen: build

@@ -10,7 +10,9 @@
 #
 # Identities: admin (writer) with $ROOKERY_ADMIN_PASSWORD and reader
 # (read-only) with $ROOKERY_READER_PASSWORD; a random password is generated
-# and printed for each one that is unset.
+# and printed for each one that is unset. With $ROOKERY_MUPDATE_PASSWORD set,
+# a writer identity "mupdate" is added too: what Cyrus backends configured
+# with mupdate_authname: mupdate log in as (murder-up.sh, bench-mupdate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
@@ -28,6 +30,9 @@ umask 077
 {
   printf 'admin:%s\n' "$(printf '%s' "$ADMIN_PW" | "$BIN/rookeryd" hash-password)"
   printf 'reader:%s\n' "$(printf '%s' "$READER_PW" | "$BIN/rookeryd" hash-password)"
+  if [ -n "${ROOKERY_MUPDATE_PASSWORD:-}" ]; then
+    printf 'mupdate:%s\n' "$(printf '%s' "$ROOKERY_MUPDATE_PASSWORD" | "$BIN/rookeryd" hash-password)"
+  fi
 } > "$DATA/users"
 # The cluster secret authenticates node-to-node gRPC; kept across runs.
 [ -s "$DATA/cluster-secret" ] || randpw > "$DATA/cluster-secret"
@@ -51,10 +56,10 @@ for i in 1 2 3; do
   "$BIN/rookeryd" \
     -node.id "n$i" -node.data_dir "$DATA/n$i" \
     -raft.address "127.0.0.1:700$i" -raft.peers "$PEERS" \
-    -grpc.listen "127.0.0.1:710$i" \
+    -grpc.listen "127.0.0.1:710$i" -grpc.open_reads \
     -mupdate.listen "127.0.0.1:390$((4 + i))" -mupdate.servername "rookery-n$i" \
     -raft.peer_secret_file "$DATA/cluster-secret" \
-    -auth.users_file "$DATA/users" -auth.admins admin -auth.readers reader \
+    -auth.users_file "$DATA/users" -auth.admins admin,mupdate -auth.readers reader \
     >"$DATA/n$i/rookeryd.log" 2>&1 &
   pids+=($!)
 done
@@ -72,12 +77,15 @@ Rookery local cluster is up (logs: $DATA/n{1,2,3}/rookeryd.log)
   n1    127.0.0.1:7001   127.0.0.1:7101   127.0.0.1:3905
   n2    127.0.0.1:7002   127.0.0.1:7102   127.0.0.1:3906
   n3    127.0.0.1:7003   127.0.0.1:7103   127.0.0.1:3907
+gRPC reads are open on this local cluster (-grpc.open_reads); writes and cluster
+operations need a writer: rookeryctl --token admin:PASSWORD (or ROOKERY_TOKEN).
 Identities (SASL PLAIN/LOGIN on MUPDATE; bearer "user:password" on gRPC):
 INFO
 if [ -n "${GEN_ADMIN:-}" ]; then echo "  admin  (writer)    password: $ADMIN_PW   (generated; set ROOKERY_ADMIN_PASSWORD to choose)"; else echo "  admin  (writer)    password from \$ROOKERY_ADMIN_PASSWORD"; fi
 if [ -n "${GEN_READER:-}" ]; then echo "  reader (read-only) password: $READER_PW   (generated; set ROOKERY_READER_PASSWORD to choose)"; else echo "  reader (read-only) password from \$ROOKERY_READER_PASSWORD"; fi
 cat <<INFO
 Try:  $BIN/rookeryctl status
+      ROOKERY_TOKEN=admin:PASSWORD $BIN/rookeryctl activate user.alice 'be1!default' "\$(printf 'alice\tlrswipkxtecdan\t')"
       $BIN/rookeryctl get user.alice
       /usr/lib/cyrus/bin/mupdatetest -p 3905 -a admin -w PASSWORD -m PLAIN 127.0.0.1
 Ctrl-C stops all three nodes.

@@ -62,7 +62,6 @@ func testConfig(t *testing.T, dataDir string) Config {
 	return c
 }
 
-
 func TestServeRefusesPortInUse(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -112,6 +114,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	logger.Info("rookeryd serving", "node", cfg.Node.ID, "raft", node.RaftAddr(),
 		"grpc", lns.grpc.Addr().String(), "mupdate", cfg.Mupdate.Listen, "mupdate_tls", cfg.Mupdate.ListenTLS)
 
+	reloadUsersOnHUP(ctx, cfg.Auth.UsersFile, authn, logger)
 	<-ctx.Done()
 	logger.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -120,6 +123,34 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		logger.Warn("mupdate shutdown", "err", err)
 	}
 	return nil
+}
+
+// reloadUsersOnHUP re-reads auth.users_file on SIGHUP, so passwords can be
+// rotated without a restart (and without dropping UPDATE streams). A file
+// that fails to parse keeps the previous users.
+func reloadUsersOnHUP(ctx context.Context, path string, authn *auth.Authenticator, logger *slog.Logger) {
+	if path == "" {
+		return
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				users, err := auth.LoadUsers(path)
+				if err != nil {
+					logger.Error("SIGHUP: users file not reloaded; keeping the previous one", "file", path, "err", err)
+					continue
+				}
+				authn.SetUsers(users)
+				logger.Info("SIGHUP: users file reloaded", "file", path, "users", users.Len())
+			}
+		}
+	}()
 }
 
 func stopGRPC(gs *grpc.Server) {

@@ -234,6 +234,20 @@ func waitPort(addr string, limit time.Duration, dead <-chan struct{}) error {
 	return fmt.Errorf("%s not listening after %v", addr, limit)
 }
 
+// Reload sends SIGHUP to node i (rookeryd re-reads its users file).
+func (c *Cluster) Reload(i int) {
+	if n := c.Nodes[i]; n.Running() {
+		_ = n.cmd.Process.Signal(syscall.SIGHUP)
+	}
+}
+
+// UsersFile is the path of the users file every node reads.
+func (c *Cluster) UsersFile() string { return filepath.Join(c.dir, "users") }
+
+// WriteUsers rewrites the users file (identity → password); call Reload
+// for the nodes to pick it up.
+func (c *Cluster) WriteUsers(users map[string]string) { writeUsers(c.t, c.bin, c.dir, users) }
+
 // Kill sends SIGKILL to node i and waits for it to die.
 func (c *Cluster) Kill(i int) { c.signal(i, syscall.SIGKILL) }
 
