@@ -1,0 +1,353 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"strings"
+	"time"
+)
+
+// imapSession is one client connection in the pre-login state. After a
+// successful login it turns into a byte relay and the gateway stops
+// parsing: everything the backend supports (IDLE, COMPRESS, literals of
+// any size) then works without the gateway knowing about it.
+type imapSession struct {
+	s      *Server
+	raw    net.Conn // the accepted connection, under any TLS
+	conn   net.Conn
+	r      *imapReader
+	bw     *bufio.Writer
+	ip     string
+	tls    bool
+	errors int
+}
+
+func (s *Server) serveIMAP(ctx context.Context, conn net.Conn, implicitTLS bool) {
+	s.m.connIMAP.Add(1)
+	raw := conn
+	if implicitTLS {
+		tc, err := s.serverHandshake(ctx, conn)
+		if err != nil {
+			return
+		}
+		conn = tc
+	}
+	ss := &imapSession{s: s, raw: raw, conn: conn, ip: remoteIP(conn.RemoteAddr()), tls: implicitTLS}
+	ss.reset(conn)
+	ss.run(ctx)
+}
+
+// reset (re)binds the reader and writer to conn, after accept or STARTTLS.
+func (ss *imapSession) reset(conn net.Conn) {
+	lim := ss.s.cfg.Limits
+	ss.conn = conn
+	ss.bw = bufio.NewWriterSize(conn, 4096)
+	ss.r = &imapReader{
+		lineReader: lineReader{br: bufio.NewReaderSize(conn, 4096), maxLine: lim.MaxLine, discard: 16 * lim.MaxLine},
+		maxLiteral: lim.MaxLiteral,
+		maxCommand: 2*lim.MaxLine + 2*lim.MaxLiteral,
+		cont: func() error {
+			ss.bw.WriteString("+ Ready for literal data\r\n")
+			return ss.bw.Flush()
+		},
+	}
+}
+
+func (ss *imapSession) run(ctx context.Context) {
+	defer ss.conn.Close()
+	ss.writef("* OK [CAPABILITY %s] %s Rookery IMAP gateway ready\r\n", ss.capabilities(), ss.s.cfg.Hostname)
+	for ctx.Err() == nil {
+		if ss.bw.Flush() != nil {
+			return
+		}
+		ss.conn.SetDeadline(time.Now().Add(ss.s.cfg.Limits.PreLoginTimeout.Std()))
+		cmd, err := ss.r.readCommand()
+		if err != nil {
+			var pe *protoError
+			if !errors.As(err, &pe) {
+				if isTimeout(err) {
+					ss.bye("Autologout; idle for too long")
+				}
+				return // EOF or a broken connection
+			}
+			if !ss.protocolError(pe) {
+				return
+			}
+			continue
+		}
+		done, handoff := ss.dispatch(ctx, cmd)
+		if handoff != nil {
+			ss.relay(ctx, handoff)
+			return
+		}
+		if done {
+			return
+		}
+	}
+	ss.bye("Server shutting down")
+}
+
+// protocolError answers BAD and reports whether the session may go on.
+func (ss *imapSession) protocolError(pe *protoError) bool {
+	ss.s.m.protocolErrors.Add(1)
+	ss.errors++
+	tag := pe.tag
+	if tag == "" {
+		tag = "*"
+	}
+	code := ""
+	if pe.code != "" {
+		code = "[" + pe.code + "] "
+	}
+	ss.writef("%s BAD %s%s\r\n", tag, code, pe.msg)
+	switch {
+	case pe.fatal:
+		ss.bye("Protocol error, closing connection")
+		return false
+	case ss.errors >= ss.s.cfg.Limits.MaxBadCommands:
+		ss.bye("Too many protocol errors")
+		return false
+	}
+	return true
+}
+
+func (ss *imapSession) bad(cmd *imapCommand, msg string) {
+	ss.protocolError(&protoError{tag: cmd.tag, msg: msg})
+}
+
+// dispatch runs one pre-login command. It returns done when the
+// connection must close, or a logged-in backend to relay to.
+func (ss *imapSession) dispatch(ctx context.Context, cmd *imapCommand) (done bool, handoff *imapBackend) {
+	switch cmd.name {
+	case "CAPABILITY":
+		if len(cmd.args) != 0 {
+			ss.bad(cmd, "Unexpected arguments")
+			return ss.errors >= ss.s.cfg.Limits.MaxBadCommands, nil
+		}
+		ss.writef("* CAPABILITY %s\r\n%s OK Completed\r\n", ss.capabilities(), cmd.tag)
+	case "NOOP":
+		ss.writef("%s OK Completed\r\n", cmd.tag)
+	case "LOGOUT":
+		ss.writef("* BYE Logging out\r\n%s OK Completed\r\n", cmd.tag)
+		ss.bw.Flush()
+		return true, nil
+	case "ID":
+		ss.writef("* ID (\"name\" \"Rookery gateway\")\r\n%s OK Completed\r\n", cmd.tag)
+	case "STARTTLS":
+		return ss.startTLS(ctx, cmd), nil
+	case "LOGIN":
+		return ss.login(ctx, cmd)
+	case "AUTHENTICATE":
+		return ss.authenticate(ctx, cmd)
+	default:
+		if needsLogin(cmd.name) {
+			ss.bad(cmd, "Please login first")
+		} else {
+			ss.bad(cmd, "Unrecognized command")
+		}
+	}
+	return ss.errors >= ss.s.cfg.Limits.MaxBadCommands, nil
+}
+
+// needsLogin reports whether name is a valid IMAP command that needs a
+// login; those get "Please login first" rather than "Unrecognized command".
+func needsLogin(name string) bool {
+	switch name {
+	case "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE",
+		"LIST", "LSUB", "STATUS", "APPEND", "CHECK", "CLOSE", "EXPUNGE", "SEARCH", "FETCH",
+		"STORE", "COPY", "UID", "IDLE", "ENABLE", "NAMESPACE", "GETACL", "SETACL", "MOVE", "UNSELECT":
+		return true
+	}
+	return false
+}
+
+func (ss *imapSession) capabilities() string {
+	caps := []string{"IMAP4rev1"}
+	if ss.s.tlsConf != nil && !ss.tls {
+		caps = append(caps, "STARTTLS")
+	}
+	if ss.loginDisabled() {
+		caps = append(caps, "LOGINDISABLED")
+	} else {
+		caps = append(caps, "AUTH=PLAIN", "SASL-IR")
+	}
+	caps = append(caps, "ID")
+	return strings.Join(caps, " ")
+}
+
+func (ss *imapSession) loginDisabled() bool { return ss.s.cfg.TLS.Required && !ss.tls }
+
+func (ss *imapSession) startTLS(ctx context.Context, cmd *imapCommand) bool {
+	switch {
+	case len(cmd.args) != 0:
+		ss.bad(cmd, "Unexpected arguments")
+	case ss.s.tlsConf == nil || ss.tls:
+		ss.bad(cmd, "STARTTLS not available")
+	case ss.r.br.Buffered() > 0:
+		// Anything sent after STARTTLS in the same flight would be read
+		// as if it came through TLS (the CVE-2011-0411 injection): drop
+		// it and refuse.
+		ss.r.br.Discard(ss.r.br.Buffered())
+		ss.bad(cmd, "STARTTLS must be the last command sent before the handshake")
+	default:
+		ss.writef("%s OK Begin TLS negotiation now\r\n", cmd.tag)
+		if ss.bw.Flush() != nil {
+			return true
+		}
+		tc, err := ss.s.serverHandshake(ctx, ss.conn)
+		if err != nil {
+			return true // never fall back to plaintext after a failed handshake
+		}
+		ss.tls = true
+		ss.reset(tc)
+		return false
+	}
+	return ss.errors >= ss.s.cfg.Limits.MaxBadCommands
+}
+
+func (ss *imapSession) login(ctx context.Context, cmd *imapCommand) (bool, *imapBackend) {
+	if len(cmd.args) != 2 || !cmd.args[0].isString() || !cmd.args[1].isString() {
+		ss.bad(cmd, "LOGIN needs a user name and a password")
+		return ss.errors >= ss.s.cfg.Limits.MaxBadCommands, nil
+	}
+	if ss.loginDisabled() {
+		ss.writef("%s NO [PRIVACYREQUIRED] LOGIN is disabled before STARTTLS\r\n", cmd.tag)
+		return false, nil
+	}
+	return ss.finishLogin(ctx, cmd, Credentials{AuthcID: cmd.args[0].value, Password: cmd.args[1].value})
+}
+
+func (ss *imapSession) authenticate(ctx context.Context, cmd *imapCommand) (bool, *imapBackend) {
+	if len(cmd.args) < 1 || len(cmd.args) > 2 || cmd.args[0].kind != argAtom || (len(cmd.args) == 2 && cmd.args[1].kind != argAtom) {
+		ss.bad(cmd, "AUTHENTICATE needs a mechanism and at most one initial response")
+		return ss.errors >= ss.s.cfg.Limits.MaxBadCommands, nil
+	}
+	if !strings.EqualFold(cmd.args[0].value, "PLAIN") {
+		ss.writef("%s NO Unsupported authentication mechanism\r\n", cmd.tag)
+		return false, nil
+	}
+	if ss.loginDisabled() {
+		ss.writef("%s NO [PRIVACYREQUIRED] Authentication is disabled before STARTTLS\r\n", cmd.tag)
+		return false, nil
+	}
+	var resp string
+	if len(cmd.args) == 2 {
+		resp = cmd.args[1].value
+		if resp == "=" {
+			resp = ""
+		}
+	} else {
+		ss.writef("+ \r\n")
+		if ss.bw.Flush() != nil {
+			return true, nil
+		}
+		line, err := ss.r.readLine()
+		if err != nil {
+			var tl *errLineTooLong
+			if errors.As(err, &tl) {
+				return !ss.protocolError(&protoError{tag: cmd.tag, code: "TOOBIG", msg: "SASL response too long"}), nil
+			}
+			return true, nil
+		}
+		if string(line) == "*" {
+			ss.writef("%s BAD Authentication cancelled\r\n", cmd.tag)
+			return false, nil
+		}
+		resp = string(line)
+	}
+	creds, err := decodePlain(resp)
+	if err != nil {
+		ss.bad(cmd, "Invalid SASL PLAIN response")
+		return ss.errors >= ss.s.cfg.Limits.MaxBadCommands, nil
+	}
+	return ss.finishLogin(ctx, cmd, creds)
+}
+
+// finishLogin routes the user, logs in to the backend and, on success,
+// answers OK with the backend's capabilities and returns the backend.
+func (ss *imapSession) finishLogin(ctx context.Context, cmd *imapCommand, creds Credentials) (bool, *imapBackend) {
+	// The client may wait as long as the backend takes; the pre-login
+	// deadline must not cut a slow but healthy login short.
+	ss.conn.SetDeadline(time.Time{})
+	a := ss.s.newAttempt(ProtoIMAP, ss.ip, creds)
+	r, lerr := a.resolve(ctx)
+	var b *imapBackend
+	if lerr == nil {
+		var err error
+		if b, err = ss.s.imapBackendLogin(ctx, r.addr, r.creds); err != nil {
+			lerr = a.backendFailed(ctx, r, err)
+		}
+	}
+	if lerr != nil {
+		ss.writef("%s NO [%s] %s\r\n", cmd.tag, imapCode(lerr.kind), lerr.text)
+		return false, nil
+	}
+	a.succeeded(r)
+	caps := filterCaps(b.caps, ss.s.cfg.IMAP.HideCapabilities)
+	ss.writef("%s OK [CAPABILITY %s] Logged in\r\n", cmd.tag, strings.Join(caps, " "))
+	return false, b
+}
+
+func imapCode(k failKind) string {
+	switch k {
+	case failAuth:
+		return "AUTHENTICATIONFAILED"
+	case failAuthz:
+		return "AUTHORIZATIONFAILED"
+	default:
+		return "UNAVAILABLE"
+	}
+}
+
+// relay hands the session over to the byte relay.
+func (ss *imapSession) relay(ctx context.Context, b *imapBackend) {
+	if ss.bw.Flush() != nil {
+		b.conn.Close()
+		return
+	}
+	ss.s.setRelaying(ss.raw)
+	ss.s.relay(ctx, ss.conn, pending(ss.r.br), b.conn, pending(b.br))
+}
+
+func (ss *imapSession) writef(format string, args ...any) {
+	writef(ss.bw, format, args...)
+}
+
+func (ss *imapSession) bye(msg string) {
+	ss.conn.SetWriteDeadline(time.Now().Add(time.Second)) // the read deadline may have expired both
+	ss.writef("* BYE %s\r\n", msg)
+	ss.bw.Flush()
+}
+
+// serverHandshake runs the TLS server handshake within the pre-login
+// timeout.
+func (s *Server) serverHandshake(ctx context.Context, conn net.Conn) (*tls.Conn, error) {
+	tc := tls.Server(conn, s.tlsConf)
+	hctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.PreLoginTimeout.Std())
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		s.m.tlsFailures.Add(1)
+		s.log.Debug("TLS handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
+		return nil, err
+	}
+	return tc, nil
+}
+
+// pending returns the bytes already buffered in br (read from the peer
+// but not yet consumed), which the relay must forward first.
+func pending(br *bufio.Reader) []byte {
+	n := br.Buffered()
+	if n == 0 {
+		return nil
+	}
+	b, _ := br.Peek(n)
+	return append([]byte(nil), b...)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
