@@ -62,3 +62,36 @@ func deliverLMTP(addr string, rcpts []string, subject string) error {
 	}
 	return expect("QUIT", "221")
 }
+
+// deliverGatewayLMTP delivers one message to one recipient through the
+// gateway's LMTP listener (the MTA side is trusted: no AUTH).
+func deliverGatewayLMTP(addr, rcpt, subject string) error {
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(conn)
+	for _, step := range [][2]string{{"", "220"}, {"LHLO e2e", "250"}, {"MAIL FROM:<e2e@example.org>", "250"}, {"RCPT TO:<" + rcpt + ">", "250"}, {"DATA", "354"},
+		{"From: e2e@example.org\r\nSubject: " + subject + "\r\n\r\nhello\r\n.", "250"}, {"QUIT", "221"}} {
+		if step[0] != "" {
+			fmt.Fprintf(conn, "%s\r\n", step[0])
+		}
+		var last string
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				return fmt.Errorf("LMTP %q: %w", step[0], err)
+			}
+			last = strings.TrimRight(l, "\r\n")
+			if len(last) < 4 || last[3] != '-' {
+				break
+			}
+		}
+		if !strings.HasPrefix(last, step[1]) {
+			return fmt.Errorf("LMTP %q: got %q", step[0], last)
+		}
+	}
+	return nil
+}
