@@ -16,19 +16,19 @@ import (
 // BenchmarkWrite measures Apply of one command per call on a 3-node
 // cluster in this process (real raft over loopback TCP, bolt with fsync,
 // gRPC forwarding): throughput and latency percentiles at 1, 16 and 128
-// concurrent writers, writing through the leader or spread over all nodes
-// (two thirds forwarded by followers, as with a VIP in front of the nodes).
+// concurrent writers, writing through the leader or through the two
+// followers (every write forwarded over gRPC and waited for locally).
 //
 //	go test ./cluster -run '^$' -bench BenchmarkWrite -benchtime 5s
 func BenchmarkWrite(b *testing.B) {
-	for _, via := range []string{"leader", "any"} {
+	for _, via := range []string{"leader", "follower"} {
 		for _, writers := range []int{1, 16, 128} {
 			b.Run(fmt.Sprintf("via=%s/writers=%d", via, writers), func(b *testing.B) {
-				c := newTestCluster(b, 3, nil)
+				c := newTestCluster(b, 3, defaultTiming)
 				targets := []*Node{c.leader().node}
-				if via == "any" {
+				if via == "follower" {
 					targets = nil
-					for _, tn := range c.running() {
+					for _, tn := range c.followers() {
 						targets = append(targets, tn.node)
 					}
 				}
@@ -37,6 +37,15 @@ func BenchmarkWrite(b *testing.B) {
 			})
 		}
 	}
+}
+
+// defaultTiming undoes testConfig's relaxed raft timing: benchmarks measure
+// the shipped defaults.
+func defaultTiming(cfg *Config) {
+	d := DefaultConfig()
+	cfg.HeartbeatTimeout = d.HeartbeatTimeout
+	cfg.ElectionTimeout = d.ElectionTimeout
+	cfg.LeaderLeaseTimeout = d.LeaderLeaseTimeout
 }
 
 // runWriters issues total single-command Applies from writers goroutines,
@@ -131,6 +140,7 @@ func BenchmarkWriteDuringSnapshot(b *testing.B) {
 		window    = 3 * time.Second
 	)
 	c := newTestCluster(b, 3, func(cfg *Config) {
+		defaultTiming(cfg)
 		cfg.SnapshotThreshold = 1 << 30 // only the snapshots we ask for
 		cfg.SnapshotInterval = time.Hour
 	})
@@ -222,4 +232,65 @@ func bulkLoadParallel(b *testing.B, n *Node, count, batch, parallel int) {
 		}()
 	}
 	wg.Wait()
+}
+
+// BenchmarkLinearizableRead measures LinearizableRead followed by a local
+// Get, the FIND / gRPC Get path, on the leader and on a follower, with
+// concurrent readers sharing read-index rounds.
+//
+//	go test ./cluster -run '^$' -bench BenchmarkLinearizableRead -benchtime 3s
+func BenchmarkLinearizableRead(b *testing.B) {
+	for _, via := range []string{"leader", "follower"} {
+		for _, readers := range []int{1, 16, 128} {
+			b.Run(fmt.Sprintf("via=%s/readers=%d", via, readers), func(b *testing.B) {
+				c := newTestCluster(b, 3, defaultTiming)
+				n := c.leader().node
+				if via == "follower" {
+					n = c.followers()[0].node
+				}
+				for i := 0; i < 100; i++ {
+					mustApply(b, c.leader().node, activate(i))
+				}
+				var (
+					next   atomic.Int64
+					mu     sync.Mutex
+					all    []time.Duration
+					failed atomic.Int64
+					wg     sync.WaitGroup
+				)
+				b.ResetTimer()
+				for r := 0; r < readers; r++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						var local []time.Duration
+						for i := int(next.Add(1)) - 1; i < b.N; i = int(next.Add(1)) - 1 {
+							start := time.Now()
+							err := n.LinearizableRead(context.Background())
+							if _, ok := n.Store().Get(mailboxName(i % 100)); err != nil || !ok {
+								failed.Add(1)
+							}
+							local = append(local, time.Since(start))
+						}
+						mu.Lock()
+						all = append(all, local...)
+						mu.Unlock()
+					}()
+				}
+				wg.Wait()
+				b.StopTimer()
+				if f := failed.Load(); f > 0 {
+					b.Fatalf("%d reads failed", f)
+				}
+				slices.Sort(all)
+				pct := func(p float64) float64 {
+					return float64(all[min(len(all)-1, int(p*float64(len(all))))]) / float64(time.Millisecond)
+				}
+				b.ReportMetric(float64(len(all))/b.Elapsed().Seconds(), "reads/s")
+				b.ReportMetric(pct(0.50), "p50-ms")
+				b.ReportMetric(pct(0.99), "p99-ms")
+				b.ReportMetric(0, "ns/op")
+			})
+		}
+	}
 }

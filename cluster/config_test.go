@@ -134,3 +134,38 @@ func TestOpenRefusesRaftStoreInUse(t *testing.T) {
 		t.Fatalf("error: %v", err)
 	}
 }
+
+func TestOpenRefusesCorruptSnapshot(t *testing.T) {
+	cfg := testConfig(t, "n1")
+	cfg.Bootstrap = true
+	tn := startNode(t, cfg)
+	(&testCluster{t: t, nodes: []*testNode{tn}}).waitLeader()
+	for i := 0; i < 10; i++ {
+		mustApply(t, tn.node, activate(i))
+	}
+	if err := tn.node.TakeSnapshot(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	tn.stop()
+	states, err := filepath.Glob(filepath.Join(cfg.DataDir, snapshotsDir, "*", "state.bin"))
+	if err != nil || len(states) != 1 {
+		t.Fatalf("snapshot files %v, %v", states, err)
+	}
+	b, err := os.ReadFile(states[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(states[0], b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n, err := Open(context.Background(), cfg)
+	if err == nil {
+		_ = n.Close()
+		t.Fatal("Open restored a corrupt snapshot")
+	}
+	if !strings.Contains(err.Error(), "snapshot") {
+		t.Fatalf("error does not name the snapshot: %v", err)
+	}
+	t.Logf("%v", err)
+}

@@ -137,16 +137,25 @@ func TestNoQuorumFailsWithinWriteTimeout(t *testing.T) {
 					tn.stop()
 				}
 			}
-			ops := map[string]func(context.Context) error{
-				"apply": func(ctx context.Context) error {
+			// Apply first: on a leader it proposes an entry that cannot
+			// commit, and fails once the leader's lease runs out. The read
+			// comes after, once the survivor has seen its peers go (a read
+			// racing with their shutdown may still be confirmed by a
+			// heartbeat they answered, which is correct).
+			ops := []struct {
+				name string
+				op   func(context.Context) error
+			}{
+				{"apply", func(ctx context.Context) error {
 					_, err := s.node.Apply(ctx, []fsm.Command{activate(2)})
 					return err
-				},
-				"linearizable read": s.node.LinearizableRead,
+				}},
+				{"linearizable read", s.node.LinearizableRead},
 			}
-			for name, op := range ops {
+			for _, o := range ops {
+				name := o.name
 				start := time.Now()
-				err := op(context.Background())
+				err := o.op(context.Background())
 				took := time.Since(start)
 				if !errors.Is(err, ErrUnavailable) {
 					t.Fatalf("%s without quorum: %v, want ErrUnavailable", name, err)

@@ -88,8 +88,15 @@ func (w *testWriter) stop() {
 }
 
 // testConfig is DefaultConfig with test addresses and a fresh data dir.
+// Tests run three nodes in one process on a small machine shared with other
+// work, where a 100 ms leader lease occasionally runs out and leadership
+// moves mid-test; the lease is stretched to the heartbeat timeout (the most
+// raft allows) so tests stay deterministic. Benchmarks use the defaults.
 func testConfig(t testing.TB, id string) Config {
 	cfg := DefaultConfig()
+	cfg.HeartbeatTimeout = 300 * time.Millisecond
+	cfg.ElectionTimeout = 300 * time.Millisecond
+	cfg.LeaderLeaseTimeout = 300 * time.Millisecond
 	cfg.NodeID = id
 	cfg.RaftAddr = freeAddr(t)
 	cfg.APIAddr = freeAddr(t)

@@ -95,7 +95,7 @@ func (n *Node) start() error {
 
 	r, err := raft.NewRaft(n.cfg.raftConfig(n.logger), n.fsm, n.storage.logs, n.storage.bolt, n.storage.snaps, n.trans)
 	if err != nil {
-		return fmt.Errorf("cluster: start raft: %w", err)
+		return fmt.Errorf("cluster: start raft from %s: %w", n.cfg.DataDir, err)
 	}
 	n.raft = r
 	n.obsCh = make(chan raft.Observation, 64)
@@ -156,6 +156,12 @@ func (n *Node) goFunc(f func()) {
 	}()
 }
 
+// shutdownGrace is how long Close lets raft stop on its own before closing
+// the transport under it: raft's goroutines may sit in network I/O with long
+// deadlines (a snapshot being streamed to a stalled peer), and closing the
+// transport ends those at once.
+const shutdownGrace = 5 * time.Second
+
 // Close stops the node gracefully: pending calls fail with ErrShutdown or
 // ErrUnavailable, raft shuts down, then the transport, peer connections and
 // stores are closed. Close is idempotent.
@@ -166,7 +172,17 @@ func (n *Node) Close() error {
 			n.cancel()
 		}
 		if n.raft != nil {
-			if err := n.raft.Shutdown().Error(); err != nil {
+			done := make(chan error, 1)
+			go func() { done <- n.raft.Shutdown().Error() }()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(shutdownGrace):
+				n.logger.Warn("raft slow to shut down; closing its transport", "after", shutdownGrace)
+				_ = n.trans.Close()
+				err = <-done
+			}
+			if err != nil {
 				n.closeErr = fmt.Errorf("cluster: raft shutdown: %w", err)
 			}
 			n.raft.DeregisterObserver(n.observer)
