@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -63,8 +64,21 @@ func (h *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 		all = append(all, "component", h.name)
 	}
 	all = append(all, h.args...)
-	all = append(all, args...)
+	for _, a := range args {
+		all = append(all, formatArg(a))
+	}
 	h.l.Log(context.Background(), toSlogLevel(level), msg, all...)
+}
+
+// formatArg renders hclog.Fmt values (raft logs its configuration with
+// them) the way hclog would, instead of as their raw format slice.
+func formatArg(a any) any {
+	if f, ok := a.(hclog.Format); ok && len(f) > 0 {
+		if format, ok := f[0].(string); ok {
+			return fmt.Sprintf(format, f[1:]...)
+		}
+	}
+	return a
 }
 
 func (h *hclogAdapter) Trace(msg string, args ...any) { h.Log(hclog.Trace, msg, args...) }

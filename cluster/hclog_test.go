@@ -36,3 +36,12 @@ func TestHclogAdapterMapsLevelsNamesAndArgs(t *testing.T) {
 		t.Errorf("level queries: trace %v debug %v level %v", h.IsTrace(), h.IsDebug(), h.GetLevel())
 	}
 }
+
+func TestHclogAdapterRendersFmtArguments(t *testing.T) {
+	var buf bytes.Buffer
+	h := newHclog(slog.New(slog.NewTextHandler(&buf, nil)), "raft")
+	h.Info("initial configuration", "servers", hclog.Fmt("%+v", []string{"n1", "n2"}))
+	if want := `servers="[n1 n2]"`; !strings.Contains(buf.String(), want) {
+		t.Fatalf("output lacks %q:\n%s", want, buf.String())
+	}
+}

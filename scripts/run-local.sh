@@ -56,7 +56,7 @@ for i in 1 2 3; do
   "$BIN/rookeryd" \
     -node.id "n$i" -node.data_dir "$DATA/n$i" \
     -raft.address "127.0.0.1:700$i" -raft.peers "$PEERS" \
-    -grpc.listen "127.0.0.1:710$i" -grpc.open_reads \
+    -grpc.listen "127.0.0.1:710$i" -grpc.open_reads -debug.listen "127.0.0.1:720$i" \
     -mupdate.listen "127.0.0.1:390$((4 + i))" -mupdate.servername "rookery-n$i" \
     -raft.peer_secret_file "$DATA/cluster-secret" \
     -auth.users_file "$DATA/users" -auth.admins admin,mupdate -auth.readers reader \

@@ -19,6 +19,14 @@ type Config struct {
 	GRPC    GRPCConfig    `toml:"grpc"`
 	Mupdate MupdateConfig `toml:"mupdate"`
 	Auth    AuthConfig    `toml:"auth"`
+	Debug   DebugConfig   `toml:"debug"`
+}
+
+// DebugConfig configures the operator HTTP listener.
+type DebugConfig struct {
+	// Listen serves /debug/pprof/ and /debug/vars (node status as JSON)
+	// for operators. Keep it on a loopback or management address.
+	Listen string `toml:"listen" help:"HTTP address for /debug/pprof and /debug/vars (empty: off)"`
 }
 
 // NodeConfig names the node and where it keeps its data.

@@ -28,11 +28,11 @@ import (
 // listeners are bound before anything touches the data directory, so a
 // port in use refuses the start with a message naming the setting.
 type listeners struct {
-	grpc, mupdate, mupdateTLS net.Listener
+	grpc, mupdate, mupdateTLS, debug net.Listener
 }
 
 func (l *listeners) close() {
-	for _, ln := range []net.Listener{l.grpc, l.mupdate, l.mupdateTLS} {
+	for _, ln := range []net.Listener{l.grpc, l.mupdate, l.mupdateTLS, l.debug} {
 		if ln != nil {
 			ln.Close()
 		}
@@ -59,6 +59,7 @@ func listen(cfg Config) (*listeners, error) {
 		{"grpc.listen", cfg.GRPC.Listen, &l.grpc},
 		{"mupdate.listen", cfg.Mupdate.Listen, &l.mupdate},
 		{"mupdate.listen_tls", cfg.Mupdate.ListenTLS, &l.mupdateTLS},
+		{"debug.listen", cfg.Debug.Listen, &l.debug},
 	} {
 		if err := bind(b.setting, b.addr, b.dst); err != nil {
 			l.close()
@@ -111,6 +112,9 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	serveMupdate(ms, lns, logger)
+	if lns.debug != nil {
+		serveDebug(ctx, lns.debug, node, ms, logger)
+	}
 	logger.Info("rookeryd serving", "node", cfg.Node.ID, "raft", node.RaftAddr(),
 		"grpc", lns.grpc.Addr().String(), "mupdate", cfg.Mupdate.Listen, "mupdate_tls", cfg.Mupdate.ListenTLS)
 
