@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +34,17 @@ func TestGatewayRoutesFromRookeryThroughNodeFailure(t *testing.T) {
 	dialIMAP(t, m.IMAPAddr(murder.RoleBE2), murder.AdminUser, murder.AdminPass).mustOK("CREATE user/bob")
 
 	gw := startGateway(t, rc, m)
+	waitFor(ctx, t, "gateway replica ready (/readyz)", func() error {
+		resp, err := http.Get("http://" + gw.metrics + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz: %s", resp.Status)
+		}
+		return nil
+	})
 
 	alice := dialIMAP(t, gw.imap, "alice", "alicepw")
 	alice.mustOK("SELECT INBOX")
@@ -46,6 +59,20 @@ func TestGatewayRoutesFromRookeryThroughNodeFailure(t *testing.T) {
 		for _, u := range []struct{ user, pass string }{{"alice", "alicepw"}, {"bob", "bobpw"}} {
 			s := dialIMAP(t, gw.imap, u.user, u.pass)
 			s.mustOK("SELECT INBOX")
+		}
+	})
+	t.Run("metrics count the logins", func(t *testing.T) {
+		resp, err := http.Get("http://" + gw.metrics + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := m["ConnectionsIMAP"].(float64); n < 3 {
+			t.Errorf("/metrics ConnectionsIMAP = %v, want >= 3: %v", m["ConnectionsIMAP"], m)
 		}
 	})
 	t.Run("moved user is routed to the new backend", func(t *testing.T) {
@@ -74,7 +101,7 @@ func TestGatewayRoutesFromRookeryThroughNodeFailure(t *testing.T) {
 	})
 }
 
-type gatewayProc struct{ imap, lmtp string }
+type gatewayProc struct{ imap, lmtp, metrics string }
 
 func startGateway(t *testing.T, rc *testcluster.Cluster, m *murder.Murder) gatewayProc {
 	t.Helper()
@@ -83,8 +110,8 @@ func startGateway(t *testing.T, rc *testcluster.Cluster, m *murder.Murder) gatew
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/rookery/rookery/cmd/rookery-gateway").CombinedOutput(); err != nil {
 		t.Fatalf("build rookery-gateway: %v\n%s", err, out)
 	}
-	ports := testcluster.FreePorts(t, 2)
-	gw := gatewayProc{imap: fmt.Sprintf("127.0.0.1:%d", ports[0]), lmtp: fmt.Sprintf("127.0.0.1:%d", ports[1])}
+	ports := testcluster.FreePorts(t, 3)
+	gw := gatewayProc{imap: fmt.Sprintf("127.0.0.1:%d", ports[0]), lmtp: fmt.Sprintf("127.0.0.1:%d", ports[1]), metrics: fmt.Sprintf("127.0.0.1:%d", ports[2])}
 	conf := fmt.Sprintf(`[gateway]
 hostname = "gw.example.org"
 [gateway.listen]
@@ -94,6 +121,8 @@ lmtp = %q
 auth = "passthrough"
 authname = "proxy"
 password = "proxypw"
+[gateway.metrics]
+listen = %q
 [gateway.names]
 virtual_domains = true
 default_domain = "example.org"
@@ -106,7 +135,7 @@ lmtp = %q
 [gateway.servers.be2]
 imap = %q
 lmtp = %q
-`, gw.imap, gw.lmtp, tomlList(rc.GRPCAddrs()), rc.Token,
+`, gw.imap, gw.lmtp, gw.metrics, tomlList(rc.GRPCAddrs()), rc.Token,
 		m.IMAPAddr(murder.RoleBE1), m.LMTPAddr(murder.RoleBE1), m.IMAPAddr(murder.RoleBE2), m.LMTPAddr(murder.RoleBE2))
 	path := filepath.Join(dir, "gateway.toml")
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {

@@ -46,6 +46,7 @@ type Config struct {
 	IMAP     IMAPConfig      `toml:"imap"`
 	LMTP     LMTPConfig      `toml:"lmtp"`
 	Dir      DirectoryConfig `toml:"directory"`
+	Metrics  MetricsConfig   `toml:"metrics"`
 	// Servers maps a Cyrus servername (the part of a MUPDATE location
 	// before '!') to the addresses of that backend's services.
 	Servers map[string]ServerAddrs `toml:"servers"`
@@ -55,6 +56,13 @@ type Config struct {
 	// Authenticator verifies users in proxy mode. When nil and
 	// Users.File is set, a bcrypt password file is used.
 	Authenticator Authenticator `toml:"-"`
+}
+
+// MetricsConfig configures the operator HTTP listener of rookery-gateway.
+type MetricsConfig struct {
+	// Listen serves /metrics (counters as JSON) and /readyz (200 once the
+	// replica has caught up, 503 before: for load-balancer health checks).
+	Listen string `toml:"listen" help:"HTTP address for /metrics and /readyz (empty: off)"`
 }
 
 // ListenConfig holds listener addresses; an empty address disables it.

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -59,6 +60,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if err != nil {
 		log.Error("configuration", "err", err)
 		return 2
+	}
+	if cfg.Metrics.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
+		if err != nil {
+			log.Error("metrics.listen", "addr", cfg.Metrics.Listen, "err", err)
+			return 1
+		}
+		serveMetrics(ctx, ln, srv, rep, log)
 	}
 	if err := srv.ListenAndServe(ctx); err != nil {
 		log.Error("serving", "err", err)
