@@ -86,11 +86,7 @@ func openCheckedBolt(path string) (store *raftboltdb.BoltStore, err error) {
 func openBolt(path string) (*raftboltdb.BoltStore, error) {
 	store, err := raftboltdb.New(raftboltdb.Options{
 		Path:        path,
-		// The freelist is rebuilt from the pages at open instead of being
-		// written at every commit, and kept as a hash map: fewer pages per
-		// fsync and no freelist scans as the log is truncated (Consul and
-		// Nomad run raft-boltdb the same way).
-		BoltOptions: &bbolt.Options{Timeout: boltLockTimeout, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
+		BoltOptions: &bbolt.Options{Timeout: boltLockTimeout},
 	})
 	switch {
 	case err == nil:
