@@ -60,7 +60,11 @@ bench-mupdate: build deps
 
 ## jepsen: fault-injection runs with linearizability checking (JEPSEN_RUNS, JEPSEN_TIME)
 jepsen: build
-	$(GO) test -count=1 -timeout 0 -run TestJepsen ./jepsen/ -args -runs=$${JEPSEN_RUNS:-5} -time=$${JEPSEN_TIME:-60s}
+	$(GO) test -count=1 -timeout 0 -v -run 'TestJepsen$$' ./jepsen/ -args -runs=$${JEPSEN_RUNS:-5} -time=$${JEPSEN_TIME:-60s} -rookeryd=$(CURDIR)/$(BIN)/rookeryd
+
+## jepsen-short: the short fault-injection runs that `make test` also runs
+jepsen-short:
+	$(GO) test -count=1 -v -run 'TestJepsen$$|TestUnsafeStaleReadsAreCaught|TestIsolating' ./jepsen/
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 fuzz:
