@@ -32,6 +32,11 @@ type Config struct {
 	// 127.0.0.1:7001. It must name a concrete IP peers can reach; port 0
 	// binds an ephemeral port and advertises it (see Node.RaftAddr).
 	RaftAddr string
+	// RaftAdvertise, when set, is the raft address other members dial
+	// instead of RaftAddr: a NAT, proxy or container port mapping in front
+	// of the bound address. It is what Join announces and what bootstrap
+	// records for this node.
+	RaftAdvertise string
 	// APIAddr is this node's gRPC address, recorded in the replicated peer
 	// map so followers can forward writes and read-index requests here while
 	// this node leads.

@@ -79,7 +79,7 @@ func (n *Node) start() error {
 	}
 	n.store = fsm.New(n.cfg.FSM)
 	n.fsm = newFSMAdapter(n.store, n.logger)
-	n.trans, err = newTransport(n.cfg.RaftAddr, n.cfg.RaftTLS, n.logger)
+	n.trans, err = newTransport(n.cfg.RaftAddr, n.cfg.RaftAdvertise, n.cfg.RaftTLS, n.logger)
 	if err != nil {
 		return err
 	}

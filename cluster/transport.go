@@ -21,7 +21,10 @@ const (
 
 // newTransport binds the raft transport: plain TCP, or TLS in both
 // directions when tlsCfg is set.
-func newTransport(addr string, tlsCfg *tls.Config, logger *slog.Logger) (*raft.NetworkTransport, error) {
+//
+// advertiseAddr, when set, is what peers are told to dial (a NAT, proxy or
+// container mapping in front of addr); otherwise addr itself is advertised.
+func newTransport(addr, advertiseAddr string, tlsCfg *tls.Config, logger *slog.Logger) (*raft.NetworkTransport, error) {
 	tcpAddr, err := net.ResolveTCPAddr("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft address %q: %w", addr, err)
@@ -30,6 +33,13 @@ func newTransport(addr string, tlsCfg *tls.Config, logger *slog.Logger) (*raft.N
 	var advertise net.Addr
 	if tcpAddr.Port != 0 {
 		advertise = tcpAddr
+	}
+	if advertiseAddr != "" {
+		a, err := net.ResolveTCPAddr("tcp", advertiseAddr)
+		if err != nil || a.IP == nil || a.IP.IsUnspecified() || a.Port == 0 {
+			return nil, fmt.Errorf("cluster: raft advertise address %q must be a reachable IP and port", advertiseAddr)
+		}
+		advertise = a
 	}
 	netCfg := &raft.NetworkTransportConfig{
 		MaxPool: transportMaxPool,

@@ -43,7 +43,8 @@ type LogConfig struct {
 
 // RaftConfig configures consensus and membership.
 type RaftConfig struct {
-	Address   string `toml:"address" help:"raft TCP address (bind and advertise)"`
+	Address   string `toml:"address" help:"raft TCP address (bind, and advertise unless raft.advertise is set)"`
+	Advertise string `toml:"advertise" help:"raft address peers dial when it differs from raft.address (NAT, proxy, container)"`
 	Bootstrap bool   `toml:"bootstrap" help:"bootstrap a new single-node cluster when the data dir is empty"`
 	// Peers is the static voter list: id=raft_addr/grpc_addr, comma separated.
 	Peers []string `toml:"peers" help:"static voters id=raft_addr/grpc_addr,... (all nodes the same list)"`

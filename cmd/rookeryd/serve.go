@@ -205,6 +205,7 @@ func clusterConfig(cfg Config, grpcAddr, peerSecret string, logger *slog.Logger)
 	c.NodeID = cfg.Node.ID
 	c.DataDir = cfg.Node.DataDir
 	c.RaftAddr = cfg.Raft.Address
+	c.RaftAdvertise = cfg.Raft.Advertise
 	c.APIAddr = cfg.GRPC.Advertise
 	if c.APIAddr == "" {
 		c.APIAddr = grpcAddr
