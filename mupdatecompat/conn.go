@@ -30,9 +30,11 @@ type conn struct {
 	implicitTLS bool
 	tls         bool
 	deflate     *flate.Writer // non-nil once COMPRESS is active
-	br          *bufio.Reader // buffered transport input (or inflated input)
-	r           *wire.Reader
-	w           *wire.Writer
+	// deflateDirty: the compressor holds output not yet sync-flushed.
+	deflateDirty bool
+	br           *bufio.Reader // buffered transport input (or inflated input)
+	r            *wire.Reader
+	w            *wire.Writer
 
 	authed  bool
 	id      auth.Identity
@@ -116,7 +118,8 @@ func (c *conn) flush() error {
 	if err := c.w.Flush(); err != nil {
 		return err
 	}
-	if c.deflate != nil {
+	if c.deflate != nil && c.deflateDirty {
+		c.deflateDirty = false
 		return c.deflate.Flush() // a sync flush, as Z_SYNC_FLUSH in Cyrus
 	}
 	return nil

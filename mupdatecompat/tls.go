@@ -68,11 +68,23 @@ func (c *conn) compress(cmd *wire.Command) bool {
 		return false
 	}
 	c.deflate = fw
-	c.w.Reset(fw)
+	c.w.Reset(deflateSink{c})
 	// Bytes already buffered are compressed ones: the inflater reads them
 	// from the same buffer before the socket.
 	c.br = bufio.NewReaderSize(flate.NewReader(c.br), 4096)
 	c.setReader(c.br)
 	c.log.Debug("mupdate COMPRESS DEFLATE active")
 	return true
+}
+
+// deflateSink feeds the compressor and notes that it holds output, so that
+// flush emits a sync-flush block only after real output. An empty block
+// sent right after `OK "DEFLATE active"` can reach a Cyrus client in the
+// same read as that OK line, before it has switched its input to inflate,
+// and Cyrus's mupdatetest then hangs.
+type deflateSink struct{ c *conn }
+
+func (d deflateSink) Write(p []byte) (int, error) {
+	d.c.deflateDirty = true
+	return d.c.deflate.Write(p)
 }
