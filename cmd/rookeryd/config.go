@@ -75,6 +75,10 @@ type GRPCConfig struct {
 	TLSKey    string `toml:"tls_key" help:"PEM server key"`
 	ClientCA  string `toml:"client_ca" help:"PEM CA for client certificates (enables mTLS identities)"`
 	OpenReads bool   `toml:"open_reads" help:"allow unauthenticated reads (Get, List, Watch, Status)"`
+	// Unauthenticated serves every RPC, writes included, to anyone. Only
+	// for a laptop or a test; without it a node with no identities
+	// configured refuses to start.
+	Unauthenticated bool `toml:"unauthenticated" help:"serve every RPC, writes included, without authentication (tests only)"`
 }
 
 // MupdateConfig configures the MUPDATE (RFC 3656) listeners.
@@ -189,6 +193,9 @@ func (c *Config) validate() error {
 		if c.Auth.UsersFile == "" {
 			errs = append(errs, errors.New("auth.users_file is required to serve MUPDATE"))
 		}
+	}
+	if c.Auth.UsersFile == "" && c.GRPC.ClientCA == "" && !c.GRPC.Unauthenticated {
+		errs = append(errs, errors.New("no identities configured: set auth.users_file (or grpc.client_ca), or grpc.unauthenticated=true to serve writes to anyone"))
 	}
 	if c.Auth.UsersFile != "" && c.Raft.PeerSecretFile == "" && c.Raft.TLSCert == "" {
 		errs = append(errs, errors.New("auth.users_file turns authentication on: set raft.peer_secret_file (or raft TLS) so nodes can authenticate to each other"))

@@ -21,7 +21,7 @@ func TestRunRefusesBadConfigurationNamingTheSetting(t *testing.T) {
 	dir := t.TempDir()
 	typo := filepath.Join(dir, "typo.toml")
 	os.WriteFile(typo, []byte("[raft]\nadress = \"127.0.0.1:1\"\n"), 0o600)
-	base := []string{"-node.id", "n1", "-node.data_dir", dir, "-mupdate.listen", ""}
+	base := []string{"-node.id", "n1", "-node.data_dir", dir, "-mupdate.listen", "", "-grpc.unauthenticated"}
 	tests := []struct {
 		name string
 		args []string
@@ -33,6 +33,7 @@ func TestRunRefusesBadConfigurationNamingTheSetting(t *testing.T) {
 		{"bad peer entry", append(base, "-raft.peers", "n1=127.0.0.1:1"), "raft.peers"},
 		{"tls cert without key", append(base, "-grpc.tls_cert", "x.pem"), "grpc.tls_cert and grpc.tls_key"},
 		{"mupdate without users file", []string{"-node.id", "n1", "-node.data_dir", dir}, "auth.users_file"},
+		{"no identities at all", []string{"-node.id", "n1", "-node.data_dir", dir, "-mupdate.listen", ""}, "no identities configured"},
 		{"unknown key in file", []string{"-config", typo}, "raft.adress"},
 		{"bad duration", append(base, "-raft.write_timeout", "soon"), "raft.write_timeout"},
 		{"bad log level", append(base, "-log.level", "loud", "-raft.bootstrap"), "log.level"},
@@ -59,6 +60,7 @@ func testConfig(t *testing.T, dataDir string) Config {
 	c.Raft.Bootstrap = true
 	c.GRPC.Listen = "127.0.0.1:" + strconv.Itoa(ports[1])
 	c.Mupdate.Listen = ""
+	c.GRPC.Unauthenticated = true
 	return c
 }
 
