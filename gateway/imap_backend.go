@@ -29,20 +29,12 @@ const maxBackendLine = 64 << 10
 
 // imapBackendLogin connects to addr and logs in with creds.
 func (s *Server) imapBackendLogin(ctx context.Context, addr string, creds backendCreds) (*imapBackend, error) {
-	ctx, cancel := s.loginDeadline(ctx)
-	defer cancel()
-	conn, err := s.dialBackend(ctx, addr)
+	b := &imapBackend{}
+	err := s.loginBackend(ctx, addr, func(ctx context.Context, conn net.Conn) error {
+		b.conn, b.br = conn, bufio.NewReaderSize(conn, 16<<10)
+		return b.login(ctx, s, addr, creds)
+	})
 	if err != nil {
-		return nil, err
-	}
-	b := &imapBackend{conn: conn, br: bufio.NewReaderSize(conn, 16<<10)}
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	err = b.login(ctx, s, addr, creds)
-	if !stop() || err != nil {
-		conn.Close()
-		if err == nil || ctx.Err() != nil {
-			err = fmt.Errorf("backend %s: login timed out: %w", addr, context.Cause(ctx))
-		}
 		return nil, err
 	}
 	return b, nil

@@ -24,19 +24,12 @@ func (s *Server) dialLMTP(ctx context.Context, server string) (*smtp.Client, err
 	if addr == "" {
 		return nil, fmt.Errorf("no LMTP address for backend %q", server)
 	}
-	ctx, cancel := s.loginDeadline(ctx)
-	defer cancel()
-	conn, err := s.dialBackend(ctx, addr)
+	var c *smtp.Client
+	err := s.loginBackend(ctx, addr, func(_ context.Context, conn net.Conn) (err error) {
+		c, err = s.lmtpHandshake(conn, addr)
+		return err
+	})
 	if err != nil {
-		return nil, err
-	}
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	c, err := s.lmtpHandshake(conn, addr)
-	if !stop() || err != nil {
-		conn.Close()
-		if err == nil {
-			err = fmt.Errorf("LMTP backend %s: login timed out", addr)
-		}
 		return nil, err
 	}
 	return c, nil

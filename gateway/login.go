@@ -242,7 +242,25 @@ func (s *Server) clientTLS(ctx context.Context, c net.Conn, addr string) (net.Co
 	return tc, nil
 }
 
-// loginDeadline bounds a backend greeting plus login.
-func (s *Server) loginDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, s.cfg.Backend.LoginTimeout.Std())
+// loginBackend dials a backend and runs login (greeting, STARTTLS,
+// authentication) on the new connection within backend.login_timeout. A
+// login that fails or overruns the deadline closes the connection, so no
+// half-logged-in backend session leaks.
+func (s *Server) loginBackend(ctx context.Context, addr string, login func(ctx context.Context, conn net.Conn) error) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Backend.LoginTimeout.Std())
+	defer cancel()
+	conn, err := s.dialBackend(ctx, addr)
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	err = login(ctx, conn)
+	if !stop() || err != nil {
+		conn.Close()
+		if err == nil || ctx.Err() != nil {
+			err = fmt.Errorf("backend %s: login timed out: %w", addr, context.Cause(ctx))
+		}
+		return err
+	}
+	return nil
 }

@@ -260,20 +260,12 @@ type pop3Backend struct {
 }
 
 func (s *Server) pop3BackendLogin(ctx context.Context, addr string, creds backendCreds) (*pop3Backend, error) {
-	ctx, cancel := s.loginDeadline(ctx)
-	defer cancel()
-	conn, err := s.dialBackend(ctx, addr)
+	b := &pop3Backend{}
+	err := s.loginBackend(ctx, addr, func(ctx context.Context, conn net.Conn) error {
+		b.conn, b.br = conn, bufio.NewReaderSize(conn, 16<<10)
+		return b.login(ctx, s, addr, creds)
+	})
 	if err != nil {
-		return nil, err
-	}
-	b := &pop3Backend{conn: conn, br: bufio.NewReaderSize(conn, 16<<10)}
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	err = b.login(ctx, s, addr, creds)
-	if !stop() || err != nil {
-		conn.Close()
-		if err == nil || ctx.Err() != nil {
-			err = fmt.Errorf("backend %s: login timed out: %w", addr, context.Cause(ctx))
-		}
 		return nil, err
 	}
 	return b, nil
