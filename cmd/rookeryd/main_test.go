@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rookery/rookery/client"
+	"github.com/rookery/rookery/config"
 	"github.com/rookery/rookery/internal/testcluster"
 )
 
@@ -140,5 +141,34 @@ func TestServeRestartKeepsDirectory(t *testing.T) {
 			t.Fatalf("get after restart: %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestREADMEExampleConfigIsValid keeps the configuration example in the
+// README loadable: every key it shows exists and the result validates.
+func TestREADMEExampleConfigIsValid(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "## Configuration")
+	_, rest, ok2 := strings.Cut(rest, "```toml\n")
+	block, _, ok3 := strings.Cut(rest, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("README has no ```toml block under ## Configuration")
+	}
+	path := filepath.Join(t.TempDir(), "node.toml")
+	if err := os.WriteFile(path, []byte(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := defaultConfig()
+	if err := config.Load("rookeryd", []string{"-config", path}, &cfg, io.Discard); err != nil {
+		t.Fatalf("README example: %v", err)
+	}
+	if err := cfg.validate(); err != nil {
+		t.Fatalf("README example does not validate: %v", err)
+	}
+	if cfg.Node.ID != "n1" || len(cfg.Raft.Peers) != 3 || cfg.Auth.UsersFile == "" {
+		t.Fatalf("README example loaded as %+v", cfg)
 	}
 }
