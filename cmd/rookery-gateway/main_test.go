@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/rookery/rookery/api/apitest"
 	"github.com/rookery/rookery/client"
+	"github.com/rookery/rookery/gateway"
 )
 
 // syncBuffer is a bytes.Buffer safe for the logger and the test to share.
@@ -170,5 +172,31 @@ func TestRunFollowsARookeryCluster(t *testing.T) {
 	cancel()
 	if code := <-done; code != 0 {
 		t.Fatalf("exit code %d\n%s", code, logs.String())
+	}
+}
+
+// TestREADMEGatewayConfigLoads keeps the gateway example in the README
+// loadable: every key it shows exists.
+func TestREADMEGatewayConfigLoads(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "## Gateway")
+	_, rest, ok2 := strings.Cut(rest, "```toml\n")
+	block, _, ok3 := strings.Cut(rest, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("README has no ```toml block under ## Gateway")
+	}
+	path := filepath.Join(t.TempDir(), "gateway.toml")
+	if err := os.WriteFile(path, []byte(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := gateway.LoadConfig("rookery-gateway", []string{"-config", path}, io.Discard)
+	if err != nil {
+		t.Fatalf("README gateway example: %v", err)
+	}
+	if len(cfg.Dir.Endpoints) != 3 || cfg.Servers["be1"].IMAP == "" {
+		t.Fatalf("README gateway example loaded as %+v", cfg)
 	}
 }
