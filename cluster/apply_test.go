@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/rookery/rookery/fsm"
@@ -103,6 +104,28 @@ func TestUndecodableLogEntryDoesNotStopTheNode(t *testing.T) {
 		}
 		if _, ok := tn.node.Store().Get("user.after"); !ok {
 			t.Fatalf("%s missing the write after the bad entry", tn.cfg.NodeID)
+		}
+	}
+}
+
+// TestApplyCommittedThroughFollowerIsVisibleAfterABarrier proves the
+// no-wait write path MUPDATE uses: the follower answers as soon as the
+// leader has applied the entry, and a linearizable read on the follower
+// then sees it.
+func TestApplyCommittedThroughFollowerIsVisibleAfterABarrier(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	f := c.followers()[0]
+	for i := 0; i < 20; i++ {
+		name := fmt.Sprintf("user.u%02d", i)
+		res, err := f.node.ApplyCommitted(testCtx(t), []fsm.Command{reserve(name, "imap-be01!default")})
+		if err != nil || res[0].Code != fsm.CodeOK || res[0].Revision == 0 {
+			t.Fatalf("ApplyCommitted %s: %+v, %v", name, res, err)
+		}
+		if err := f.node.LinearizableRead(testCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+		if e, ok := f.node.Store().Get(name); !ok || e.ModRevision != res[0].Revision {
+			t.Fatalf("%s after the barrier: %+v, %v; want revision %d", name, e, ok, res[0].Revision)
 		}
 	}
 }

@@ -18,8 +18,11 @@ import (
 // marking cluster unavailability as temporary so Cyrus gets a NO it retries.
 type directory struct{ node *cluster.Node }
 
+// Apply does not wait for this node to apply the write itself: every
+// MUPDATE read (FIND, LIST, UPDATE's dump, NOOP) runs Sync first, so the
+// wait would only add a heartbeat of latency to writes through a follower.
 func (d directory) Apply(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, error) {
-	res, err := d.node.Apply(ctx, cmds)
+	res, err := d.node.ApplyCommitted(ctx, cmds)
 	return res, temporary(err)
 }
 
