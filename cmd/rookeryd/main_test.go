@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -171,4 +174,45 @@ func TestREADMEExampleConfigIsValid(t *testing.T) {
 	if cfg.Node.ID != "n1" || len(cfg.Raft.Peers) != 3 || cfg.Auth.UsersFile == "" {
 		t.Fatalf("README example loaded as %+v", cfg)
 	}
+}
+
+// TestDebugListenerServesStatusAndProfiles checks debug.listen: the JSON
+// status names the node and pprof answers.
+func TestDebugListenerServesStatusAndProfiles(t *testing.T) {
+	c := testConfig(t, t.TempDir())
+	c.Debug.Listen = "127.0.0.1:" + strconv.Itoa(testcluster.FreePorts(t, 1)[0])
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, c, slog.New(slog.DiscardHandler)) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	get := func(path string) (*http.Response, error) { return http.Get("http://" + c.Debug.Listen + path) }
+	deadline := time.Now().Add(10 * time.Second)
+	var vars map[string]any
+	for {
+		resp, err := get("/debug/vars")
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&vars)
+			resp.Body.Close()
+			if err == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/debug/vars: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(fmt.Sprint(vars["status"]), "n1") {
+		t.Fatalf("/debug/vars status does not name the node: %v", vars)
+	}
+	resp, err := get("/debug/pprof/goroutine?debug=1")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/debug/pprof/goroutine: %v %v", resp, err)
+	}
+	resp.Body.Close()
 }
