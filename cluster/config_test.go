@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rookery/rookery/internal/freeport"
 )
 
 func TestOpenRejectsBadConfig(t *testing.T) {
@@ -101,7 +103,7 @@ func TestOpenRefusesCorruptRaftStore(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := cfg
 			c.DataDir = t.TempDir()
-			c.RaftAddr = freeAddr(t)
+			c.RaftAddr = freeport.Addr(t)
 			if err := os.WriteFile(filepath.Join(c.DataDir, raftDBName), tt.corrupt(orig), 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -124,7 +126,7 @@ func TestOpenRefusesRaftStoreInUse(t *testing.T) {
 	cfg.Bootstrap = true
 	startNode(t, cfg)
 	second := cfg
-	second.RaftAddr = freeAddr(t)
+	second.RaftAddr = freeport.Addr(t)
 	n, err := Open(context.Background(), second)
 	if err == nil {
 		_ = n.Close()

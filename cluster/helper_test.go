@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/rookery/rookery/fsm"
+	"github.com/rookery/rookery/internal/freeport"
 )
 
 // testNode is one real node: raft over loopback TCP, bolt files in a temp
@@ -30,34 +31,6 @@ func (tn *testNode) stop() {
 		tn.srv.Stop()
 	}
 }
-
-// freeAddr reserves an ephemeral loopback port and releases it, so a static
-// peer list can name addresses before the nodes start.
-// Ports already handed out are never handed out again in this test binary,
-// so two addresses of one cluster cannot collide.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		_ = l.Close()
-		usedPorts.Lock()
-		seen := usedPorts.m[addr]
-		usedPorts.m[addr] = true
-		usedPorts.Unlock()
-		if !seen {
-			return addr
-		}
-	}
-}
-
-var usedPorts = struct {
-	sync.Mutex
-	m map[string]bool
-}{m: map[string]bool{}}
 
 // testLogger sends warnings and errors to the test log until the test ends.
 func testLogger(t testing.TB) *slog.Logger {
@@ -98,8 +71,8 @@ func testConfig(t testing.TB, id string) Config {
 	cfg.ElectionTimeout = 300 * time.Millisecond
 	cfg.LeaderLeaseTimeout = 300 * time.Millisecond
 	cfg.NodeID = id
-	cfg.RaftAddr = freeAddr(t)
-	cfg.APIAddr = freeAddr(t)
+	cfg.RaftAddr = freeport.Addr(t)
+	cfg.APIAddr = freeport.Addr(t)
 	cfg.DataDir = t.TempDir()
 	cfg.Logger = testLogger(t)
 	return cfg

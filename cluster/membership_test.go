@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rookery/rookery/fsm"
+	"github.com/rookery/rookery/internal/freeport"
 )
 
 // bootstrapAndJoin starts n1 with Bootstrap, n2 joining through n1 (the
@@ -69,7 +70,7 @@ func TestBootstrapThenJoinFormsAWorkingCluster(t *testing.T) {
 
 func TestJoinWithNoReachableMemberFailsOpen(t *testing.T) {
 	cfg := testConfig(t, "lonely")
-	cfg.Join = []string{freeAddr(t)}
+	cfg.Join = []string{freeport.Addr(t)}
 	cfg.WriteTimeout = 200 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rookery/rookery/internal/freeport"
 	"github.com/rookery/rookery/internal/murder"
 	"github.com/rookery/rookery/internal/testcluster"
 )
@@ -110,7 +111,7 @@ func startGateway(t *testing.T, rc *testcluster.Cluster, m *murder.Murder) gatew
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/rookery/rookery/cmd/rookery-gateway").CombinedOutput(); err != nil {
 		t.Fatalf("build rookery-gateway: %v\n%s", err, out)
 	}
-	ports := testcluster.FreePorts(t, 3)
+	ports := freeport.T(t, 3)
 	gw := gatewayProc{imap: fmt.Sprintf("127.0.0.1:%d", ports[0]), lmtp: fmt.Sprintf("127.0.0.1:%d", ports[1]), metrics: fmt.Sprintf("127.0.0.1:%d", ports[2])}
 	conf := fmt.Sprintf(`[gateway]
 hostname = "gw.example.org"

@@ -24,6 +24,7 @@ import (
 	"github.com/rookery/rookery/config"
 	"github.com/rookery/rookery/fsm"
 	"github.com/rookery/rookery/gateway/internal/cyrustest"
+	"github.com/rookery/rookery/internal/freeport"
 )
 
 // The Cyrus murder is started once, on first use, and shared by every
@@ -295,13 +296,7 @@ func lmtpClient(tb testing.TB, addr string) *textproto.Conn {
 // closedPort returns an address on which nothing listens.
 func closedPort(tb testing.TB) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return freeport.Addr(tb)
 }
 
 func splitAddr(tb testing.TB, addr string) (string, string) {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/rookery/rookery/auth"
+	"github.com/rookery/rookery/internal/freeport"
 	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
 
@@ -78,6 +78,7 @@ type Cluster struct {
 	peers    string
 	secret   string
 	users    string
+	ports    []*freeport.Ports
 }
 
 // tokenCreds sends the bearer token the users file accepts; plaintext is
@@ -146,24 +147,15 @@ func (c *Cluster) writeAuth() error {
 	return os.WriteFile(c.secret, []byte(randomString(32)+"\n"), 0o600)
 }
 
-// freePort finds a free port on 127.0.0.1; the node binds it shortly after.
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 func (c *Cluster) newNode(i int) (*Node, error) {
 	n := &Node{ID: "n" + strconv.Itoa(i+1)}
-	var err error
-	for _, p := range []*string{&n.RaftAddr, &n.GRPCAddr, &n.MupdateAddr} {
-		if *p, err = freePort(); err != nil {
-			return nil, err
-		}
+	ports, err := freeport.Take(3)
+	if err != nil {
+		return nil, err
 	}
+	c.ports = append(c.ports, ports)
+	addrs := ports.Addrs()
+	n.RaftAddr, n.GRPCAddr, n.MupdateAddr = addrs[0], addrs[1], addrs[2]
 	n.DataDir = filepath.Join(c.cfg.Dir, n.ID, "data")
 	n.LogPath = filepath.Join(c.cfg.Dir, n.ID+".log")
 	if err := os.MkdirAll(n.DataDir, 0o755); err != nil {
@@ -642,5 +634,8 @@ func (c *Cluster) Close() {
 		n.RaftProxy.Close()
 		n.GRPCProxy.Close()
 		n.conn.Close()
+	}
+	for _, p := range c.ports {
+		p.Release()
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rookery/rookery/internal/freeport"
 )
 
 // echoServer echoes every line it receives and counts the bytes it got.
@@ -201,12 +203,7 @@ func TestProxyDropDiscardsBytes(t *testing.T) {
 }
 
 func TestProxyRefusesWhenTargetIsDown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	target := ln.Addr().String()
-	ln.Close()
+	target := freeport.Addr(t)
 	p := startProxy(t, NewNet(), target, "a")
 	if err := refused(p.Addr()); err != nil {
 		t.Fatalf("connection to a dead node: %v", err)

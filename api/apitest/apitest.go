@@ -19,6 +19,7 @@ import (
 
 	"github.com/rookery/rookery/api"
 	"github.com/rookery/rookery/cluster"
+	"github.com/rookery/rookery/internal/freeport"
 )
 
 // Options shape a test cluster. Zero values give three nodes with open APIs.
@@ -65,8 +66,8 @@ func Start(t testing.TB, opts Options) *Cluster {
 	for i := range peers {
 		cfg := cluster.DefaultConfig()
 		cfg.NodeID = fmt.Sprintf("n%d", i+1)
-		cfg.RaftAddr = freeAddr(t)
-		cfg.APIAddr = freeAddr(t)
+		cfg.RaftAddr = freeport.Addr(t)
+		cfg.APIAddr = freeport.Addr(t)
 		cfg.DataDir = t.TempDir()
 		cfg.Logger = Logger(t)
 		if opts.Cluster != nil {
@@ -246,17 +247,6 @@ func (c *Cluster) Follower() int {
 	}
 	c.t.Fatalf("apitest: no running follower")
 	return -1
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }
 
 // Logger logs warnings and errors to the test log (everything with

@@ -16,6 +16,7 @@ import (
 	"github.com/rookery/rookery/api/apitest"
 	"github.com/rookery/rookery/client"
 	"github.com/rookery/rookery/gateway"
+	"github.com/rookery/rookery/internal/freeport"
 )
 
 // syncBuffer is a bytes.Buffer safe for the logger and the test to share.
@@ -36,25 +37,16 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func TestRunServesFromStaticDirectoryUntilCancelled(t *testing.T) {
 	dir := t.TempDir()
 	static := filepath.Join(dir, "dir.txt")
 	if err := os.WriteFile(static, []byte("user.alice be1!default\nuser.moving be1!default RESERVED\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := freeport.Addr(t)
 	cfgFile := filepath.Join(dir, "gw.toml")
 	toml := "[gateway]\nhostname = \"cmd.test\"\n[gateway.limits]\nauth_failure_delay = \"10ms\"\n" +
-		"[gateway.servers.be1]\nimap = \"" + freeAddr(t) + "\"\n"
+		"[gateway.servers.be1]\nimap = \"" + freeport.Addr(t) + "\"\n"
 	if err := os.WriteFile(cfgFile, []byte(toml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +128,7 @@ func TestRunFollowsARookeryCluster(t *testing.T) {
 	if _, err := c.Activate(ctx, "user.alice", "be1!default", ""); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := freeport.Addr(t)
 	var logs syncBuffer
 	done := make(chan int, 1)
 	go func() {

@@ -18,7 +18,7 @@ import (
 
 	"github.com/rookery/rookery/client"
 	"github.com/rookery/rookery/config"
-	"github.com/rookery/rookery/internal/testcluster"
+	"github.com/rookery/rookery/internal/freeport"
 )
 
 func TestRunRefusesBadConfigurationNamingTheSetting(t *testing.T) {
@@ -56,7 +56,7 @@ func TestRunRefusesBadConfigurationNamingTheSetting(t *testing.T) {
 
 func testConfig(t *testing.T, dataDir string) Config {
 	t.Helper()
-	ports := testcluster.FreePorts(t, 2)
+	ports := freeport.T(t, 2)
 	c := defaultConfig()
 	c.Node.ID = "n1"
 	c.Node.DataDir = dataDir
@@ -180,7 +180,7 @@ func TestREADMEExampleConfigIsValid(t *testing.T) {
 // status names the node and pprof answers.
 func TestDebugListenerServesStatusAndProfiles(t *testing.T) {
 	c := testConfig(t, t.TempDir())
-	c.Debug.Listen = "127.0.0.1:" + strconv.Itoa(testcluster.FreePorts(t, 1)[0])
+	c.Debug.Listen = "127.0.0.1:" + strconv.Itoa(freeport.T(t, 1)[0])
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, c, slog.New(slog.DiscardHandler)) }()

@@ -3,7 +3,6 @@ package murder
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -86,19 +85,4 @@ func traversable(dir string) bool {
 		}
 		dir = parent
 	}
-}
-
-// freePorts returns n distinct ports that were free on 127.0.0.1 a moment
-// ago. All listeners are held until every port is chosen so they differ.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("picking a free port: %w", err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }

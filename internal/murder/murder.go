@@ -24,6 +24,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rookery/rookery/internal/freeport"
 )
 
 //go:embed testdata/murder-up.sh
@@ -131,10 +133,7 @@ func Start(t testing.TB, opts Options) *Murder {
 	defer cancel()
 	var out string
 	for attempt := 1; ; attempt++ {
-		ports, perr := freePorts(11)
-		if perr != nil {
-			t.Fatalf("murder: %v", perr)
-		}
+		ports := freeport.T(t, 11)
 		m.base = opts.environ(dir, ports)
 		out, err = m.run(ctx, nil, "start")
 		if err == nil {

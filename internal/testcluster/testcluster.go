@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/rookery/rookery/client"
+	"github.com/rookery/rookery/internal/freeport"
 )
 
 // Options configures a test cluster.
@@ -90,7 +91,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if err := os.WriteFile(secret, []byte("test-cluster-secret-0123456789"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ports := FreePorts(t, 3*opts.Nodes)
+	ports := freeport.T(t, 3*opts.Nodes)
 	var peers []string
 	for i := 0; i < opts.Nodes; i++ {
 		n := &Node{
@@ -172,25 +173,6 @@ func writeUsers(t testing.TB, bin, dir string, users map[string]string) string {
 		t.Fatal(err)
 	}
 	return path
-}
-
-// FreePorts returns n distinct free TCP ports on 127.0.0.1.
-func FreePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var lns []net.Listener
-	var ports []int
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return ports
 }
 
 // Start (re)starts node i on its data directory.

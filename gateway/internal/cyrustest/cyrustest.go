@@ -26,7 +26,9 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
 	"github.com/rookery/rookery/fsm"
+	"github.com/rookery/rookery/internal/freeport"
 	"github.com/rookery/rookery/internal/mupdateclient"
 )
 
@@ -49,6 +51,7 @@ type Murder struct {
 	FE     Backend
 	script string
 	env    []string
+	ports  *freeport.Ports
 }
 
 // Available reports why a murder cannot run here ("" if it can).
@@ -101,10 +104,11 @@ func start(ctx context.Context) (*Murder, error) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(11)
+	reserved, err := freeport.Take(11)
 	if err != nil {
 		return nil, err
 	}
+	ports := reserved.List
 	p := func(i int) string { return strconv.Itoa(ports[i]) }
 	addr := func(i int) string { return "127.0.0.1:" + p(i) }
 	m := &Murder{
@@ -114,6 +118,7 @@ func start(ctx context.Context) (*Murder, error) {
 		BE2:    Backend{Name: "be2", IMAP: addr(4), LMTP: addr(5), POP3: addr(6)},
 		FE:     Backend{Name: "fe", IMAP: addr(7), LMTP: addr(8), POP3: addr(9)},
 		script: script(),
+		ports:  reserved,
 	}
 	m.env = []string{
 		"WITH_POP3=1",
@@ -126,6 +131,7 @@ func start(ctx context.Context) (*Murder, error) {
 	if out, err := m.run(ctx, env, "start"); err != nil {
 		m.run(context.Background(), env, "stop")
 		os.RemoveAll(dir)
+		reserved.Release()
 		return nil, fmt.Errorf("cyrustest: murder-up.sh start: %w\n%s", err, out)
 	}
 	return m, nil
@@ -157,6 +163,7 @@ func (m *Murder) Stop() error {
 		}()
 	}
 	wg.Wait()
+	m.ports.Release()
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -300,25 +307,6 @@ func (m *Murder) Directory(ctx context.Context) ([]fsm.Entry, error) {
 			st = fsm.StateReserved
 		}
 		out = append(out, fsm.Entry{Name: e.Name, State: st, Location: e.Location, ACL: e.ACL})
-	}
-	return out, nil
-}
-
-func freePorts(n int) ([]int, error) {
-	var lns []net.Listener
-	defer func() {
-		for _, l := range lns {
-			l.Close()
-		}
-	}()
-	out := make([]int, 0, n)
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
 	}
 	return out, nil
 }
