@@ -58,9 +58,10 @@ bench-gateway:
 bench-mupdate: build deps
 	ROOKERY_BENCH=$(BIN)/rookery-bench ./scripts/bench-mupdate.sh
 
-## jepsen: fault-injection runs with linearizability checking (JEPSEN_RUNS, JEPSEN_TIME)
+## jepsen: fault-injection runs with linearizability checking (JEPSEN_RUNS, JEPSEN_TIME, JEPSEN_NEMESIS, JEPSEN_LOG_STORE)
 jepsen: build
-	$(GO) test -count=1 -timeout 0 -v -run 'TestJepsen$$' ./jepsen/ -args -runs=$${JEPSEN_RUNS:-5} -time=$${JEPSEN_TIME:-60s} -rookeryd=$(CURDIR)/$(BIN)/rookeryd
+	$(GO) test -count=1 -timeout 0 -v -run 'TestJepsen$$' ./jepsen/ -args -runs=$${JEPSEN_RUNS:-5} -time=$${JEPSEN_TIME:-60s} \
+		-nemesis=$${JEPSEN_NEMESIS:-} -log-store=$${JEPSEN_LOG_STORE:-} -rookeryd=$(CURDIR)/$(BIN)/rookeryd
 
 ## jepsen-short: the short fault-injection runs that `make test` also runs
 jepsen-short:

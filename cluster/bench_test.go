@@ -14,27 +14,32 @@ import (
 )
 
 // BenchmarkWrite measures Apply of one command per call on a 3-node
-// cluster in this process (real raft over loopback TCP, bolt with fsync,
-// gRPC forwarding): throughput and latency percentiles at 1, 16 and 128
+// cluster in this process (real raft over loopback TCP, fsync on, gRPC
+// forwarding), with each log store: throughput and latency percentiles at 1, 16 and 128
 // concurrent writers, writing through the leader or through the two
 // followers (every write forwarded over gRPC and waited for locally).
 //
 //	go test ./cluster -run '^$' -bench BenchmarkWrite -benchtime 5s
 func BenchmarkWrite(b *testing.B) {
-	for _, via := range []string{"leader", "follower"} {
-		for _, writers := range []int{1, 16, 128} {
-			b.Run(fmt.Sprintf("via=%s/writers=%d", via, writers), func(b *testing.B) {
-				c := newTestCluster(b, 3, defaultTiming)
-				targets := []*Node{c.leader().node}
-				if via == "follower" {
-					targets = nil
-					for _, tn := range c.followers() {
-						targets = append(targets, tn.node)
+	for _, store := range []string{LogStoreBolt, LogStoreWAL} {
+		for _, via := range []string{"leader", "follower"} {
+			for _, writers := range []int{1, 16, 128} {
+				b.Run(fmt.Sprintf("store=%s/via=%s/writers=%d", store, via, writers), func(b *testing.B) {
+					c := newTestCluster(b, 3, func(cfg *Config) {
+						defaultTiming(cfg)
+						cfg.LogStore = store
+					})
+					targets := []*Node{c.leader().node}
+					if via == "follower" {
+						targets = nil
+						for _, tn := range c.followers() {
+							targets = append(targets, tn.node)
+						}
 					}
-				}
-				lat := runWriters(b, targets, writers, b.N, nil)
-				reportLatencies(b, lat)
-			})
+					lat := runWriters(b, targets, writers, b.N, nil)
+					reportLatencies(b, lat)
+				})
+			}
 		}
 	}
 }

@@ -41,8 +41,12 @@ type Config struct {
 	// map so followers can forward writes and read-index requests here while
 	// this node leads.
 	APIAddr string
-	// DataDir holds raft.db (raft-boltdb) and snapshots/.
+	// DataDir holds the raft log (raft.db, or wal/ with LogStoreWAL) and
+	// snapshots/.
 	DataDir string
+	// LogStore chooses the raft log store: LogStoreBolt (the default) or
+	// LogStoreWAL. A data dir keeps the store it was created with.
+	LogStore string
 
 	// How a node without state on disk starts; ignored when DataDir already
 	// holds raft state (a restart resumes from disk and never re-bootstraps).
@@ -111,6 +115,7 @@ func DefaultConfig() Config {
 		SnapshotThreshold:  16384,
 		TrailingLogs:       10240,
 		SnapshotRetain:     2,
+		LogStore:           LogStoreBolt,
 		MaxAppendEntries:   64,
 		BatchApplyCh:       false,
 		MaxBatchCommands:   1024,
@@ -141,6 +146,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SnapshotRetain == 0 {
 		c.SnapshotRetain = d.SnapshotRetain
+	}
+	if c.LogStore == "" {
+		c.LogStore = d.LogStore
 	}
 	if c.MaxAppendEntries == 0 {
 		c.MaxAppendEntries = d.MaxAppendEntries
@@ -194,6 +202,9 @@ func (c Config) validate() error {
 	}
 	if c.WriteTimeout <= 0 {
 		return errors.New("cluster: config: WriteTimeout must be positive")
+	}
+	if c.LogStore != LogStoreBolt && c.LogStore != LogStoreWAL {
+		return fmt.Errorf("cluster: config: LogStore %q: want %q or %q", c.LogStore, LogStoreBolt, LogStoreWAL)
 	}
 	if c.SnapshotRetain < 1 {
 		return errors.New("cluster: config: SnapshotRetain must be at least 1")

@@ -42,6 +42,7 @@ func TestOpenRejectsBadConfig(t *testing.T) {
 		}, "listed twice"},
 		{"lease longer than heartbeat", func(c *Config) { c.LeaderLeaseTimeout = time.Second }, "LeaderLeaseTimeout"},
 		{"negative write timeout", func(c *Config) { c.WriteTimeout = -time.Second }, "WriteTimeout"},
+		{"unknown log store", func(c *Config) { c.LogStore = "leveldb" }, `LogStore "leveldb"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -73,7 +73,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 // goroutines.
 func (n *Node) start() error {
 	var err error
-	n.storage, err = openStorage(n.cfg.DataDir, n.cfg.SnapshotRetain, n.logger)
+	n.storage, err = openStorage(n.cfg.DataDir, n.cfg.LogStore, n.cfg.SnapshotRetain, n.logger)
 	if err != nil {
 		return err
 	}
@@ -93,7 +93,7 @@ func (n *Node) start() error {
 	n.lead.init()
 	n.health = newHeartbeatTracker()
 
-	r, err := raft.NewRaft(n.cfg.raftConfig(n.logger), n.fsm, n.storage.logs, n.storage.bolt, n.storage.snaps, n.trans)
+	r, err := raft.NewRaft(n.cfg.raftConfig(n.logger), n.fsm, n.storage.logs, n.storage.stable, n.storage.snaps, n.trans)
 	if err != nil {
 		return fmt.Errorf("cluster: start raft from %s: %w", n.cfg.DataDir, err)
 	}
@@ -121,7 +121,7 @@ func (n *Node) initCluster(ctx context.Context) error {
 		return fmt.Errorf("cluster: read raft state in %s: %w", n.cfg.DataDir, err)
 	}
 	if has {
-		n.logger.Info("resuming from existing raft state", "data_dir", n.cfg.DataDir)
+		n.logger.Info("resuming from existing raft state", "data_dir", n.cfg.DataDir, "log_store", n.cfg.LogStore)
 		return nil
 	}
 	switch {

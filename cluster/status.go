@@ -35,6 +35,8 @@ type Status struct {
 	// the leader and when never.
 	LastContact  time.Time
 	LastSnapshot SnapshotInfo
+	// LogStore is this node's raft log store (Config.LogStore).
+	LogStore string
 }
 
 // statusTimeout bounds the configuration read inside Status.
@@ -52,6 +54,7 @@ func (n *Node) Status() Status {
 		AppliedIndex: applied,
 		LastLogIndex: n.raft.LastIndex(),
 		Revision:     n.store.Revision(),
+		LogStore:     n.cfg.LogStore,
 	}
 	if n.raft.State() != raft.Leader {
 		st.LastContact = n.raft.LastContact()

@@ -7,10 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 	"go.etcd.io/bbolt"
 )
 
@@ -25,11 +28,28 @@ const (
 	boltLockTimeout = time.Second
 )
 
+// The raft log stores a node can use (Config.LogStore).
+const (
+	// LogStoreBolt keeps log and stable state in one raft-boltdb/v2 file,
+	// raft.db. bbolt syncs twice per append.
+	LogStoreBolt = "bolt"
+	// LogStoreWAL keeps the log in hashicorp/raft-wal segment files under
+	// wal/ (stable state in its bbolt meta file): one sync per append.
+	LogStoreWAL = "wal"
+)
+
+// walDirName is the raft-wal directory under the data dir.
+const walDirName = "wal"
+
+// lockFileName is the data dir lock (see lockDataDir).
+const lockFileName = "LOCK"
+
 // storage is the on-disk state of one node.
 type storage struct {
-	bolt  *raftboltdb.BoltStore
-	logs  raft.LogStore // bolt behind a LogCache
-	snaps *raft.FileSnapshotStore
+	logs   raft.LogStore // the chosen store behind a LogCache
+	stable raft.StableStore
+	snaps  *raft.FileSnapshotStore
+	close  func() error
 }
 
 // openStorage opens (creating when absent) raft.db and the snapshot
@@ -42,26 +62,92 @@ type storage struct {
 // goroutine under recover with faults turned into panics. Corruption that
 // only shows up later, in pages raft reads while running, still crashes
 // the process.
-func openStorage(dir string, retain int, logger *slog.Logger) (*storage, error) {
+func openStorage(dir, kind string, retain int, logger *slog.Logger) (*storage, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cluster: data dir %s: %w", dir, err)
 	}
-	path := filepath.Join(dir, raftDBName)
+	lock, err := lockDataDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkLogStoreKind(dir, kind); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	var st *storage
+	if kind == LogStoreWAL {
+		st, err = openWAL(filepath.Join(dir, walDirName), logger)
+	} else {
+		st, err = openBoltStorage(filepath.Join(dir, raftDBName))
+	}
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	closeStore := st.close
+	st.close = func() error { return errors.Join(closeStore(), lock.Close()) }
+	if st.logs, err = raft.NewLogCache(logCacheSize, st.logs); err != nil {
+		_ = st.close()
+		return nil, fmt.Errorf("cluster: log cache: %w", err)
+	}
+	if st.snaps, err = raft.NewFileSnapshotStoreWithLogger(dir, retain, newHclog(logger, "snapshot")); err != nil {
+		_ = st.close()
+		return nil, fmt.Errorf("cluster: snapshot store in %s: %w", filepath.Join(dir, snapshotsDir), err)
+	}
+	return st, nil
+}
+
+// lockDataDir takes an exclusive lock on dir/LOCK for the life of the
+// node, so a second process on the same data dir is refused at once instead
+// of blocking on (or, for the WAL's segment files, corrupting) the store.
+func lockDataDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, lockFileName)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: data dir lock %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cluster: data dir %s is locked by another process (%s): %w", dir, path, err)
+	}
+	return f, nil
+}
+
+// checkLogStoreKind refuses a data dir written by the other log store:
+// opening it would start from an empty log and lose the node's state.
+func checkLogStoreKind(dir, kind string) error {
+	other, otherKind := filepath.Join(dir, walDirName), LogStoreWAL
+	if kind == LogStoreWAL {
+		other, otherKind = filepath.Join(dir, raftDBName), LogStoreBolt
+	}
+	if _, err := os.Stat(other); err == nil {
+		return fmt.Errorf("cluster: data dir %s holds a %q raft log (%s) but the log store is %q: set it back, or remove the data dir and re-join", dir, otherKind, other, kind)
+	}
+	return nil
+}
+
+func openBoltStorage(path string) (*storage, error) {
 	bolt, err := openCheckedBolt(path)
 	if err != nil {
 		return nil, err
 	}
-	logs, err := raft.NewLogCache(logCacheSize, bolt)
-	if err != nil {
-		_ = bolt.Close()
-		return nil, fmt.Errorf("cluster: log cache: %w", err)
+	return &storage{logs: bolt, stable: bolt, close: bolt.Close}, nil
+}
+
+func openWAL(dir string, logger *slog.Logger) (*storage, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("cluster: raft wal %s: %w", dir, err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, retain, newHclog(logger, "snapshot"))
+	// raft-wal v0.4.0's Close leaves its bbolt meta file open (and
+	// locked); owning the meta store lets close release it.
+	meta := &metadb.BoltMetaDB{}
+	w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithLogger(newHclog(logger, "wal")))
 	if err != nil {
-		_ = bolt.Close()
-		return nil, fmt.Errorf("cluster: snapshot store in %s: %w", filepath.Join(dir, snapshotsDir), err)
+		_ = meta.Close()
+		return nil, fmt.Errorf("cluster: raft wal %s cannot be opened (refusing to start; restore the data dir, or remove it and re-join): %w", dir, err)
 	}
-	return &storage{bolt: bolt, logs: logs, snaps: snaps}, nil
+	closeAll := func() error { return errors.Join(w.Close(), meta.Close()) }
+	return &storage{logs: w, stable: w, close: closeAll}, nil
 }
 
 // openCheckedBolt opens raft.db and probes it; see openStorage.
@@ -130,9 +216,5 @@ func probeBolt(b *raftboltdb.BoltStore) error {
 }
 
 func (s *storage) hasState() (bool, error) {
-	return raft.HasExistingState(s.logs, s.bolt, s.snaps)
-}
-
-func (s *storage) close() error {
-	return s.bolt.Close()
+	return raft.HasExistingState(s.logs, s.stable, s.snaps)
 }

@@ -39,8 +39,11 @@ type ClusterConfig struct {
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
 	SnapshotInterval  time.Duration
-	ExtraArgs         []string
-	Logger            *slog.Logger
+	// LogStore is raft.log_store ("bolt" or "wal"); empty keeps rookeryd's
+	// default.
+	LogStore  string
+	ExtraArgs []string
+	Logger    *slog.Logger
 }
 
 // Node is one rookeryd process and the proxies in front of it. Peers reach
@@ -209,6 +212,9 @@ func (c *Cluster) args(n *Node) []string {
 	}
 	if c.cfg.SnapshotInterval > 0 {
 		args = append(args, "-raft.snapshot_interval", c.cfg.SnapshotInterval.String())
+	}
+	if c.cfg.LogStore != "" {
+		args = append(args, "-raft.log_store", c.cfg.LogStore)
 	}
 	return append(args, c.cfg.ExtraArgs...)
 }

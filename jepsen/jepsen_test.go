@@ -23,6 +23,7 @@ var (
 	seedFlag    = flag.Uint64("seed", 0, "random seed (0: from the clock)")
 	clientsFlag = flag.Int("clients", 0, "clients per node in full runs, half gRPC, half MUPDATE (0: the default, 2)")
 	verboseFlag = flag.Bool("jepsen.v", false, "log harness events to the test log")
+	storeFlag   = flag.String("log-store", "", "raft.log_store of every node, bolt or wal (default: rookeryd's, bolt)")
 )
 
 // runConfig prepares a run's config with the test's binary and folder.
@@ -34,6 +35,7 @@ func runConfig(t *testing.T, name, root string) Config {
 	if *seedFlag != 0 {
 		cfg.Seed = *seedFlag
 	}
+	cfg.Cluster.LogStore = *storeFlag
 	if *verboseFlag {
 		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
@@ -110,6 +112,9 @@ func TestJepsen(t *testing.T) {
 			nem = classes[i%len(classes)]
 		}
 		name := fmt.Sprintf("run%02d-%dn-%s", i+1, nodes, nem)
+		if *storeFlag != "" {
+			name += "-" + *storeFlag
+		}
 		t.Run(name, func(t *testing.T) {
 			cfg := runConfig(t, name, root)
 			cfg.Nodes, cfg.Nemesis, cfg.Duration = nodes, nem, *timeFlag

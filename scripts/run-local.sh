@@ -13,10 +13,13 @@
 # and printed for each one that is unset. With $ROOKERY_MUPDATE_PASSWORD set,
 # a writer identity "mupdate" is added too: what Cyrus backends configured
 # with mupdate_authname: mupdate log in as (murder-up.sh, bench-mupdate).
+# $ROOKERY_LOG_STORE chooses the raft log store of a new ./data: bolt
+# (raft-boltdb, the default) or wal (raft-wal, one fsync per append).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
 DATA=${DATA:-data}
+LOG_STORE=${ROOKERY_LOG_STORE:-bolt}
 mkdir -p "$DATA"
 
 randpw() { head -c 18 /dev/urandom | base64 | tr -d '/+=' | head -c 20; }
@@ -55,7 +58,7 @@ for i in 1 2 3; do
   mkdir -p "$DATA/n$i"
   "$BIN/rookeryd" \
     -node.id "n$i" -node.data_dir "$DATA/n$i" \
-    -raft.address "127.0.0.1:700$i" -raft.peers "$PEERS" \
+    -raft.address "127.0.0.1:700$i" -raft.peers "$PEERS" -raft.log_store "$LOG_STORE" \
     -grpc.listen "127.0.0.1:710$i" -grpc.open_reads -debug.listen "127.0.0.1:720$i" \
     -mupdate.listen "127.0.0.1:390$((4 + i))" -mupdate.servername "rookery-n$i" \
     -raft.peer_secret_file "$DATA/cluster-secret" \

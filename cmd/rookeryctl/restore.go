@@ -24,6 +24,7 @@ import (
 // a seeding function, this file should call it instead.
 const (
 	seedRaftDB       = "raft.db"
+	seedWALDir       = "wal"
 	seedSnapshotsDir = "snapshots"
 	seedTerm         = 1
 )
@@ -131,8 +132,10 @@ func seedDataDir(dir string, snap io.Reader, peers []seedPeer) (seedResult, erro
 
 // checkEmptyDataDir refuses to seed over an existing node's state.
 func checkEmptyDataDir(dir string) error {
-	if _, err := os.Stat(filepath.Join(dir, seedRaftDB)); err == nil {
-		return fmt.Errorf("%s already holds raft state (%s); restore needs an empty data dir", dir, seedRaftDB)
+	for _, log := range []string{seedRaftDB, seedWALDir} {
+		if _, err := os.Stat(filepath.Join(dir, log)); err == nil {
+			return fmt.Errorf("%s already holds raft state (%s); restore needs an empty data dir", dir, log)
+		}
 	}
 	ents, err := os.ReadDir(filepath.Join(dir, seedSnapshotsDir))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {

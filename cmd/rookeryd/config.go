@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rookery/rookery/cluster"
 	"github.com/rookery/rookery/config"
 )
 
@@ -32,7 +33,7 @@ type DebugConfig struct {
 // NodeConfig names the node and where it keeps its data.
 type NodeConfig struct {
 	ID      string `toml:"id" help:"node ID, unique in the cluster (required)"`
-	DataDir string `toml:"data_dir" help:"directory for raft.db and snapshots (required)"`
+	DataDir string `toml:"data_dir" help:"directory for the raft log and snapshots (required)"`
 }
 
 // LogConfig selects the slog handler.
@@ -58,6 +59,7 @@ type RaftConfig struct {
 	SnapshotThreshold  uint64          `toml:"snapshot_threshold" help:"log entries between snapshots"`
 	TrailingLogs       uint64          `toml:"trailing_logs" help:"log entries kept after a snapshot"`
 	HistorySize        int             `toml:"history_size" help:"change events kept for Watch/UPDATE resumption"`
+	LogStore           string          `toml:"log_store" help:"raft log store: bolt (raft.db) or wal (wal/, one fsync per append); fixed when the data dir is created"`
 
 	TLSCert string `toml:"tls_cert" help:"PEM certificate for raft and peer traffic (enables TLS between nodes)"`
 	TLSKey  string `toml:"tls_key" help:"PEM key for tls_cert"`
@@ -122,6 +124,7 @@ func defaultConfig() Config {
 	c.Raft.SnapshotThreshold = 100_000
 	c.Raft.TrailingLogs = 50_000
 	c.Raft.HistorySize = 100_000
+	c.Raft.LogStore = cluster.LogStoreBolt
 	c.GRPC.Listen = "127.0.0.1:7101"
 	c.Mupdate.Listen = "127.0.0.1:3905"
 	c.Mupdate.MaxConnections = 1024
@@ -199,6 +202,9 @@ func (c *Config) validate() error {
 	}
 	if c.Auth.UsersFile != "" && c.Raft.PeerSecretFile == "" && c.Raft.TLSCert == "" {
 		errs = append(errs, errors.New("auth.users_file turns authentication on: set raft.peer_secret_file (or raft TLS) so nodes can authenticate to each other"))
+	}
+	if c.Raft.LogStore != cluster.LogStoreBolt && c.Raft.LogStore != cluster.LogStoreWAL {
+		errs = append(errs, fmt.Errorf("raft.log_store %q: want %q or %q", c.Raft.LogStore, cluster.LogStoreBolt, cluster.LogStoreWAL))
 	}
 	if _, err := parsePeers(c.Raft.Peers); err != nil {
 		errs = append(errs, err)

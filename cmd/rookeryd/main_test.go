@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rookery/rookery/client"
+	"github.com/rookery/rookery/cluster"
 	"github.com/rookery/rookery/config"
 	"github.com/rookery/rookery/internal/freeport"
 )
@@ -42,6 +42,7 @@ func TestRunRefusesBadConfigurationNamingTheSetting(t *testing.T) {
 		{"bad duration", append(base, "-raft.write_timeout", "soon"), "raft.write_timeout"},
 		{"bad log level", append(base, "-log.level", "loud", "-raft.bootstrap"), "log.level"},
 		{"bad backend servers", append(base, "-mupdate.backend_servers", "be1"), "mupdate.backend_servers"},
+		{"unknown log store", append(base, "-raft.log_store", "leveldb"), `raft.log_store "leveldb"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -177,9 +178,10 @@ func TestREADMEExampleConfigIsValid(t *testing.T) {
 }
 
 // TestDebugListenerServesStatusAndProfiles checks debug.listen: the JSON
-// status names the node and pprof answers.
+// status names the node and the configured log store, and pprof answers.
 func TestDebugListenerServesStatusAndProfiles(t *testing.T) {
 	c := testConfig(t, t.TempDir())
+	c.Raft.LogStore = cluster.LogStoreWAL
 	c.Debug.Listen = "127.0.0.1:" + strconv.Itoa(freeport.T(t, 1)[0])
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -207,8 +209,9 @@ func TestDebugListenerServesStatusAndProfiles(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if !strings.Contains(fmt.Sprint(vars["status"]), "n1") {
-		t.Fatalf("/debug/vars status does not name the node: %v", vars)
+	status, _ := vars["status"].(map[string]any)
+	if status["NodeID"] != "n1" || status["LogStore"] != cluster.LogStoreWAL {
+		t.Fatalf("/debug/vars status does not name the node and its wal log store: %v", vars)
 	}
 	resp, err := get("/debug/pprof/goroutine?debug=1")
 	if err != nil || resp.StatusCode != http.StatusOK {

@@ -226,6 +226,7 @@ func clusterConfig(cfg Config, grpcAddr, peerSecret string, logger *slog.Logger)
 	c.SnapshotInterval = cfg.Raft.SnapshotInterval.Std()
 	c.SnapshotThreshold = cfg.Raft.SnapshotThreshold
 	c.TrailingLogs = cfg.Raft.TrailingLogs
+	c.LogStore = cfg.Raft.LogStore
 	c.FSM = fsm.DefaultConfig()
 	c.FSM.HistorySize = cfg.Raft.HistorySize
 	c.Logger = logger.With("component", "cluster")
