@@ -39,7 +39,9 @@ func (s *Server) newLMTPServer(ctx context.Context) *smtp.Server {
 	srv.MaxLineLength = s.cfg.LMTP.MaxLineLength
 	srv.ReadTimeout = s.cfg.LMTP.Timeout.Std()
 	srv.WriteTimeout = s.cfg.LMTP.Timeout.Std()
-	srv.TLSConfig = s.tlsConf
+	// No TLSConfig: go-smtp's STARTTLS would wrap the connection below
+	// the bare-address filter, which therefore does STARTTLS itself
+	// (lmtpaddr.go).
 	srv.ErrorLog = slogPrinter{s.log.With("proto", "lmtp")}
 	return srv
 }
@@ -57,14 +59,23 @@ type lmtpSession struct {
 type lmtpBackend struct {
 	server string
 	c      *smtp.Client
-	err    error    // set once the connection is unusable
-	inTxn  bool     // MAIL FROM sent
-	rcpts  []string // accepted by the backend in this transaction
+	err    error      // set once the connection is unusable
+	inTxn  bool       // MAIL FROM sent
+	rcpts  []lmtpRcpt // accepted by the backend in this transaction
+}
+
+// lmtpRcpt is an accepted recipient in both its spellings: go-smtp's
+// (the key of its per-recipient status, with the bare-address sentinel
+// when the client sent a bare name) and the backend's (as the client
+// sent it, so bare stays bare: Cyrus lmtpd accepts it).
+type lmtpRcpt struct {
+	client  string
+	backend string
 }
 
 func (ls *lmtpSession) Mail(from string, opts *smtp.MailOptions) error {
 	ls.resetBackends()
-	ls.from, ls.mailOpts = from, opts
+	ls.from, ls.mailOpts = stripBare(from), opts
 	return nil
 }
 
@@ -83,7 +94,8 @@ func (ls *lmtpSession) Rcpt(to string, opts *smtp.RcptOptions) error {
 
 func (ls *lmtpSession) rcpt(to string, opts *smtp.RcptOptions) error {
 	s := ls.s
-	r, err := s.names.ParseRecipient(to)
+	addr := stripBare(to)
+	r, err := s.names.ParseRecipient(addr)
 	if err != nil {
 		return errRcptBadAddress
 	}
@@ -107,7 +119,7 @@ func (ls *lmtpSession) rcpt(to string, opts *smtp.RcptOptions) error {
 		}
 		return errRcptUnavailable
 	}
-	if err := b.c.Rcpt(to, opts); err != nil {
+	if err := b.c.Rcpt(addr, opts); err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
 			return backendReply(se) // the backend's answer
@@ -115,7 +127,7 @@ func (ls *lmtpSession) rcpt(to string, opts *smtp.RcptOptions) error {
 		ls.broken(b, err)
 		return errRcptUnavailable
 	}
-	b.rcpts = append(b.rcpts, to)
+	b.rcpts = append(b.rcpts, lmtpRcpt{client: to, backend: addr})
 	return nil
 }
 
@@ -217,8 +229,8 @@ func (ls *lmtpSession) LMTPData(r io.Reader, status smtp.StatusCollector) error 
 	wg.Wait()
 	for i, w := range writers {
 		for _, rcpt := range w.b.rcpts {
-			st := results[i][rcpt]
-			status.SetStatus(rcpt, st)
+			st := results[i][rcpt.backend]
+			status.SetStatus(rcpt.client, st)
 			ls.countData(st)
 		}
 		w.b.inTxn, w.b.rcpts = false, nil
@@ -227,13 +239,14 @@ func (ls *lmtpSession) LMTPData(r io.Reader, status smtp.StatusCollector) error 
 	return nil
 }
 
-// finishData ends one backend's DATA and maps its per-recipient replies.
+// finishData ends one backend's DATA and maps its per-recipient replies,
+// keyed by the address the backend was given.
 func (ls *lmtpSession) finishData(w *dataSink) map[string]error {
 	out := make(map[string]error, len(w.b.rcpts))
 	if w.err != nil {
 		ls.broken(w.b, w.err)
 		for _, r := range w.b.rcpts {
-			out[r] = errRcptUnavailable
+			out[r.backend] = errRcptUnavailable
 		}
 		return out
 	}
@@ -241,7 +254,8 @@ func (ls *lmtpSession) finishData(w *dataSink) map[string]error {
 	var perRcpt smtp.LMTPDataError
 	errors.As(err, &perRcpt)
 	transport := err != nil && perRcpt == nil
-	for _, r := range w.b.rcpts {
+	for _, rc := range w.b.rcpts {
+		r := rc.backend
 		switch {
 		case perRcpt[r] != nil:
 			out[r] = backendReply(perRcpt[r])
@@ -276,7 +290,7 @@ func (ls *lmtpSession) countData(err error) {
 
 func (ls *lmtpSession) setAll(status smtp.StatusCollector, b *lmtpBackend, err error) {
 	for _, r := range b.rcpts {
-		status.SetStatus(r, err)
+		status.SetStatus(r.client, err)
 		ls.countData(err)
 	}
 	b.rcpts, b.inTxn = nil, false

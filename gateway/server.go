@@ -232,7 +232,15 @@ func (s *Server) serveLMTP(ln net.Listener) error {
 	}
 	s.lmtp[srv] = struct{}{}
 	s.mu.Unlock()
-	err := srv.Serve(&limitListener{Listener: ln, s: s})
+	err := srv.Serve(&lmtpAddrListener{
+		Listener: &limitListener{Listener: ln, s: s},
+		opts: lmtpAddrOptions{
+			TLS:           s.tlsConf,
+			Timeout:       s.cfg.LMTP.Timeout.Std(),
+			MaxLineLength: s.cfg.LMTP.MaxLineLength,
+			Log:           s.log.With("proto", "lmtp"),
+		},
+	})
 	if s.isClosed() || errors.Is(err, net.ErrClosed) || errors.Is(err, smtp.ErrServerClosed) {
 		return nil
 	}
