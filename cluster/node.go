@@ -93,7 +93,7 @@ func (n *Node) start() error {
 	n.lead.init()
 	n.health = newHeartbeatTracker()
 
-	r, err := raft.NewRaft(n.cfg.raftConfig(n.logger), n.fsm, n.storage.logs, n.storage.stable, n.storage.snaps, n.trans)
+	r, err := raft.NewRaft(n.cfg.raftConfig(n.logger), n.fsm, n.storage.logs, n.storage.stable, n.storage.snaps, unpipelined{n.trans})
 	if err != nil {
 		return fmt.Errorf("cluster: start raft from %s: %w", n.cfg.DataDir, err)
 	}
@@ -180,9 +180,18 @@ func (n *Node) Close() error {
 			case <-time.After(shutdownGrace):
 				n.logger.Warn("raft slow to shut down; closing its transport", "after", shutdownGrace)
 				_ = n.trans.Close()
-				err = <-done
+				select {
+				case err = <-done:
+				case <-time.After(shutdownGrace):
+					// A raft goroutine is stuck outside any I/O we can end.
+					// Leave the stores open under it (the process is
+					// about to exit) rather than hang the caller.
+					n.logger.Error("raft did not shut down; abandoning it", "after", 2*shutdownGrace)
+					n.closeErr = fmt.Errorf("cluster: raft did not shut down within %s", 2*shutdownGrace)
+					n.storage = nil
+				}
 			}
-			if err != nil {
+			if err != nil && n.closeErr == nil {
 				n.closeErr = fmt.Errorf("cluster: raft shutdown: %w", err)
 			}
 			n.raft.DeregisterObserver(n.observer)

@@ -61,6 +61,34 @@ func newTransport(addr, advertiseAddr string, tlsCfg *tls.Config, logger *slog.L
 	return raft.NewNetworkTransportWithConfig(netCfg), nil
 }
 
+// unpipelined hands raft the network transport without pipelined
+// AppendEntries, so raft replicates with one RPC in flight per follower.
+//
+// hashicorp/raft v1.8's pipeline can deadlock: its channels are unbuffered
+// at the default MaxRPCsInFlight, and when a follower answers
+// Success=false (routine after leadership changes) the decoder goroutine
+// blocks handing back a response nobody reads while the sender blocks
+// handing it the next request. Replication to that follower stops for the
+// rest of the term while heartbeats go on, and raft's Shutdown waits for
+// the stuck goroutine forever. It was seen here: a bench-mupdate run that
+// churned leadership left a node that could not stop. Every other method,
+// and the optional interfaces raft looks for (pre-vote, close),
+// come from the embedded transport.
+type unpipelined struct {
+	*raft.NetworkTransport
+}
+
+// raft enables pre-vote and closing through these.
+var (
+	_ raft.WithPreVote = unpipelined{}
+	_ raft.WithClose   = unpipelined{}
+)
+
+// AppendPipeline makes raft fall back to synchronous AppendEntries.
+func (unpipelined) AppendPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
+}
+
 // tlsStreamLayer is raft's StreamLayer over mutual TLS.
 type tlsStreamLayer struct {
 	net.Listener // TLS listener
