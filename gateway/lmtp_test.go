@@ -139,29 +139,42 @@ func TestLMTPRecipientOutcomes(t *testing.T) {
 }
 
 // TestLMTPWithPythonSmtplib delivers with Python's smtplib.LMTP, a client
-// written independently of both go-smtp and this package.
+// written independently of both go-smtp and this package, with full
+// addresses and with the bare ones Cyrus lmtpd also takes (smtplib puts
+// the addresses it is given on the wire as they are). One accepted
+// recipient per case: smtplib reads a single reply after DATA, not LMTP's
+// one per recipient.
 func TestLMTPWithPythonSmtplib(t *testing.T) {
 	m := murder(t)
 	g := startGateway(t, testConfig(m), replicaFromMaster(t, m))
-	msgID := fmt.Sprintf("<py-%d@gw.test>", time.Now().UnixNano())
 	host, port := splitAddr(t, g.lmtp)
-	script := fmt.Sprintf(`
+	tests := []struct{ name, from, alice, ghost string }{
+		{"full addresses", "sender@example.com", "alice@example.com", "ghost@example.com"},
+		{"bare local parts", "postmaster", "alice", "ghost"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			msgID := fmt.Sprintf("<py-%d@gw.test>", time.Now().UnixNano())
+			script := fmt.Sprintf(`
 import smtplib
 l = smtplib.LMTP(%q, %s)
 l.ehlo("py.test")
-refused = l.sendmail("sender@example.com", ["alice@example.com", "ghost@example.com"], %q.encode())
+refused = l.sendmail(%q, [%q, %q], %q.encode())
 print(sorted(refused.items()))
 l.quit()
-`, host, port, message(msgID))
-	out, err := exec.Command("python3", "-c", script).CombinedOutput()
-	if err != nil {
-		t.Fatalf("python: %v\n%s", err, out)
-	}
-	if !strings.Contains(string(out), "('ghost@example.com', (550, b'5.1.1 User unknown'))") {
-		t.Fatalf("python refused: %s", out)
-	}
-	if n := countMessageID(t, m.BE1, "alice", "alicepw", msgID); n != 1 {
-		t.Errorf("alice has %d copies, want 1", n)
+`, host, port, tt.from, tt.alice, tt.ghost, message(msgID))
+			out, err := exec.Command("python3", "-c", script).CombinedOutput()
+			if err != nil {
+				t.Fatalf("python: %v\n%s", err, out)
+			}
+			want := fmt.Sprintf("[(%q, (550, b'5.1.1 User unknown'))]", tt.ghost)
+			if strings.TrimSpace(string(out)) != strings.ReplaceAll(want, `"`, "'") {
+				t.Fatalf("python refused: %s, want %s", out, want)
+			}
+			if n := countMessageID(t, m.BE1, "alice", "alicepw", msgID); n != 1 {
+				t.Errorf("alice has %d copies, want 1", n)
+			}
+		})
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/textproto"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-smtp"
+
 	"github.com/rookery/rookery/fsm"
 	"github.com/rookery/rookery/gateway/internal/cyrustest"
 )
@@ -729,34 +729,5 @@ func TestLMTPForwardsAddressesAsTheClientSentThem(t *testing.T) {
 	want := []string{"MAIL FROM:<postmaster>", "RCPT TO:<alice>", "RCPT TO:<alice+box>", "RCPT TO:<alice@example.com>", "RCPT TO:<Alice>"}
 	if fmt.Sprint(got()) != fmt.Sprint(want) {
 		t.Fatalf("backend got %q, want %q", got(), want)
-	}
-}
-
-// TestLMTPBareRecipientsWithPythonSmtplib: smtplib.LMTP sends the
-// addresses it is given as they are, so sendmail("postmaster", ["alice"])
-// puts bare paths on the wire. (One accepted recipient only: smtplib reads
-// a single reply after DATA, not LMTP's one per recipient.)
-func TestLMTPBareRecipientsWithPythonSmtplib(t *testing.T) {
-	m := murder(t)
-	g := startGateway(t, testConfig(m), replicaFromMaster(t, m))
-	msgID := fmt.Sprintf("<py-bare-%d@gw.test>", time.Now().UnixNano())
-	host, port := splitAddr(t, g.lmtp)
-	script := fmt.Sprintf(`
-import smtplib
-l = smtplib.LMTP(%q, %s)
-l.ehlo("py.test")
-refused = l.sendmail("postmaster", ["alice", "ghost"], %q.encode())
-print(sorted(refused.items()))
-l.quit()
-`, host, port, message(msgID))
-	out, err := exec.Command("python3", "-c", script).CombinedOutput()
-	if err != nil {
-		t.Fatalf("python: %v\n%s", err, out)
-	}
-	if strings.TrimSpace(string(out)) != "[('ghost', (550, b'5.1.1 User unknown'))]" {
-		t.Fatalf("python refused: %s", out)
-	}
-	if n := countMessageID(t, m.BE1, "alice", "alicepw", msgID); n != 1 {
-		t.Errorf("alice has %d copies, want 1", n)
 	}
 }
