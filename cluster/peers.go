@@ -124,6 +124,26 @@ func (n *Node) forwardReadIndex(ctx context.Context, leader Peer) (uint64, error
 	return resp.GetCommitIndex(), nil
 }
 
+// forwardLookup asks the leader for a linearizable read of one name.
+func (n *Node) forwardLookup(ctx context.Context, leader Peer, name string) (fsm.Entry, bool, error) {
+	client, err := n.peers.ready(ctx, leader.APIAddr)
+	if err != nil {
+		return fsm.Entry{}, false, err
+	}
+	resp, err := client.Lookup(ctx, &rookeryv1.LookupRequest{Name: name})
+	if err != nil {
+		return fsm.Entry{}, false, fromPeerError(leader, err)
+	}
+	if !resp.GetFound() {
+		return fsm.Entry{}, false, nil
+	}
+	return fsm.Entry{
+		Name: resp.GetName(), State: fsm.State(resp.GetState()), Location: resp.GetLocation(), ACL: resp.GetAcl(),
+		CreateRevision: resp.GetCreateRevision(), ModRevision: resp.GetModRevision(),
+		ReservedBy: resp.GetReservedBy(), ReservedAt: resp.GetReservedAt(),
+	}, true, nil
+}
+
 // fromPeerError maps a Peer RPC failure: FAILED_PRECONDITION means the
 // callee did nothing (not leader), anything else leaves the outcome unknown.
 func fromPeerError(leader Peer, err error) error {

@@ -72,6 +72,33 @@ func (s *peerServer) ReadIndex(ctx context.Context, _ *rookeryv1.ReadIndexReques
 	return &rookeryv1.ReadIndexResponse{CommitIndex: index}, nil
 }
 
+// Lookup answers a follower's linearizable read of one name from the
+// leader's state.
+func (s *peerServer) Lookup(ctx context.Context, req *rookeryv1.LookupRequest) (*rookeryv1.LookupResponse, error) {
+	n := s.n
+	if n.closed.Load() || !n.IsLeader() {
+		return nil, status.Error(codes.FailedPrecondition, "not leader")
+	}
+	ctx, cancel := n.withWriteTimeout(ctx)
+	defer cancel()
+	index, err := n.leaderReads.do(ctx)
+	if err == nil {
+		err = n.WaitApplied(ctx, index)
+	}
+	if err != nil {
+		return nil, toPeerError(err)
+	}
+	e, ok := n.store.Get(req.GetName())
+	if !ok {
+		return &rookeryv1.LookupResponse{}, nil
+	}
+	return &rookeryv1.LookupResponse{
+		Found: true, Name: e.Name, State: uint32(e.State), Location: e.Location, Acl: e.ACL,
+		CreateRevision: e.CreateRevision, ModRevision: e.ModRevision,
+		ReservedBy: e.ReservedBy, ReservedAt: e.ReservedAt,
+	}, nil
+}
+
 // Join adds the caller as a voter (or non-voter), forwarding once to the
 // leader when this node does not lead.
 func (s *peerServer) Join(ctx context.Context, req *rookeryv1.AddMemberRequest) (*rookeryv1.AddMemberResponse, error) {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/rookery/rookery/fsm"
 )
 
 // LinearizableRead returns once this node's store reflects every write
@@ -34,33 +36,74 @@ func (n *Node) LinearizableRead(ctx context.Context) error {
 	return n.WaitApplied(ctx, index)
 }
 
+// LinearizableGet is a linearizable read of one name. The leader reads its
+// own store after a read-index round. A follower has the leader answer
+// (Peer.Lookup): LinearizableRead there would also wait until the follower
+// learns the new commit index, which when writes stop flowing comes only
+// with raft's next CommitTimeout tick, milliseconds for every read that
+// follows a write — a backend's ctl_mboxlist -m alternates FIND and
+// ACTIVATE. Failure modes are those of LinearizableRead.
+func (n *Node) LinearizableGet(ctx context.Context, name string) (e fsm.Entry, found bool, err error) {
+	if n.closed.Load() {
+		return fsm.Entry{}, false, ErrShutdown
+	}
+	ctx, cancel := n.withWriteTimeout(ctx)
+	defer cancel()
+	err = n.retryRead(ctx, func() error {
+		if n.raft.State() == raft.Leader {
+			index, err := n.leaderReads.do(ctx)
+			if err != nil {
+				return err
+			}
+			if err := n.WaitApplied(ctx, index); err != nil {
+				return err
+			}
+			e, found = n.store.Get(name)
+			return nil
+		}
+		leader, err := n.readLeader()
+		if err != nil {
+			return err
+		}
+		e, found, err = n.forwardLookup(ctx, leader, name)
+		return err
+	})
+	return e, found, err
+}
+
 // readIndex obtains a read index from whichever node leads, retrying while
 // there is no usable leader.
-func (n *Node) readIndex(ctx context.Context) (uint64, error) {
-	backoff := 5 * time.Millisecond
-	var last error
-	for {
-		var (
-			index uint64
-			err   error
-		)
+func (n *Node) readIndex(ctx context.Context) (index uint64, err error) {
+	err = n.retryRead(ctx, func() error {
 		if n.raft.State() == raft.Leader {
 			index, err = n.leaderReads.do(ctx)
 		} else {
 			index, err = n.followerReads.do(ctx)
 		}
+		return err
+	})
+	return index, err
+}
+
+// retryRead runs one read round until it succeeds, the node shuts down or
+// ctx ends, backing off while there is no usable leader.
+func (n *Node) retryRead(ctx context.Context, round func() error) error {
+	backoff := 5 * time.Millisecond
+	var last error
+	for {
+		err := round()
 		if err == nil {
-			return index, nil
+			return nil
 		}
 		if errors.Is(err, ErrShutdown) {
-			return 0, err
+			return err
 		}
 		if ctx.Err() != nil {
-			return 0, n.ctxError(ctx, "linearizable read", last)
+			return n.ctxError(ctx, "linearizable read", last)
 		}
 		last = err
 		if !n.sleepCtx(ctx, backoff) {
-			return 0, n.ctxError(ctx, "linearizable read", last)
+			return n.ctxError(ctx, "linearizable read", last)
 		}
 		backoff = min(2*backoff, 100*time.Millisecond)
 	}
@@ -83,16 +126,25 @@ func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
 
 // followerReadIndex is one read-index round asked of the leader.
 func (n *Node) followerReadIndex(ctx context.Context) (uint64, error) {
+	leader, err := n.readLeader()
+	if err != nil {
+		return 0, err
+	}
+	return n.forwardReadIndex(ctx, leader)
+}
+
+// readLeader is the leader a follower sends reads to.
+func (n *Node) readLeader() (Peer, error) {
 	leader := n.Leader()
 	switch {
 	case leader.ID == "":
-		return 0, errors.New("no known leader")
+		return Peer{}, errors.New("no known leader")
 	case leader.ID == n.cfg.NodeID:
-		return 0, errors.New("leadership changing")
+		return Peer{}, errors.New("leadership changing")
 	case leader.APIAddr == "":
-		return 0, fmt.Errorf("no gRPC address known for leader %s", leader.ID)
+		return Peer{}, fmt.Errorf("no gRPC address known for leader %s", leader.ID)
 	}
-	return n.forwardReadIndex(ctx, leader)
+	return leader, nil
 }
 
 // readBatcher coalesces concurrent read-index requests. A caller joins the

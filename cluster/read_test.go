@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rookery/rookery/fsm"
 )
 
 func TestLinearizableReadOnFollowerSeesWriteAckedByLeader(t *testing.T) {
@@ -24,6 +26,30 @@ func TestLinearizableReadOnFollowerSeesWriteAckedByLeader(t *testing.T) {
 		}
 		if _, ok := f.node.Store().Get(mailboxName(i)); !ok {
 			t.Fatalf("linearizable read on %s missed %s acknowledged before it", f.cfg.NodeID, mailboxName(i))
+		}
+	}
+}
+
+// LinearizableGet through any node sees a write acknowledged just before
+// it, also when the write was only applied by the leader (ApplyCommitted
+// through a follower, as MUPDATE does) and the reading follower has not
+// learned its commit yet; a name never written is reported missing.
+func TestLinearizableGetSeesWriteJustCommittedThroughAnyNode(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	nodes := append([]*testNode{c.leader()}, c.followers()...)
+	for i := 0; i < 60; i++ {
+		w, r := nodes[i%3], nodes[(i/3)%3]
+		if _, err := w.node.ApplyCommitted(testCtx(t), []fsm.Command{activate(i)}); err != nil {
+			t.Fatalf("write %d through %s: %v", i, w.cfg.NodeID, err)
+		}
+		e, found, err := r.node.LinearizableGet(testCtx(t), mailboxName(i))
+		if err != nil || !found || e.Location != location(i) || e.State != fsm.StateActive {
+			t.Fatalf("get %s on %s after writing through %s: %+v found=%v err=%v", mailboxName(i), r.cfg.NodeID, w.cfg.NodeID, e, found, err)
+		}
+	}
+	for _, n := range nodes {
+		if _, found, err := n.node.LinearizableGet(testCtx(t), "user.never"); err != nil || found {
+			t.Fatalf("get of a missing name on %s: found=%v err=%v", n.cfg.NodeID, found, err)
 		}
 	}
 }

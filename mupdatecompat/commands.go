@@ -122,10 +122,27 @@ func (c *conn) sync(tag string) bool {
 }
 
 func (c *conn) find(cmd *wire.Command) bool {
-	if !c.sync(cmd.Tag) {
+	name := cmd.Args[0].Value
+	f, ok := c.srv.dir.(Finder)
+	if !ok {
+		if !c.sync(cmd.Tag) {
+			return true
+		}
+		if e, found := c.srv.dir.Store().Get(name); found {
+			c.writeEntry(cmd.Tag, &e)
+		}
+		c.reply(cmd.Tag, "OK", "Search completed")
 		return true
 	}
-	if e, ok := c.srv.dir.Store().Get(cmd.Args[0].Value); ok {
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.CommandTimeout)
+	e, found, err := f.Find(ctx, name)
+	cancel()
+	if err != nil {
+		c.log.Warn("mupdate FIND failed", "identity", c.id.Name, "err", err)
+		c.reply(cmd.Tag, "NO", failText(err))
+		return true
+	}
+	if found {
 		c.writeEntry(cmd.Tag, &e)
 	}
 	c.reply(cmd.Tag, "OK", "Search completed")

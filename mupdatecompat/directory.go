@@ -23,6 +23,14 @@ type Directory interface {
 	Store() *fsm.Store
 }
 
+// Finder is an optional Directory extension: a linearizable read of one
+// name that can be cheaper than Sync followed by Store().Get, as on a raft
+// follower, which can have the leader answer instead of waiting to learn
+// the latest commit. FIND uses it when the Directory has it.
+type Finder interface {
+	Find(ctx context.Context, name string) (e fsm.Entry, found bool, err error)
+}
+
 // ErrTemporary marks a directory error as temporary: no quorum, no leader,
 // leadership lost, a barrier that timed out. The session answers such an
 // error with a NO whose text says to try again, and Cyrus backends report a

@@ -18,9 +18,12 @@ import (
 // marking cluster unavailability as temporary so Cyrus gets a NO it retries.
 type directory struct{ node *cluster.Node }
 
+var _ mupdatecompat.Finder = directory{}
+
 // Apply does not wait for this node to apply the write itself: every
-// MUPDATE read (FIND, LIST, UPDATE's dump, NOOP) runs Sync first, so the
-// wait would only add a heartbeat of latency to writes through a follower.
+// MUPDATE read runs a linearizable read first (FIND through Find, LIST,
+// UPDATE's dump and NOOP through Sync), so the wait would only add raft's
+// commit-notification delay to writes through a follower.
 func (d directory) Apply(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, error) {
 	res, err := d.node.ApplyCommitted(ctx, cmds)
 	return res, temporary(err)
@@ -29,6 +32,13 @@ func (d directory) Apply(ctx context.Context, cmds []fsm.Command) ([]fsm.Result,
 func (d directory) Sync(ctx context.Context) error { return temporary(d.node.LinearizableRead(ctx)) }
 
 func (d directory) Store() *fsm.Store { return d.node.Store() }
+
+// Find serves FIND: through a follower the leader answers, which spares
+// the wait for this node to learn the commit of a write just made.
+func (d directory) Find(ctx context.Context, name string) (fsm.Entry, bool, error) {
+	e, found, err := d.node.LinearizableGet(ctx, name)
+	return e, found, temporary(err)
+}
 
 func temporary(err error) error {
 	if err != nil && (errors.Is(err, cluster.ErrUnavailable) || errors.Is(err, cluster.ErrShutdown)) {

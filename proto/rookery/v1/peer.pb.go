@@ -197,6 +197,160 @@ func (x *ReadIndexResponse) GetCommitIndex() uint64 {
 	return 0
 }
 
+type LookupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LookupRequest) Reset() {
+	*x = LookupRequest{}
+	mi := &file_rookery_v1_peer_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LookupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LookupRequest) ProtoMessage() {}
+
+func (x *LookupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_peer_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LookupRequest.ProtoReflect.Descriptor instead.
+func (*LookupRequest) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_peer_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *LookupRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// LookupResponse carries the fsm entry field by field; found is false
+// when the name does not exist.
+type LookupResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Found          bool                   `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
+	Name           string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	State          uint32                 `protobuf:"varint,3,opt,name=state,proto3" json:"state,omitempty"` // fsm.State
+	Location       string                 `protobuf:"bytes,4,opt,name=location,proto3" json:"location,omitempty"`
+	Acl            string                 `protobuf:"bytes,5,opt,name=acl,proto3" json:"acl,omitempty"`
+	CreateRevision uint64                 `protobuf:"varint,6,opt,name=create_revision,json=createRevision,proto3" json:"create_revision,omitempty"`
+	ModRevision    uint64                 `protobuf:"varint,7,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
+	ReservedBy     string                 `protobuf:"bytes,8,opt,name=reserved_by,json=reservedBy,proto3" json:"reserved_by,omitempty"`
+	ReservedAt     int64                  `protobuf:"varint,9,opt,name=reserved_at,json=reservedAt,proto3" json:"reserved_at,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *LookupResponse) Reset() {
+	*x = LookupResponse{}
+	mi := &file_rookery_v1_peer_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LookupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LookupResponse) ProtoMessage() {}
+
+func (x *LookupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_peer_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LookupResponse.ProtoReflect.Descriptor instead.
+func (*LookupResponse) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_peer_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *LookupResponse) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *LookupResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LookupResponse) GetState() uint32 {
+	if x != nil {
+		return x.State
+	}
+	return 0
+}
+
+func (x *LookupResponse) GetLocation() string {
+	if x != nil {
+		return x.Location
+	}
+	return ""
+}
+
+func (x *LookupResponse) GetAcl() string {
+	if x != nil {
+		return x.Acl
+	}
+	return ""
+}
+
+func (x *LookupResponse) GetCreateRevision() uint64 {
+	if x != nil {
+		return x.CreateRevision
+	}
+	return 0
+}
+
+func (x *LookupResponse) GetModRevision() uint64 {
+	if x != nil {
+		return x.ModRevision
+	}
+	return 0
+}
+
+func (x *LookupResponse) GetReservedBy() string {
+	if x != nil {
+		return x.ReservedBy
+	}
+	return ""
+}
+
+func (x *LookupResponse) GetReservedAt() int64 {
+	if x != nil {
+		return x.ReservedAt
+	}
+	return 0
+}
+
 var File_rookery_v1_peer_proto protoreflect.FileDescriptor
 
 const file_rookery_v1_peer_proto_rawDesc = "" +
@@ -210,10 +364,25 @@ const file_rookery_v1_peer_proto_rawDesc = "" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\"\x12\n" +
 	"\x10ReadIndexRequest\"6\n" +
 	"\x11ReadIndexResponse\x12!\n" +
-	"\fcommit_index\x18\x01 \x01(\x04R\vcommitIndex2\xdb\x01\n" +
+	"\fcommit_index\x18\x01 \x01(\x04R\vcommitIndex\"#\n" +
+	"\rLookupRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x8c\x02\n" +
+	"\x0eLookupResponse\x12\x14\n" +
+	"\x05found\x18\x01 \x01(\bR\x05found\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\rR\x05state\x12\x1a\n" +
+	"\blocation\x18\x04 \x01(\tR\blocation\x12\x10\n" +
+	"\x03acl\x18\x05 \x01(\tR\x03acl\x12'\n" +
+	"\x0fcreate_revision\x18\x06 \x01(\x04R\x0ecreateRevision\x12!\n" +
+	"\fmod_revision\x18\a \x01(\x04R\vmodRevision\x12\x1f\n" +
+	"\vreserved_by\x18\b \x01(\tR\n" +
+	"reservedBy\x12\x1f\n" +
+	"\vreserved_at\x18\t \x01(\x03R\n" +
+	"reservedAt2\x9c\x02\n" +
 	"\x04Peer\x12D\n" +
 	"\x05Apply\x12\x1c.rookery.v1.PeerApplyRequest\x1a\x1d.rookery.v1.PeerApplyResponse\x12H\n" +
-	"\tReadIndex\x12\x1c.rookery.v1.ReadIndexRequest\x1a\x1d.rookery.v1.ReadIndexResponse\x12C\n" +
+	"\tReadIndex\x12\x1c.rookery.v1.ReadIndexRequest\x1a\x1d.rookery.v1.ReadIndexResponse\x12?\n" +
+	"\x06Lookup\x12\x19.rookery.v1.LookupRequest\x1a\x1a.rookery.v1.LookupResponse\x12C\n" +
 	"\x04Join\x12\x1c.rookery.v1.AddMemberRequest\x1a\x1d.rookery.v1.AddMemberResponseB7Z5github.com/rookery/rookery/proto/rookery/v1;rookeryv1b\x06proto3"
 
 var (
@@ -228,24 +397,28 @@ func file_rookery_v1_peer_proto_rawDescGZIP() []byte {
 	return file_rookery_v1_peer_proto_rawDescData
 }
 
-var file_rookery_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_rookery_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_rookery_v1_peer_proto_goTypes = []any{
 	(*PeerApplyRequest)(nil),  // 0: rookery.v1.PeerApplyRequest
 	(*PeerApplyResponse)(nil), // 1: rookery.v1.PeerApplyResponse
 	(*ReadIndexRequest)(nil),  // 2: rookery.v1.ReadIndexRequest
 	(*ReadIndexResponse)(nil), // 3: rookery.v1.ReadIndexResponse
-	(*AddMemberRequest)(nil),  // 4: rookery.v1.AddMemberRequest
-	(*AddMemberResponse)(nil), // 5: rookery.v1.AddMemberResponse
+	(*LookupRequest)(nil),     // 4: rookery.v1.LookupRequest
+	(*LookupResponse)(nil),    // 5: rookery.v1.LookupResponse
+	(*AddMemberRequest)(nil),  // 6: rookery.v1.AddMemberRequest
+	(*AddMemberResponse)(nil), // 7: rookery.v1.AddMemberResponse
 }
 var file_rookery_v1_peer_proto_depIdxs = []int32{
 	0, // 0: rookery.v1.Peer.Apply:input_type -> rookery.v1.PeerApplyRequest
 	2, // 1: rookery.v1.Peer.ReadIndex:input_type -> rookery.v1.ReadIndexRequest
-	4, // 2: rookery.v1.Peer.Join:input_type -> rookery.v1.AddMemberRequest
-	1, // 3: rookery.v1.Peer.Apply:output_type -> rookery.v1.PeerApplyResponse
-	3, // 4: rookery.v1.Peer.ReadIndex:output_type -> rookery.v1.ReadIndexResponse
-	5, // 5: rookery.v1.Peer.Join:output_type -> rookery.v1.AddMemberResponse
-	3, // [3:6] is the sub-list for method output_type
-	0, // [0:3] is the sub-list for method input_type
+	4, // 2: rookery.v1.Peer.Lookup:input_type -> rookery.v1.LookupRequest
+	6, // 3: rookery.v1.Peer.Join:input_type -> rookery.v1.AddMemberRequest
+	1, // 4: rookery.v1.Peer.Apply:output_type -> rookery.v1.PeerApplyResponse
+	3, // 5: rookery.v1.Peer.ReadIndex:output_type -> rookery.v1.ReadIndexResponse
+	5, // 6: rookery.v1.Peer.Lookup:output_type -> rookery.v1.LookupResponse
+	7, // 7: rookery.v1.Peer.Join:output_type -> rookery.v1.AddMemberResponse
+	4, // [4:8] is the sub-list for method output_type
+	0, // [0:4] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -263,7 +436,7 @@ func file_rookery_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rookery_v1_peer_proto_rawDesc), len(file_rookery_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

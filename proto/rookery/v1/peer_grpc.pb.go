@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Peer_Apply_FullMethodName     = "/rookery.v1.Peer/Apply"
 	Peer_ReadIndex_FullMethodName = "/rookery.v1.Peer/ReadIndex"
+	Peer_Lookup_FullMethodName    = "/rookery.v1.Peer/Lookup"
 	Peer_Join_FullMethodName      = "/rookery.v1.Peer/Join"
 )
 
@@ -37,6 +38,11 @@ type PeerClient interface {
 	// ReadIndex confirms leadership and returns the commit index the caller
 	// must have applied to serve a linearizable read.
 	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
+	// Lookup is a linearizable read of one mailbox served by the leader. A
+	// follower asks it instead of running ReadIndex and then waiting until
+	// it has learned and applied the commit index, which with no writes
+	// flowing takes raft's CommitTimeout (milliseconds) more.
+	Lookup(ctx context.Context, in *LookupRequest, opts ...grpc.CallOption) (*LookupResponse, error)
 	// Join adds the calling node to the cluster (forwarded to the leader).
 	Join(ctx context.Context, in *AddMemberRequest, opts ...grpc.CallOption) (*AddMemberResponse, error)
 }
@@ -69,6 +75,16 @@ func (c *peerClient) ReadIndex(ctx context.Context, in *ReadIndexRequest, opts .
 	return out, nil
 }
 
+func (c *peerClient) Lookup(ctx context.Context, in *LookupRequest, opts ...grpc.CallOption) (*LookupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LookupResponse)
+	err := c.cc.Invoke(ctx, Peer_Lookup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *peerClient) Join(ctx context.Context, in *AddMemberRequest, opts ...grpc.CallOption) (*AddMemberResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AddMemberResponse)
@@ -92,6 +108,11 @@ type PeerServer interface {
 	// ReadIndex confirms leadership and returns the commit index the caller
 	// must have applied to serve a linearizable read.
 	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
+	// Lookup is a linearizable read of one mailbox served by the leader. A
+	// follower asks it instead of running ReadIndex and then waiting until
+	// it has learned and applied the commit index, which with no writes
+	// flowing takes raft's CommitTimeout (milliseconds) more.
+	Lookup(context.Context, *LookupRequest) (*LookupResponse, error)
 	// Join adds the calling node to the cluster (forwarded to the leader).
 	Join(context.Context, *AddMemberRequest) (*AddMemberResponse, error)
 	mustEmbedUnimplementedPeerServer()
@@ -109,6 +130,9 @@ func (UnimplementedPeerServer) Apply(context.Context, *PeerApplyRequest) (*PeerA
 }
 func (UnimplementedPeerServer) ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReadIndex not implemented")
+}
+func (UnimplementedPeerServer) Lookup(context.Context, *LookupRequest) (*LookupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Lookup not implemented")
 }
 func (UnimplementedPeerServer) Join(context.Context, *AddMemberRequest) (*AddMemberResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Join not implemented")
@@ -170,6 +194,24 @@ func _Peer_ReadIndex_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_Lookup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LookupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).Lookup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_Lookup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).Lookup(ctx, req.(*LookupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Peer_Join_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AddMemberRequest)
 	if err := dec(in); err != nil {
@@ -202,6 +244,10 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReadIndex",
 			Handler:    _Peer_ReadIndex_Handler,
+		},
+		{
+			MethodName: "Lookup",
+			Handler:    _Peer_Lookup_Handler,
 		},
 		{
 			MethodName: "Join",
