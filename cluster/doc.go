@@ -23,9 +23,9 @@
 // Concurrent readers share rounds. A new leader serves no read index until
 // it has applied an entry of its own term (it commits its gRPC address to
 // the replicated peer map for that purpose), so entries committed by its
-// predecessors are visible. Node.LinearizableGet reads one name: on a
-// follower the leader answers it (Peer.Lookup), so a read right after a
-// write does not wait for the follower to learn the new commit index.
+// predecessors are visible. Node.LinearizableGet reads one name: a
+// follower that has not yet applied the read index has the leader answer
+// (Peer.Lookup) instead of waiting to learn the new commit index.
 //
 // Availability. Every call that needs a leader or quorum gives up after
 // Config.WriteTimeout (or the caller's deadline) with an error wrapping

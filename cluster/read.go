@@ -37,12 +37,15 @@ func (n *Node) LinearizableRead(ctx context.Context) error {
 }
 
 // LinearizableGet is a linearizable read of one name. The leader reads its
-// own store after a read-index round. A follower has the leader answer
-// (Peer.Lookup): LinearizableRead there would also wait until the follower
-// learns the new commit index, which when writes stop flowing comes only
-// with raft's next CommitTimeout tick, milliseconds for every read that
-// follows a write — a backend's ctl_mboxlist -m alternates FIND and
-// ACTIVATE. Failure modes are those of LinearizableRead.
+// own store after a read-index round. A follower gets a read index (in a
+// batch, as LinearizableRead does) and reads locally when it has already
+// applied that far, which under steady writes it usually has. Otherwise
+// it has the leader answer (Peer.Lookup) rather than wait: a follower
+// learns a new commit index only with the next AppendEntries, which when
+// writes stop flowing comes on raft's CommitTimeout tick, milliseconds for
+// every read that follows a lone write (a backend's ctl_mboxlist -m
+// alternates FIND and ACTIVATE). Failure modes are those of
+// LinearizableRead.
 func (n *Node) LinearizableGet(ctx context.Context, name string) (e fsm.Entry, found bool, err error) {
 	if n.closed.Load() {
 		return fsm.Entry{}, false, ErrShutdown
@@ -58,6 +61,14 @@ func (n *Node) LinearizableGet(ctx context.Context, name string) (e fsm.Entry, f
 			if err := n.WaitApplied(ctx, index); err != nil {
 				return err
 			}
+			e, found = n.store.Get(name)
+			return nil
+		}
+		index, err := n.followerReads.do(ctx)
+		if err != nil {
+			return err
+		}
+		if applied, _ := n.fsm.appliedIndex(); applied >= index {
 			e, found = n.store.Get(name)
 			return nil
 		}

@@ -49,7 +49,7 @@ stop() {
   echo "stopping rookeryd (SIGTERM)..."
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait || true
-  echo "stopped; data kept in ./$DATA"
+  echo "stopped; data kept in $DATA"
   exit 0
 }
 trap stop INT TERM

@@ -39,9 +39,9 @@ type PeerClient interface {
 	// must have applied to serve a linearizable read.
 	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
 	// Lookup is a linearizable read of one mailbox served by the leader. A
-	// follower asks it instead of running ReadIndex and then waiting until
-	// it has learned and applied the commit index, which with no writes
-	// flowing takes raft's CommitTimeout (milliseconds) more.
+	// follower asks it when it has not yet applied the index ReadIndex gave
+	// it, instead of waiting to learn the commit index, which with no
+	// writes flowing takes raft's CommitTimeout (milliseconds) more.
 	Lookup(ctx context.Context, in *LookupRequest, opts ...grpc.CallOption) (*LookupResponse, error)
 	// Join adds the calling node to the cluster (forwarded to the leader).
 	Join(ctx context.Context, in *AddMemberRequest, opts ...grpc.CallOption) (*AddMemberResponse, error)
@@ -109,9 +109,9 @@ type PeerServer interface {
 	// must have applied to serve a linearizable read.
 	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
 	// Lookup is a linearizable read of one mailbox served by the leader. A
-	// follower asks it instead of running ReadIndex and then waiting until
-	// it has learned and applied the commit index, which with no writes
-	// flowing takes raft's CommitTimeout (milliseconds) more.
+	// follower asks it when it has not yet applied the index ReadIndex gave
+	// it, instead of waiting to learn the commit index, which with no
+	// writes flowing takes raft's CommitTimeout (milliseconds) more.
 	Lookup(context.Context, *LookupRequest) (*LookupResponse, error)
 	// Join adds the calling node to the cluster (forwarded to the leader).
 	Join(context.Context, *AddMemberRequest) (*AddMemberResponse, error)
