@@ -52,34 +52,46 @@ func (n *Node) LinearizableGet(ctx context.Context, name string) (e fsm.Entry, f
 	}
 	ctx, cancel := n.withWriteTimeout(ctx)
 	defer cancel()
-	err = n.retryRead(ctx, func() error {
+	err = n.retryRead(ctx, func() (err error) {
 		if n.raft.State() == raft.Leader {
-			index, err := n.leaderReads.do(ctx)
-			if err != nil {
-				return err
-			}
-			if err := n.WaitApplied(ctx, index); err != nil {
-				return err
-			}
-			e, found = n.store.Get(name)
-			return nil
+			e, found, err = n.leaderGet(ctx, name)
+		} else {
+			e, found, err = n.followerGet(ctx, name)
 		}
-		index, err := n.followerReads.do(ctx)
-		if err != nil {
-			return err
-		}
-		if applied, _ := n.fsm.appliedIndex(); applied >= index {
-			e, found = n.store.Get(name)
-			return nil
-		}
-		leader, err := n.readLeader()
-		if err != nil {
-			return err
-		}
-		e, found, err = n.forwardLookup(ctx, leader, name)
 		return err
 	})
 	return e, found, err
+}
+
+// leaderGet is one LinearizableGet round on the leader.
+func (n *Node) leaderGet(ctx context.Context, name string) (fsm.Entry, bool, error) {
+	index, err := n.leaderReads.do(ctx)
+	if err != nil {
+		return fsm.Entry{}, false, err
+	}
+	if err := n.WaitApplied(ctx, index); err != nil {
+		return fsm.Entry{}, false, err
+	}
+	e, found := n.store.Get(name)
+	return e, found, nil
+}
+
+// followerGet is one LinearizableGet round on a follower: local when it
+// has applied the read index already, the leader's answer otherwise.
+func (n *Node) followerGet(ctx context.Context, name string) (fsm.Entry, bool, error) {
+	index, err := n.followerReads.do(ctx)
+	if err != nil {
+		return fsm.Entry{}, false, err
+	}
+	if applied, _ := n.fsm.appliedIndex(); applied >= index {
+		e, found := n.store.Get(name)
+		return e, found, nil
+	}
+	leader, err := n.readLeader()
+	if err != nil {
+		return fsm.Entry{}, false, err
+	}
+	return n.forwardLookup(ctx, leader, name)
 }
 
 // readIndex obtains a read index from whichever node leads, retrying while
