@@ -73,17 +73,7 @@ func TestLMTPDeliversToEachBackendWithPerRecipientReplies(t *testing.T) {
 	w := tp.DotWriter()
 	w.Write([]byte(message(msgID)))
 	w.Close()
-	// One reply per accepted recipient, in RCPT order, each the backend's
-	// own (Cyrus puts its SESSIONID, which names the backend, in it).
-	for _, want := range []struct{ rcpt, server string }{{"alice@example.com", "be1"}, {"bob@example.com", "be2"}} {
-		code, msg, err := tp.ReadResponse(250)
-		if err != nil {
-			t.Fatalf("DATA reply for %s: %d %s %v", want.rcpt, code, msg, err)
-		}
-		if !strings.Contains(msg, "<"+want.rcpt+">") || !strings.Contains(msg, "cyrus-"+want.server) {
-			t.Fatalf("DATA reply %q: want the %s backend's reply for %s", msg, want.server, want.rcpt)
-		}
-	}
+	expectBackendReplies(t, tp, []dataReply{{"alice@example.com", "be1"}, {"bob@example.com", "be2"}})
 	lmtpCmd(t, tp, 221, "QUIT")
 	if n := countMessageID(t, m.BE1, "alice", "alicepw", msgID); n != 1 {
 		t.Errorf("alice has %d copies on be1, want 1", n)
@@ -135,6 +125,26 @@ func TestLMTPRecipientOutcomes(t *testing.T) {
 			}
 			lmtpCmd(t, tp, 221, "QUIT")
 		})
+	}
+}
+
+// dataReply is an accepted recipient and the backend that must answer
+// for it after DATA.
+type dataReply struct{ rcpt, server string }
+
+// expectBackendReplies reads one DATA reply per accepted recipient, in RCPT
+// order, and checks that each is its backend's own (Cyrus puts its
+// SESSIONID, which names the backend, in it).
+func expectBackendReplies(t *testing.T, tp *textproto.Conn, want []dataReply) {
+	t.Helper()
+	for _, w := range want {
+		code, msg, err := tp.ReadResponse(250)
+		if err != nil {
+			t.Fatalf("DATA reply for %s: %d %s %v", w.rcpt, code, msg, err)
+		}
+		if !strings.Contains(msg, "<"+w.rcpt+">") || !strings.Contains(msg, "cyrus-"+w.server) {
+			t.Fatalf("DATA reply %q: want the %s backend's reply for <%s>", msg, w.server, w.rcpt)
+		}
 	}
 }
 
