@@ -81,14 +81,10 @@ func (s *peerServer) Lookup(ctx context.Context, req *rookeryv1.LookupRequest) (
 	}
 	ctx, cancel := n.withWriteTimeout(ctx)
 	defer cancel()
-	index, err := n.leaderReads.do(ctx)
-	if err == nil {
-		err = n.WaitApplied(ctx, index)
-	}
+	e, ok, err := n.leaderGet(ctx, req.GetName())
 	if err != nil {
 		return nil, toPeerError(err)
 	}
-	e, ok := n.store.Get(req.GetName())
 	if !ok {
 		return &rookeryv1.LookupResponse{}, nil
 	}
