@@ -204,13 +204,38 @@ const (
 	readLong
 )
 
+// retryPause is the wait before do's second round over the endpoints.
+const retryPause = 100 * time.Millisecond
+
 // do runs fn against each endpoint in turn, starting with the preferred
-// one, until one answers or the failure is not about availability.
+// one, until one answers or the failure is not about availability. When
+// every endpoint was unavailable it makes one more round, after resetting
+// the connections' reconnect backoff and a short pause: a node restarted
+// during the backoff of a connection that failed while it was down would
+// otherwise be reported unavailable for up to a second after it is back.
 func (c *Client) do(ctx context.Context, kind callKind, fn func(ctx context.Context, ep *endpoint) error) error {
+	err := c.round(ctx, kind, fn, false)
+	var unavailable *UnavailableError
+	if !errors.As(err, &unavailable) {
+		return err
+	}
+	for _, ep := range c.eps {
+		ep.cc.ResetConnectBackoff()
+	}
+	select {
+	case <-ctx.Done():
+		return err
+	case <-time.After(retryPause):
+	}
+	return c.round(ctx, kind, fn, kind == write)
+}
+
+// round is one pass of do over the endpoints. ambiguous says an earlier
+// write attempt failed as unavailable and may have been applied.
+func (c *Client) round(ctx context.Context, kind callKind, fn func(ctx context.Context, ep *endpoint) error, ambiguous bool) error {
 	n := len(c.eps)
 	start := int(c.preferred.Load())
 	var errs []string
-	ambiguous := false
 	for i := 0; i < n; i++ {
 		idx := (start + i) % n
 		ep := c.eps[idx]
