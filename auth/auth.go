@@ -189,10 +189,10 @@ func (a *Authenticator) verify(ctx context.Context, username, password string) e
 		return a.compare(ctx, hash, known, password)
 	}
 	key := a.cache.key(username, password)
-	if a.cache.valid(key, hash) {
+	call, leader, cached := a.cache.join(key, hash)
+	if cached {
 		return nil
 	}
-	call, leader := a.cache.join(key)
 	if !leader {
 		select {
 		case <-call.done:
@@ -264,17 +264,23 @@ type verifyCall struct {
 	err  error
 }
 
-// join returns the verification in progress for k, or registers a new one
-// that the caller (the leader) must finish with leave.
-func (c *verifyCache) join(k [sha256.Size]byte) (call *verifyCall, leader bool) {
+// join reports a cached verification of k against hash, or returns the
+// verification in progress for k, or registers a new one that the caller
+// (the leader) must finish with leave. Cache and in-flight set are checked
+// under one lock: a leader adds its result to the cache before it leaves,
+// so a caller arriving in between finds one or the other, never neither.
+func (c *verifyCache) join(k [sha256.Size]byte, hash string) (call *verifyCall, leader, cached bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.validLocked(k, hash) {
+		return nil, false, true
+	}
 	if call, ok := c.inflight[k]; ok {
-		return call, false
+		return call, false, false
 	}
 	call = &verifyCall{done: make(chan struct{})}
 	c.inflight[k] = call
-	return call, true
+	return call, true, false
 }
 
 func (c *verifyCache) leave(k [sha256.Size]byte, call *verifyCall, hash string, err error) {
@@ -314,9 +320,8 @@ func (c *verifyCache) key(username, password string) [sha256.Size]byte {
 	return k
 }
 
-func (c *verifyCache) valid(k [sha256.Size]byte, hash string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// validLocked reports a live cache entry for k verified against hash.
+func (c *verifyCache) validLocked(k [sha256.Size]byte, hash string) bool {
 	e, ok := c.entries[k]
 	if !ok {
 		return false
