@@ -25,6 +25,7 @@ type Node struct {
 	fsm     *fsmAdapter
 	storage *storage
 	trans   *raft.NetworkTransport
+	rt      *raftTransport // trans as raft uses it
 	raft    *raft.Raft
 
 	peers     *peerClients
@@ -93,7 +94,8 @@ func (n *Node) start() error {
 	n.lead.init()
 	n.health = newHeartbeatTracker()
 
-	r, err := raft.NewRaft(n.cfg.raftConfig(n.logger), n.fsm, n.storage.logs, n.storage.stable, n.storage.snaps, unpipelined{n.trans})
+	n.rt = &raftTransport{NetworkTransport: n.trans}
+	r, err := raft.NewRaft(n.cfg.raftConfig(n.logger), n.fsm, n.storage.logs, n.storage.stable, n.storage.snaps, n.rt)
 	if err != nil {
 		return fmt.Errorf("cluster: start raft from %s: %w", n.cfg.DataDir, err)
 	}
@@ -211,6 +213,9 @@ func (n *Node) release() {
 		if err := n.trans.Close(); err != nil && n.closeErr == nil {
 			n.closeErr = fmt.Errorf("cluster: close transport: %w", err)
 		}
+	}
+	if n.rt != nil {
+		n.rt.fence()
 	}
 	if n.storage != nil {
 		if err := n.storage.close(); err != nil && n.closeErr == nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -61,32 +62,67 @@ func newTransport(addr, advertiseAddr string, tlsCfg *tls.Config, logger *slog.L
 	return raft.NewNetworkTransportWithConfig(netCfg), nil
 }
 
-// unpipelined hands raft the network transport without pipelined
-// AppendEntries, so raft replicates with one RPC in flight per follower.
+// raftTransport is the network transport as raft sees it: without
+// pipelined AppendEntries, and with heartbeat handling that can be fenced
+// off before the stores close.
 //
-// hashicorp/raft v1.8's pipeline can deadlock: its channels are unbuffered
-// at the default MaxRPCsInFlight, and when a follower answers
-// Success=false (routine after leadership changes) the decoder goroutine
-// blocks handing back a response nobody reads while the sender blocks
-// handing it the next request. Replication to that follower stops for the
-// rest of the term while heartbeats go on, and raft's Shutdown waits for
-// the stuck goroutine forever. It was seen here: a bench-mupdate run that
-// churned leadership left a node that could not stop. Every other method,
-// and the optional interfaces raft looks for (pre-vote, close),
-// come from the embedded transport.
-type unpipelined struct {
+// Pipelining: hashicorp/raft v1.8's pipeline can deadlock. Its channels
+// are unbuffered at the default MaxRPCsInFlight, and when a follower
+// answers Success=false (routine after leadership changes) the decoder
+// goroutine blocks handing back a response nobody reads while the sender
+// blocks handing it the next request. Replication to that follower stops
+// for the rest of the term while heartbeats go on, and raft's Shutdown
+// waits for the stuck goroutine forever. It was seen here: a bench-mupdate
+// run that churned leadership left a node that could not stop.
+//
+// Heartbeats: the transport runs raft's heartbeat handler on its own
+// connection goroutines, outside raft's loop, and it can persist a new
+// term. Neither raft's Shutdown nor the transport's Close waits for those
+// goroutines, so one could write to a closed store (raft panics: "failed
+// to save current term: database not open"), which a test run under load
+// hit. fence stops new heartbeat handling and waits for any in progress.
+//
+// Every other method, and the optional interfaces raft looks for
+// (pre-vote, close), come from the embedded transport.
+type raftTransport struct {
 	*raft.NetworkTransport
+
+	mu     sync.RWMutex // held for reading while a heartbeat is handled
+	fenced bool
 }
 
 // raft enables pre-vote and closing through these.
 var (
-	_ raft.WithPreVote = unpipelined{}
-	_ raft.WithClose   = unpipelined{}
+	_ raft.WithPreVote = (*raftTransport)(nil)
+	_ raft.WithClose   = (*raftTransport)(nil)
 )
 
 // AppendPipeline makes raft fall back to synchronous AppendEntries.
-func (unpipelined) AppendPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+func (*raftTransport) AppendPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
 	return nil, raft.ErrPipelineReplicationNotSupported
+}
+
+// SetHeartbeatHandler installs cb behind the fence.
+func (t *raftTransport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
+	if cb == nil {
+		t.NetworkTransport.SetHeartbeatHandler(nil)
+		return
+	}
+	t.NetworkTransport.SetHeartbeatHandler(func(rpc raft.RPC) {
+		t.mu.RLock()
+		defer t.mu.RUnlock()
+		if !t.fenced {
+			cb(rpc)
+		}
+	})
+}
+
+// fence makes later heartbeats go unanswered and returns once none is
+// being handled; the stores can then be closed.
+func (t *raftTransport) fence() {
+	t.mu.Lock()
+	t.fenced = true
+	t.mu.Unlock()
 }
 
 // tlsStreamLayer is raft's StreamLayer over mutual TLS.
