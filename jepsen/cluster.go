@@ -523,6 +523,12 @@ func (c *Cluster) RemoveNode(ctx context.Context, i int) error {
 	if err != nil {
 		return err
 	}
+	return c.wipe(i)
+}
+
+// wipe marks node i removed, kills it and empties its data directory, so
+// that it can only come back by being added again.
+func (c *Cluster) wipe(i int) error {
 	n := c.Nodes[i]
 	n.mu.Lock()
 	n.removed = true
@@ -609,16 +615,7 @@ func (c *Cluster) reconcileMembers(ctx context.Context) error {
 			continue
 		}
 		c.cfg.Logger.Warn("node is not in the configuration; re-adding it empty", "node", n.ID)
-		n.mu.Lock()
-		n.removed = true
-		n.mu.Unlock()
-		if err := c.Kill(i); err != nil {
-			return err
-		}
-		if err := os.RemoveAll(n.DataDir); err != nil {
-			return err
-		}
-		if err := os.MkdirAll(n.DataDir, 0o755); err != nil {
+		if err := c.wipe(i); err != nil {
 			return err
 		}
 	}

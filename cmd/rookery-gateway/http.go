@@ -3,13 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/rookery/rookery/gateway"
+	"github.com/rookery/rookery/internal/httpserve"
 )
 
 // serveMetrics serves the gateway's counters and readiness until ctx ends.
@@ -28,16 +27,5 @@ func serveMetrics(ctx context.Context, ln net.Listener, srv *gateway.Server, rep
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = hs.Shutdown(sctx)
-	}()
-	go func() {
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics listener stopped", "err", err)
-		}
-	}()
+	httpserve.Serve(ctx, ln, mux, "metrics", log)
 }

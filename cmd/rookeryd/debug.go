@@ -3,14 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"time"
 
 	"github.com/rookery/rookery/cluster"
+	"github.com/rookery/rookery/internal/httpserve"
 	"github.com/rookery/rookery/mupdatecompat"
 )
 
@@ -32,16 +31,5 @@ func serveDebug(ctx context.Context, ln net.Listener, node *cluster.Node, ms *mu
 			"mailboxes":           node.Store().Stats(),
 		})
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("debug listener stopped", "err", err)
-		}
-	}()
+	httpserve.Serve(ctx, ln, mux, "debug", logger)
 }
