@@ -4,12 +4,16 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 )
 
 // Wire versions of the log entry and result encodings. A decoder rejects any
 // other version rather than guessing, so a mixed-version cluster fails loudly.
 const (
-	commandsVersion = 1
+	// commandsV1 is the unchecked encoding written before checksums; it is
+	// still decoded so existing logs replay.
+	commandsV1      = 1
+	commandsVersion = 2
 	resultsVersion  = 1
 )
 
@@ -19,16 +23,18 @@ var ErrCorrupt = errors.New("fsm: corrupt encoding")
 
 // EncodeCommands encodes the commands of one log entry.
 //
-// Layout: version byte, uvarint count, then per command: op byte, name,
-// location, ACL, identity (each uvarint length + bytes) and the time as a
-// zig-zag varint.
+// Layout (version 2): version byte, CRC-32C (Castagnoli, big endian) of
+// everything after it, uvarint count, then per command: op byte, name,
+// location, ACL, identity, bound server (each uvarint length + bytes), the
+// time as a zig-zag varint and IfRevision as a uvarint. The checksum makes a
+// damaged entry an error instead of a different command (docs/integrity.md).
 func EncodeCommands(cmds []Command) []byte {
-	n := 1 + binary.MaxVarintLen64
+	n := 5 + binary.MaxVarintLen64
 	for _, c := range cmds {
-		n += 1 + 4*binary.MaxVarintLen64 + len(c.Name) + len(c.Location) + len(c.ACL) + len(c.Identity) + binary.MaxVarintLen64
+		n += 1 + 5*binary.MaxVarintLen64 + len(c.Name) + len(c.Location) + len(c.ACL) + len(c.Identity) + len(c.Bound) + 2*binary.MaxVarintLen64
 	}
-	b := make([]byte, 0, n)
-	b = append(b, commandsVersion)
+	b := make([]byte, 5, n)
+	b[0] = commandsVersion
 	b = binary.AppendUvarint(b, uint64(len(cmds)))
 	for _, c := range cmds {
 		b = append(b, byte(c.Op))
@@ -36,8 +42,11 @@ func EncodeCommands(cmds []Command) []byte {
 		b = appendString(b, c.Location)
 		b = appendString(b, c.ACL)
 		b = appendString(b, c.Identity)
+		b = appendString(b, c.Bound)
 		b = binary.AppendVarint(b, c.Time)
+		b = binary.AppendUvarint(b, c.IfRevision)
 	}
+	binary.BigEndian.PutUint32(b[1:5], crc32.Checksum(b[5:], castagnoli))
 	return b
 }
 
@@ -45,12 +54,27 @@ func EncodeCommands(cmds []Command) []byte {
 // strings and a one-byte time. It bounds the count a decoder believes.
 const minCommandLen = 6
 
-// DecodeCommands decodes what EncodeCommands wrote. It checks structure only
-// (Apply validates content), and rejects truncated input, trailing bytes and
-// unknown versions with an error wrapping ErrCorrupt.
+// DecodeCommands decodes what EncodeCommands wrote (and version 1, which
+// had no checksum, bound server or IfRevision). It checks structure and the
+// checksum only (Apply validates content), and rejects a checksum mismatch,
+// truncated input, trailing bytes and unknown versions with an error
+// wrapping ErrCorrupt.
 func DecodeCommands(b []byte) ([]Command, error) {
 	d := decoder{b: b}
-	if v := d.byte(); d.err == nil && v != commandsVersion {
+	v := d.byte()
+	switch {
+	case d.err != nil:
+		return nil, fmt.Errorf("%w: commands: %w", ErrCorrupt, d.err)
+	case v == commandsVersion:
+		if len(d.b) < 4 {
+			return nil, fmt.Errorf("%w: commands: %w", ErrCorrupt, errTruncated)
+		}
+		want := binary.BigEndian.Uint32(d.b)
+		d.b = d.b[4:]
+		if got := crc32.Checksum(d.b, castagnoli); got != want {
+			return nil, fmt.Errorf("%w: commands checksum %08x, want %08x", ErrCorrupt, got, want)
+		}
+	case v != commandsV1:
 		return nil, fmt.Errorf("%w: commands version %d, want %d", ErrCorrupt, v, commandsVersion)
 	}
 	n := d.count(minCommandLen)
@@ -65,7 +89,13 @@ func DecodeCommands(b []byte) ([]Command, error) {
 		c.Location = d.string()
 		c.ACL = d.string()
 		c.Identity = d.string()
+		if v == commandsVersion {
+			c.Bound = d.string()
+		}
 		c.Time = d.varint()
+		if v == commandsVersion {
+			c.IfRevision = d.uvarint()
+		}
 		if d.err != nil {
 			return nil, fmt.Errorf("%w: command %d: %w", ErrCorrupt, i, d.err)
 		}

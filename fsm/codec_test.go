@@ -10,7 +10,8 @@ import (
 func TestEncodeCommandsRoundTrips(t *testing.T) {
 	tests := [][]Command{
 		nil,
-		{{Op: OpReserve, Name: "user.a", Location: locA, Identity: "be1", Time: 1_700_000_000_000_000_000}},
+		{{Op: OpReserve, Name: "user.a", Location: locA, Identity: "be1", Bound: "be1", Time: 1_700_000_000_000_000_000}},
+		{{Op: OpDelete, Name: "user.b", Identity: "admin", IfRevision: 1 << 40}},
 		{
 			{Op: OpActivate, Name: "example.com!user.bob.Sent", Location: "be2!", ACL: aclA, Time: -1},
 			{Op: OpDelete, Name: "DELETED.user.x.65E33B49"},
@@ -33,7 +34,8 @@ func TestDecodeCommandsRejectsGarbage(t *testing.T) {
 	valid := EncodeCommands([]Command{{Op: OpReserve, Name: "user.a", Location: locA}})
 	tests := map[string][]byte{
 		"empty":           {},
-		"wrong version":   append([]byte{2}, valid[1:]...),
+		"wrong version":   append([]byte{3}, valid[1:]...),
+		"no checksum":     {2, 0, 0},
 		"truncated":       valid[:len(valid)-1],
 		"trailing byte":   append(append([]byte(nil), valid...), 0),
 		"count too large": {1, 0xff, 0xff, 0xff, 0xff, 0x0f},
@@ -61,5 +63,32 @@ func TestEncodeResultsRoundTripsAndRejectsGarbage(t *testing.T) {
 		if _, err := DecodeResults(bad); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("DecodeResults(%x) err %v, want ErrCorrupt", bad, err)
 		}
+	}
+}
+
+// TestDecodeCommandsDetectsEveryFlippedByte: a damaged log entry must never
+// decode as some other command (docs/integrity.md).
+func TestDecodeCommandsDetectsEveryFlippedByte(t *testing.T) {
+	valid := EncodeCommands([]Command{{Op: OpActivate, Name: "user.alice", Location: locA, ACL: aclA, Identity: "be1", Bound: "be1", Time: 42}})
+	for i := range valid {
+		for _, mask := range []byte{0x01, 0x80, 0xff} {
+			b := append([]byte(nil), valid...)
+			b[i] ^= mask
+			if cmds, err := DecodeCommands(b); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("byte %d ^ %#x: DecodeCommands = %+v, %v; want ErrCorrupt", i, mask, cmds, err)
+			}
+		}
+	}
+}
+
+// TestDecodeCommandsReadsVersion1 keeps logs written before checksums
+// replayable.
+func TestDecodeCommandsReadsVersion1(t *testing.T) {
+	// version 1, one command: RESERVE "user.a" "be1!default" "" "be1" time 5
+	v1 := []byte{1, 1, byte(OpReserve), 6, 'u', 's', 'e', 'r', '.', 'a', 11, 'b', 'e', '1', '!', 'd', 'e', 'f', 'a', 'u', 'l', 't', 0, 3, 'b', 'e', '1', 10}
+	got, err := DecodeCommands(v1)
+	want := []Command{{Op: OpReserve, Name: "user.a", Location: "be1!default", Identity: "be1", Time: 5}}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("DecodeCommands(v1) = %+v, %v; want %+v", got, err, want)
 	}
 }

@@ -91,7 +91,14 @@ type Command struct {
 	Location string // RESERVE, ACTIVATE, DEACTIVATE
 	ACL      string // ACTIVATE
 	Identity string // authenticated identity that issued the command
-	Time     int64  // Unix nanoseconds, set by the proposer
+	// Bound is the server the issuing identity is bound to
+	// (mupdate.backend_servers), "" for an unbound writer. The proposing
+	// node stamps it; apply decides on it against the committed entry.
+	Bound string
+	Time  int64 // Unix nanoseconds, set by the proposer
+	// IfRevision, when non-zero, makes the command conditional on the
+	// entry's current ModRevision (compare-and-set).
+	IfRevision uint64
 }
 
 // Code is the outcome of one command.

@@ -47,6 +47,9 @@ func Validate(c Command) error {
 	if err := checkText(c.Identity, MaxIdentityLen); err != nil {
 		return fmt.Errorf("%w: identity: %w", ErrInvalidCommand, err)
 	}
+	if err := checkText(c.Bound, MaxLocationLen); err != nil {
+		return fmt.Errorf("%w: bound server: %w", ErrInvalidCommand, err)
+	}
 	return nil
 }
 
