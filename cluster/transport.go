@@ -93,12 +93,21 @@ type raftTransport struct {
 
 // raft enables pre-vote and closing through these.
 var (
+	_ raft.Transport   = (*raftTransport)(nil)
 	_ raft.WithPreVote = (*raftTransport)(nil)
 	_ raft.WithClose   = (*raftTransport)(nil)
 )
 
-// AppendPipeline makes raft fall back to synchronous AppendEntries.
-func (*raftTransport) AppendPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+// The override below must carry the exact name and signature of raft's
+// Transport method: a method of any other name leaves the embedded
+// transport's pipeline in place (as an earlier "AppendPipeline" did).
+// TestRaftDoesNotPipeline proves raft really falls back.
+var _ func(*raftTransport, raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) = (*raftTransport).AppendEntriesPipeline
+
+// AppendEntriesPipeline makes raft fall back to synchronous AppendEntries:
+// raft's replication loop treats ErrPipelineReplicationNotSupported as
+// "never pipeline to this follower".
+func (*raftTransport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
 	return nil, raft.ErrPipelineReplicationNotSupported
 }
 
