@@ -42,7 +42,7 @@ func DefaultCrashLoopConfig() CrashLoopConfig {
 		Rounds:  3,
 		Load:    1500 * time.Millisecond,
 		Writers: 2,
-		Restart: 60 * time.Second,
+		Restart: 120 * time.Second,
 		Seed:    uint64(time.Now().UnixNano()),
 		Cluster: ClusterConfig{
 			Nodes:             3,
