@@ -14,13 +14,16 @@ import (
 
 const (
 	// raftHandshakeTimeout bounds the whole handshake on either side. An
-	// honest peer on a LAN needs a round trip and a half; the bound only has
-	// to outlast scheduling stalls on a loaded host, and it cuts off a peer
-	// that trickles bytes to hold a connection open.
-	raftHandshakeTimeout = 3 * time.Second
+	// honest peer needs a round trip and a half; the bound cuts off a peer
+	// that trickles bytes to hold a connection open. It equals raft's own
+	// per-RPC I/O deadline (transportTimeout): a shorter one made links on
+	// an overloaded host (load average 35 on 2 cores, through the Jepsen
+	// proxies) fail handshakes that raft itself would have waited for, and
+	// every failure cost a new connection, so it fed on itself.
+	raftHandshakeTimeout = transportTimeout
 	// maxPendingHandshakes bounds connections accepted but not yet
 	// authenticated; more are closed at once (and counted as refused).
-	maxPendingHandshakes = 64
+	maxPendingHandshakes = 256
 	// refusalLogInterval rate-limits the refusal log line.
 	refusalLogInterval = 10 * time.Second
 )
