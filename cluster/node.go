@@ -26,7 +26,10 @@ type Node struct {
 	storage *storage
 	trans   *raft.NetworkTransport
 	rt      *raftTransport // trans as raft uses it
-	raft    *raft.Raft
+	// raftStream is trans's stream layer with the secret handshake (nil
+	// with raft TLS or RaftInsecure); it counts refused connections.
+	raftStream *secretStreamLayer
+	raft       *raft.Raft
 
 	peers     *peerClients
 	proposer  *proposer
@@ -80,7 +83,7 @@ func (n *Node) start() error {
 	}
 	n.store = fsm.New(n.cfg.FSM)
 	n.fsm = newFSMAdapter(n.store, n.logger)
-	n.trans, err = newTransport(n.cfg.RaftAddr, n.cfg.RaftAdvertise, n.cfg.RaftTLS, n.logger)
+	n.trans, n.raftStream, err = newTransport(n.cfg.RaftAddr, n.cfg.RaftAdvertise, n.cfg.RaftTLS, n.cfg.RaftSecret, n.logger)
 	if err != nil {
 		return err
 	}

@@ -66,7 +66,11 @@ type RaftConfig struct {
 	TLSCA   string `toml:"tls_ca" help:"PEM CA that signs every node's certificate"`
 	// PeerSecretFile holds the cluster secret nodes present to each other's
 	// Peer service (forwarded writes, read index, join).
-	PeerSecretFile string `toml:"peer_secret_file" help:"file with the cluster shared secret for node-to-node gRPC"`
+	PeerSecretFile string `toml:"peer_secret_file" help:"file with the cluster shared secret for node-to-node gRPC and raft"`
+	// Insecure runs raft without authentication when neither the secret
+	// nor raft TLS is set: anyone who reaches raft.address can then rewrite
+	// the directory. Without it such a node refuses to start.
+	Insecure bool `toml:"insecure" help:"run raft unauthenticated and in plaintext when neither raft.peer_secret_file nor raft TLS is set (tests only)"`
 }
 
 // GRPCConfig configures the gRPC API listener.
@@ -202,6 +206,9 @@ func (c *Config) validate() error {
 	}
 	if c.Auth.UsersFile != "" && c.Raft.PeerSecretFile == "" && c.Raft.TLSCert == "" {
 		errs = append(errs, errors.New("auth.users_file turns authentication on: set raft.peer_secret_file (or raft TLS) so nodes can authenticate to each other"))
+	}
+	if c.Raft.PeerSecretFile == "" && c.Raft.TLSCert == "" && !c.Raft.Insecure {
+		errs = append(errs, errors.New("raft connections would be unauthenticated: set raft.peer_secret_file (the cluster secret) or raft.tls_cert/raft.tls_key/raft.tls_ca, or raft.insecure=true to accept that anyone who reaches raft.address can rewrite the directory"))
 	}
 	if c.Raft.LogStore != cluster.LogStoreBolt && c.Raft.LogStore != cluster.LogStoreWAL {
 		errs = append(errs, fmt.Errorf("raft.log_store %q: want %q or %q", c.Raft.LogStore, cluster.LogStoreBolt, cluster.LogStoreWAL))

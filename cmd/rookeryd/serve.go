@@ -236,6 +236,12 @@ func clusterConfig(cfg Config, grpcAddr, peerSecret string, logger *slog.Logger)
 		return c, err
 	}
 	c.RaftTLS = peerTLS
+	// Without raft TLS the cluster secret authenticates and seals the raft
+	// links (with it, the certificates do).
+	if peerTLS == nil && peerSecret != "" {
+		c.RaftSecret = []byte(peerSecret)
+	}
+	c.RaftInsecure = cfg.Raft.Insecure
 	creds := insecure.NewCredentials()
 	if peerTLS != nil {
 		creds = credentials.NewTLS(peerTLS.Clone())
