@@ -153,12 +153,18 @@ func (n *Node) watchHalt() {
 	case <-n.ctx.Done():
 		return
 	}
-	n.failure = fmt.Errorf("cluster: node %s stopped: %w%s", n.cfg.NodeID, n.fsm.haltedErr(), wayOut(n.cfg.DataDir))
+	n.failure = fmt.Errorf("cluster: node %s stopped: %w%s", n.cfg.NodeID, n.fsm.haltedErr(), haltWayOut(n.cfg.DataDir))
 	n.logger.Error("node stopped: state machine halted; shutting raft down", "data_dir", n.cfg.DataDir, "error", n.failure)
 	if err := n.raft.Shutdown().Error(); err != nil {
 		n.logger.Warn("raft shutdown after halt", "error", err)
 	}
 	close(n.failed)
+}
+
+// haltWayOut is wayOut for a halt: the entry came from this node's disk or
+// from the leader's, and re-joining only helps in the first case.
+func haltWayOut(dataDir string) string {
+	return fmt.Sprintf(" (the way out: wipe this node's data dir %s and let it re-join; it catches up by snapshot. If it halts at the same entry again, or other nodes halted too, the leader's copy of the entry is damaged: see docs/integrity.md)", dataDir)
 }
 
 // wayOut is the operator's remedy appended to errors about damaged state.

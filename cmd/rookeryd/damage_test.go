@@ -269,3 +269,62 @@ func TestRookerydRefusesDamagedDataDirNamingTheFile(t *testing.T) {
 		})
 	}
 }
+
+// flipNameInPlace flips the last byte of every copy of name in path with
+// in-place writes, as bit rot under a running process would (rewriting
+// the file would truncate it under bbolt's mapping).
+func flipNameInPlace(t *testing.T, path, name string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	hits := 0
+	for off := 0; ; {
+		i := bytes.Index(b[off:], []byte(name))
+		if i < 0 {
+			break
+		}
+		at := off + i + len(name) - 1
+		if _, err := f.WriteAt([]byte{b[at] ^ 0x01}, int64(at)); err != nil {
+			t.Fatal(err)
+		}
+		off += i + len(name)
+		hits++
+	}
+	return hits
+}
+
+// A node that receives a committed entry it cannot apply stops: rookeryd
+// exits 1 with a message naming the entry, its data dir and the way out,
+// instead of skipping the entry and running diverged. Here the damage is
+// on the leader's disk, under the running leader, in an entry old enough
+// to be read back from raft.db when a new member catches up.
+func TestRookerydExitsWhenItCannotApplyACommittedEntry(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the rookeryd binary")
+	}
+	bin := testcluster.Build(t, t.TempDir())
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("integrity-test-secret-0123456789"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	common := []string{"-raft.peer_secret_file", secret}
+	n1 := newDaemon(t, bin, filepath.Join(dir, "n1"), common...)
+	n1.start(t, bin, "-raft.bootstrap")
+	// More entries than the leader keeps in memory (cluster.logCacheSize),
+	// so the early ones are read from raft.db when n2 catches up.
+	n1.write(t, 0, 700)
+	if flipNameInPlace(t, filepath.Join(n1.dataDir, "raft.db"), "user.u00007") == 0 {
+		t.Fatal("entry not found in raft.db")
+	}
+	n2 := newDaemon(t, bin, filepath.Join(dir, "n2"), common...)
+	n2.start(t, bin, "-raft.join", n1.grpc)
+	n2.wantRefused(t, n2.wait(t, 60*time.Second), "node stopped (data dir "+n2.dataDir+")", "cannot be applied", "checksum")
+}
