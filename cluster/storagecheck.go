@@ -23,7 +23,8 @@ import (
 // reads any of it (docs/integrity.md): interrupted snapshot temp dirs are
 // removed; a raft.db shorter than its own meta page says is refused before
 // bbolt maps it (reading a page past the end of a mapped file is a SIGBUS
-// no Go code can recover from); every log entry is read and its checksum
+// no Go code can recover from), and so is a raft-wal tail segment whose
+// damage raft-wal would take for a torn write (checkWALTail); every log entry is read and its checksum
 // verified; every snapshot is read and verified. Damage ends in an error
 // naming the file and the way out, or, for a damaged snapshot whose entries
 // the log still holds, in recovery that is logged. Panics and memory
@@ -32,22 +33,24 @@ func openVerifiedStorage(dir, kind string, retain int, logger *slog.Logger) (*st
 	if err := removeSnapshotTemps(dir, logger); err != nil {
 		return nil, err
 	}
-	if kind != LogStoreWAL {
-		if err := checkBoltSize(filepath.Join(dir, raftDBName)); err != nil {
-			return nil, fmt.Errorf("%w%s", err, wayOut(dir))
-		}
+	check := func() error { return checkBoltSize(filepath.Join(dir, raftDBName)) }
+	if kind == LogStoreWAL {
+		check = func() error { return checkWALTail(filepath.Join(dir, walDirName)) }
+	}
+	if err := check(); err != nil {
+		return nil, fmt.Errorf("%w%s", err, wayOut(dir))
 	}
 	st, err := guard(dir, func() (*storage, error) { return openStorage(dir, kind, retain, logger) })
 	if err != nil {
 		return nil, err
 	}
-	check := func() (*storage, error) {
+	verify := func() (*storage, error) {
 		if err := verifyLog(st.logs, logFileOf(dir, kind), logger); err != nil {
 			return nil, fmt.Errorf("%w%s", err, wayOut(dir))
 		}
 		return st, verifySnapshots(dir, st.logs, logger)
 	}
-	if _, err := guard(dir, check); err != nil {
+	if _, err := guard(dir, verify); err != nil {
 		_ = st.close()
 		return nil, err
 	}

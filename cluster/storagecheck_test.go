@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"os"
@@ -302,4 +303,64 @@ func (w *lockedWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.buf.String()
+}
+
+// raft-wal stops reading its tail segment at the first frame header that
+// does not parse and takes the rest for an unfinished write: 20 bytes
+// flipped in the middle of the segment used to drop every later entry
+// without a word. A torn last batch, on the other hand, is what raft-wal
+// recovers from, and still starts.
+func TestWALTailDamageIsRefusedButATornLastWriteIsNot(t *testing.T) {
+	t.Run("20 bytes flipped mid-segment", func(t *testing.T) {
+		cfg := stoppedNode(t, LogStoreWAL, 200, 200, false, 10240)
+		seg := walTailSegment(filepath.Join(cfg.DataDir, walDirName))
+		b, err := os.ReadFile(seg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		used := len(bytes.TrimRight(b, "\x00"))
+		// Hit frame headers: flip the 20 bytes at the first entry
+		// frame header past the middle of the used part.
+		stop, _ := walFrames(b, used)
+		if stop < used {
+			t.Fatalf("segment already stops parsing at %d of %d", stop, used)
+		}
+		at := frameHeaderNear(b, used/2)
+		flip(t, seg, at, 20)
+		reopenRefused(t, cfg, seg, "complete committed batch follows")
+	})
+	t.Run("torn last batch", func(t *testing.T) {
+		cfg := stoppedNode(t, LogStoreWAL, 50, 50, false, 10240)
+		seg := walTailSegment(filepath.Join(cfg.DataDir, walDirName))
+		b, err := os.ReadFile(seg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		used := len(bytes.TrimRight(b, "\x00"))
+		// Zero the last commit frame, as a crash before it reached the
+		// disk leaves it: raft-wal drops that one batch.
+		for i := used - walFrameHeaderLen; i < used; i++ {
+			b[i] = 0
+		}
+		if err := os.WriteFile(seg, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		reopenRecovered(t, cfg, 49)
+	})
+}
+
+// frameHeaderNear returns the offset of the first frame header at or after
+// off in a segment that parses cleanly.
+func frameHeaderNear(b []byte, off int) int {
+	at := walFileHeaderLen
+	for at < off {
+		switch b[at] {
+		case walFrameEntry, walFrameIndex:
+			n := int(binary.LittleEndian.Uint32(b[at+4:]))
+			at += walFrameHeaderLen + n + (walFrameHeaderLen-n%walFrameHeaderLen)%walFrameHeaderLen
+		default:
+			at += walFrameHeaderLen
+		}
+	}
+	return at
 }
