@@ -119,14 +119,22 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		"grpc", lns.grpc.Addr().String(), "mupdate", cfg.Mupdate.Listen, "mupdate_tls", cfg.Mupdate.ListenTLS)
 
 	reloadUsersOnHUP(ctx, cfg.Auth.UsersFile, authn, logger)
-	<-ctx.Done()
-	logger.Info("shutting down")
+	var failure error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case <-node.Failed():
+		// The state machine met an entry or snapshot it cannot apply
+		// (docs/integrity.md): stop serving and exit non-zero.
+		failure = fmt.Errorf("node stopped (data dir %s): %w", cfg.Node.DataDir, node.Failure())
+		logger.Error("node failed; shutting down", "err", failure)
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := ms.Shutdown(sctx); err != nil && !errors.Is(err, mupdatecompat.ErrServerClosed) {
 		logger.Warn("mupdate shutdown", "err", err)
 	}
-	return nil
+	return failure
 }
 
 // reloadUsersOnHUP re-reads auth.users_file on SIGHUP, so passwords can be
