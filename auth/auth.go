@@ -69,8 +69,9 @@ var (
 	// writer nor a reader.
 	ErrNoRole = errors.New("auth: identity may not log in")
 	// ErrProxyDenied: an authorization identity different from the
-	// authentication identity was asked for by a non-writer, or names an
-	// identity without a role.
+	// authentication identity was asked for by an identity not listed in
+	// Config.Proxies, or names an identity with more rights than the proxy
+	// or without a role.
 	ErrProxyDenied = errors.New("auth: proxy authorization denied")
 )
 
@@ -83,6 +84,11 @@ type Config struct {
 	// Servers maps an identity to the Cyrus servername it writes for; see
 	// Identity.Server. Identities not listed may write anywhere.
 	Servers map[string]string
+	// Proxies may log in as another identity (a SASL authzid different
+	// from the authcid), as Cyrus's proxyservers may. Empty by default: a
+	// login acts as the identity that proved its password. Even a listed
+	// proxy only gets identities with no more rights than its own.
+	Proxies []string
 	// CacheTTL is how long a successful password verification is
 	// remembered. Zero disables the cache (every login costs a bcrypt).
 	CacheTTL time.Duration
@@ -108,11 +114,12 @@ func DefaultConfig() Config {
 // Authenticator verifies passwords against Users and assigns roles. It is
 // safe for concurrent use.
 type Authenticator struct {
-	cfg   Config
-	roles map[string]Role
-	users atomic.Pointer[Users]
-	sem   chan struct{}
-	cache *verifyCache
+	cfg     Config
+	roles   map[string]Role
+	proxies map[string]bool
+	users   atomic.Pointer[Users]
+	sem     chan struct{}
+	cache   *verifyCache
 
 	dummyOnce sync.Once
 	dummy     []byte
@@ -129,15 +136,19 @@ func New(cfg Config, users *Users) *Authenticator {
 		cfg.CacheSize = d.CacheSize
 	}
 	a := &Authenticator{
-		cfg:   cfg,
-		roles: map[string]Role{},
-		sem:   make(chan struct{}, cfg.MaxConcurrentHashes),
+		cfg:     cfg,
+		roles:   map[string]Role{},
+		proxies: map[string]bool{},
+		sem:     make(chan struct{}, cfg.MaxConcurrentHashes),
 	}
 	for _, n := range cfg.Readers {
 		a.roles[n] = RoleReader
 	}
 	for _, n := range cfg.Writers { // a name in both lists is a writer
 		a.roles[n] = RoleWriter
+	}
+	for _, n := range cfg.Proxies {
+		a.proxies[n] = true
 	}
 	if cfg.CacheTTL > 0 {
 		a.cache = newVerifyCache(cfg.CacheSize, cfg.CacheTTL)
@@ -157,26 +168,38 @@ func (a *Authenticator) Identity(name string) Identity {
 }
 
 // Authenticate checks username's password and returns the identity the
-// session acts as: username itself, or authzid when it is set, differs,
-// and username is a writer (Cyrus lets admins proxy the same way).
+// session acts as: username itself, or authzid when it is set and differs.
+// Acting as another identity is proxy authorization (Cyrus proxyservers):
+// only identities in Config.Proxies may, and only as an identity with a
+// role that has no more rights than the proxy's own (never a writer for a
+// reader proxy, never an unbound or otherwise-bound writer for a proxy
+// bound to a server). Anything else is ErrProxyDenied.
 func (a *Authenticator) Authenticate(ctx context.Context, authzid, username, password string) (Identity, error) {
 	if err := a.verify(ctx, username, password); err != nil {
 		return Identity{}, err
 	}
 	id := a.Identity(username)
 	if authzid != "" && authzid != username {
-		if !id.CanWrite() {
+		target := a.Identity(authzid)
+		if !a.proxies[username] || !id.covers(target) {
 			return Identity{}, ErrProxyDenied
 		}
-		id = a.Identity(authzid)
-		if id.Role == RoleNone {
-			return Identity{}, ErrProxyDenied
-		}
+		id = target
 	}
 	if id.Role == RoleNone {
 		return Identity{}, ErrNoRole
 	}
 	return id, nil
+}
+
+// covers reports whether acting as target gains the proxy id no right: the
+// target has a role no higher than the proxy's, and a writer target is
+// bound to the proxy's server when the proxy is bound.
+func (id Identity) covers(target Identity) bool {
+	if target.Role == RoleNone || target.Role > id.Role {
+		return false
+	}
+	return target.Role != RoleWriter || id.Server == "" || target.Server == id.Server
 }
 
 // verify checks the password, from the cache when it can. Concurrent

@@ -109,6 +109,9 @@ type AuthConfig struct {
 	UsersFile string   `toml:"users_file" help:"file of name:bcrypt-hash lines"`
 	Admins    []string `toml:"admins" help:"identities that may write"`
 	Readers   []string `toml:"readers" help:"identities that may only read (frontend slaves, tools)"`
+	// ProxyIdentities may log in as another identity (SASL authzid), as
+	// Cyrus proxyservers may, and only as one with no more rights.
+	ProxyIdentities []string `toml:"proxy_identities" help:"identities that may act as another identity (SASL authzid); empty: none"`
 }
 
 func defaultConfig() Config {
