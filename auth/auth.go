@@ -96,8 +96,11 @@ type Config struct {
 	CacheSize int
 	// MaxConcurrentHashes bounds the bcrypt verifications running at once,
 	// so a flood of wrong passwords cannot take every CPU. Waiting callers
-	// give up when their context ends.
+	// give up when their context ends; they are served clean identities
+	// first, round-robin over source addresses (see LimitsConfig).
 	MaxConcurrentHashes int
+	// Limits throttle failed logins per identity and per source address.
+	Limits LimitsConfig
 }
 
 // DefaultConfig returns a five-minute cache of up to 10000 verifications
@@ -108,6 +111,7 @@ func DefaultConfig() Config {
 		CacheTTL:            5 * time.Minute,
 		CacheSize:           10000,
 		MaxConcurrentHashes: runtime.GOMAXPROCS(0),
+		Limits:              DefaultLimits(),
 	}
 }
 
@@ -118,12 +122,16 @@ type Authenticator struct {
 	roles   map[string]Role
 	proxies map[string]bool
 	users   atomic.Pointer[Users]
-	sem     chan struct{}
+	sem     *fairSem
 	cache   *verifyCache
+	idents  *failureLimiter
+	sources *failureLimiter
+	now     func() time.Time
+	c       counters
 
 	dummyOnce sync.Once
-	dummy     []byte
-	hashes    atomic.Int64 // bcrypt comparisons run, for tests and stats
+	dummyTime time.Duration // what one bcrypt comparison takes here
+	hashes    atomic.Int64  // bcrypt comparisons run, for tests and stats
 }
 
 // New returns an Authenticator for users with the roles of cfg.
@@ -135,11 +143,22 @@ func New(cfg Config, users *Users) *Authenticator {
 	if cfg.CacheSize <= 0 {
 		cfg.CacheSize = d.CacheSize
 	}
+	l := cfg.Limits
+	if l.MaxTracked <= 0 {
+		l.MaxTracked = d.Limits.MaxTracked
+	}
+	if l.MinBackoff <= 0 {
+		l.MinBackoff = d.Limits.MinBackoff
+	}
+	l.MaxBackoff = max(l.MaxBackoff, l.MinBackoff)
 	a := &Authenticator{
 		cfg:     cfg,
 		roles:   map[string]Role{},
 		proxies: map[string]bool{},
-		sem:     make(chan struct{}, cfg.MaxConcurrentHashes),
+		sem:     newFairSem(cfg.MaxConcurrentHashes, l.MaxPendingPerSource),
+		idents:  newFailureLimiter(l.IdentityFailures, l.IdentityWindow, l.MinBackoff, l.MaxBackoff, l.MaxTracked),
+		sources: newFailureLimiter(l.SourceFailures, l.SourceWindow, l.MinBackoff, l.MaxBackoff, l.MaxTracked),
+		now:     time.Now,
 	}
 	for _, n := range cfg.Readers {
 		a.roles[n] = RoleReader
@@ -182,6 +201,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, authzid, username, pas
 	if authzid != "" && authzid != username {
 		target := a.Identity(authzid)
 		if !a.proxies[username] || !id.covers(target) {
+			a.c.proxyDenied.Add(1)
 			return Identity{}, ErrProxyDenied
 		}
 		id = target
@@ -202,6 +222,21 @@ func (id Identity) covers(target Identity) bool {
 	return target.Role != RoleWriter || id.Server == "" || target.Server == id.Server
 }
 
+// Counters returns the refusals and checks so far.
+func (a *Authenticator) Counters() Counters {
+	return Counters{
+		Failures:         a.c.failures.Load(),
+		ThrottledIdent:   a.c.throttledIdent.Load(),
+		ThrottledSource:  a.c.throttledSource.Load(),
+		Busy:             a.c.busy.Load(),
+		ProxyDenied:      a.c.proxyDenied.Load(),
+		Hashes:           uint64(a.hashes.Load()),
+		CacheHits:        a.c.cacheHits.Load(),
+		BackoffsIdentity: a.c.backoffsIdent.Load(),
+		BackoffsSource:   a.c.backoffsSource.Load(),
+	}
+}
+
 // verify checks the password, from the cache when it can. Concurrent
 // verifications of the same credentials share one bcrypt run: when many
 // backends log in at once with a cold cache (after a restart), they wait
@@ -209,11 +244,12 @@ func (id Identity) covers(target Identity) bool {
 func (a *Authenticator) verify(ctx context.Context, username, password string) error {
 	hash, known := a.users.Load().hash(username)
 	if !known || a.cache == nil {
-		return a.compare(ctx, hash, known, password)
+		return a.check(ctx, username, hash, known, password)
 	}
 	key := a.cache.key(username, password)
 	call, leader, cached := a.cache.join(key, hash)
 	if cached {
+		a.c.cacheHits.Add(1)
 		return nil
 	}
 	if !leader {
@@ -226,9 +262,9 @@ func (a *Authenticator) verify(ctx context.Context, username, password string) e
 			return nil
 		}
 		// The leader failed (or verified another hash): decide alone.
-		return a.compare(ctx, hash, known, password)
+		return a.check(ctx, username, hash, known, password)
 	}
-	err := a.compare(ctx, hash, known, password)
+	err := a.check(ctx, username, hash, known, password)
 	if err == nil {
 		a.cache.add(key, hash)
 	}
@@ -236,32 +272,76 @@ func (a *Authenticator) verify(ctx context.Context, username, password string) e
 	return err
 }
 
-// compare runs one bcrypt comparison, bounded by MaxConcurrentHashes.
-func (a *Authenticator) compare(ctx context.Context, hash string, known bool, password string) error {
-	select {
-	case a.sem <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("auth: %w", ctx.Err())
+// check applies the failed-login limits around one password comparison
+// and records its outcome against the identity and the source address.
+func (a *Authenticator) check(ctx context.Context, username, hash string, known bool, password string) error {
+	source, now := sourceFrom(ctx), a.now()
+	if a.idents.blocked(username, now) {
+		a.c.throttledIdent.Add(1)
+		return ErrThrottled
 	}
-	defer func() { <-a.sem }()
-	a.hashes.Add(1)
+	if source != "" && a.sources.blocked(source, now) {
+		a.c.throttledSource.Add(1)
+		return ErrThrottled
+	}
+	clean := a.idents.clean(username, now)
+	err := a.compare(ctx, source, clean, hash, known, password)
+	switch {
+	case err == nil:
+		a.idents.succeed(username)
+	case errors.Is(err, ErrBadCredentials):
+		a.c.failures.Add(1)
+		now = a.now()
+		if a.idents.fail(username, now) {
+			a.c.backoffsIdent.Add(1)
+		}
+		if source != "" && a.sources.fail(source, now) {
+			a.c.backoffsSource.Add(1)
+		}
+	case errors.Is(err, ErrBusy):
+		a.c.busy.Add(1)
+	}
+	return err
+}
+
+// compare runs one bcrypt comparison in a slot of the fair semaphore. An
+// unknown user costs no CPU: the caller waits as long as a comparison
+// takes, so that response times do not tell which names exist, and
+// guesses at made-up names cannot crowd out real logins.
+func (a *Authenticator) compare(ctx context.Context, source string, clean bool, hash string, known bool, password string) error {
 	if !known {
-		// Spend the same time as for a wrong password, so that response
-		// times do not reveal which user names exist.
-		bcrypt.CompareHashAndPassword(a.dummyHash(), []byte(password))
-		return ErrBadCredentials
+		t := time.NewTimer(a.dummyDuration())
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return ErrBadCredentials
+		case <-ctx.Done():
+			return fmt.Errorf("auth: %w", ctx.Err())
+		}
 	}
+	if err := a.sem.acquire(ctx, source, clean); err != nil {
+		if errors.Is(err, ErrBusy) {
+			return err
+		}
+		return fmt.Errorf("auth: %w", err)
+	}
+	defer a.sem.release()
+	a.hashes.Add(1)
 	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {
 		return ErrBadCredentials
 	}
 	return nil
 }
 
-func (a *Authenticator) dummyHash() []byte {
+// dummyDuration measures once what a comparison at the default cost takes.
+func (a *Authenticator) dummyDuration() time.Duration {
 	a.dummyOnce.Do(func() {
-		a.dummy, _ = bcrypt.GenerateFromPassword([]byte("rookery-dummy-password"), bcrypt.DefaultCost)
+		h, _ := bcrypt.GenerateFromPassword([]byte("rookery-dummy-password"), bcrypt.DefaultCost)
+		start := time.Now()
+		bcrypt.CompareHashAndPassword(h, []byte("rookery-other-password"))
+		a.dummyTime = time.Since(start)
 	})
-	return a.dummy
+	return a.dummyTime
 }
 
 // verifyCache remembers successful verifications. Keys are HMAC-SHA256

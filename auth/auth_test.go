@@ -172,12 +172,13 @@ func TestIdentityWriteRules(t *testing.T) {
 // fillHashSlots occupies every bcrypt slot, so that only cache hits can
 // succeed; it returns the function that frees them.
 func fillHashSlots(a *Authenticator) func() {
-	for i := 0; i < cap(a.sem); i++ {
-		a.sem <- struct{}{}
-	}
+	a.sem.mu.Lock()
+	n := a.sem.free
+	a.sem.free = 0
+	a.sem.mu.Unlock()
 	return func() {
-		for i := 0; i < cap(a.sem); i++ {
-			<-a.sem
+		for range n {
+			a.sem.release()
 		}
 	}
 }
