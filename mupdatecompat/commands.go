@@ -40,6 +40,7 @@ const (
 // committed entry (fsm authorize), from the Identity and Bound stamped here.
 func (c *conn) write(tag string, fc fsm.Command) bool {
 	if !c.id.CanWrite() {
+		c.srv.refused.readOnly.Add(1)
 		c.log.Warn("mupdate write refused: read-only identity", "op", fc.Op, "name", fc.Name, "identity", c.id.Name)
 		c.reply(tag, "NO", textPermissionDenied)
 		return true
@@ -69,6 +70,7 @@ func (c *conn) write(tag string, fc fsm.Command) bool {
 	case fsm.CodeOK:
 		c.reply(tag, "OK", "done")
 	case fsm.CodePermissionDenied:
+		c.srv.refused.permissionDenied.Add(1)
 		c.log.Warn("mupdate write refused: entry on another server", "op", fc.Op, "name", fc.Name,
 			"location", fc.Location, "identity", c.id.Name, "bound", fc.Bound)
 		c.reply(tag, "NO", textPermissionDenied)

@@ -87,6 +87,13 @@ type Config struct {
 	// WriteTimeout closes a connection that does not take its output for
 	// this long, so a stuck slave cannot hold its stream forever.
 	WriteTimeout time.Duration
+	// PreAuthTimeout closes a connection that has not logged in this long
+	// after it was accepted (`* BYE "Login timeout"`). Zero disables it.
+	PreAuthTimeout time.Duration
+	// MaxPreAuthPerSource bounds the connections one source address may
+	// hold open without logging in; a newer one replaces the oldest (see
+	// preauth.go). Zero disables it.
+	MaxPreAuthPerSource int
 	// HandshakeTimeout bounds a TLS handshake.
 	HandshakeTimeout time.Duration
 	// CommandTimeout bounds one directory call (a write, or the
@@ -116,20 +123,22 @@ type Config struct {
 // DefaultConfig returns Cyrus-compatible defaults.
 func DefaultConfig() Config {
 	return Config{
-		ServerName:       "rookery",
-		Implementation:   "Cyrus IMAP",
-		Version:          "rookery",
-		Mechanisms:       []string{"PLAIN", "LOGIN"},
-		Compress:         true,
-		MaxConnections:   1024,
-		IdleTimeout:      30 * time.Minute,
-		WriteTimeout:     time.Minute,
-		HandshakeTimeout: 30 * time.Second,
-		CommandTimeout:   10 * time.Second,
-		BarrierTimeout:   5 * time.Second,
-		FailedAuthDelay:  time.Second,
-		StreamBatch:      1024,
-		Limits:           wire.DefaultLimits(),
+		ServerName:          "rookery",
+		Implementation:      "Cyrus IMAP",
+		Version:             "rookery",
+		Mechanisms:          []string{"PLAIN", "LOGIN"},
+		Compress:            true,
+		MaxConnections:      1024,
+		IdleTimeout:         30 * time.Minute,
+		WriteTimeout:        time.Minute,
+		HandshakeTimeout:    30 * time.Second,
+		PreAuthTimeout:      30 * time.Second,
+		MaxPreAuthPerSource: 64,
+		CommandTimeout:      10 * time.Second,
+		BarrierTimeout:      5 * time.Second,
+		FailedAuthDelay:     time.Second,
+		StreamBatch:         1024,
+		Limits:              wire.DefaultLimits(),
 		PreAuthLimits: wire.Limits{
 			MaxLineLength:  32 << 10, // a SASL line may reach 21848 bytes
 			MaxLiteralSize: 32 << 10,
@@ -154,7 +163,8 @@ func (c *Config) validate() error {
 		}
 	}
 	if c.MaxConnections <= 0 || c.IdleTimeout <= 0 || c.WriteTimeout <= 0 || c.HandshakeTimeout <= 0 ||
-		c.CommandTimeout <= 0 || c.BarrierTimeout <= 0 || c.StreamBatch <= 0 || c.FailedAuthDelay < 0 {
+		c.CommandTimeout <= 0 || c.BarrierTimeout <= 0 || c.StreamBatch <= 0 || c.FailedAuthDelay < 0 ||
+		c.PreAuthTimeout < 0 || c.MaxPreAuthPerSource < 0 {
 		return fmt.Errorf("mupdatecompat: limits and timeouts must be positive")
 	}
 	return nil

@@ -81,6 +81,8 @@ type Server struct {
 	closing  atomic.Bool
 	shutdown chan struct{} // closed by Shutdown: streams say BYE
 	nconns   atomic.Int64
+	pre      preauthSet
+	refused  refusals
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -153,11 +155,17 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
 }
 
 // serverUnable is what Cyrus sends beyond mupdate_connections_max.
-const serverUnable = "* BYE \"Server Unable\"\r\n"
+const (
+	serverUnableText = "Server Unable"
+	serverUnable     = "* BYE \"" + serverUnableText + "\"\r\n"
+)
 
 func (s *Server) accept(nc net.Conn, implicitTLS bool) {
-	if n := s.nconns.Add(1); n > int64(s.cfg.MaxConnections) {
+	s.nconns.Add(1)
+	c := newConn(s, nc, implicitTLS)
+	if !s.admit(c) {
 		s.nconns.Add(-1)
+		s.refused.serverFull.Add(1)
 		s.log.Warn("mupdate connection refused: connection limit reached", "remote", nc.RemoteAddr().String(), "limit", s.cfg.MaxConnections)
 		go func() {
 			nc.SetWriteDeadline(time.Now().Add(time.Second))
@@ -166,10 +174,10 @@ func (s *Server) accept(nc net.Conn, implicitTLS bool) {
 		}()
 		return
 	}
-	c := newConn(s, nc, implicitTLS)
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
+		s.forget(c)
 		s.nconns.Add(-1)
 		nc.Close()
 		return
@@ -180,6 +188,7 @@ func (s *Server) accept(nc net.Conn, implicitTLS bool) {
 	go func() {
 		defer s.wg.Done()
 		defer s.nconns.Add(-1)
+		defer s.forget(c)
 		defer func() {
 			s.mu.Lock()
 			delete(s.conns, c)
