@@ -172,6 +172,7 @@ func newAuthenticator(cfg Config) (*auth.Authenticator, error) {
 	acfg.Writers = cfg.Auth.Admins
 	acfg.Readers = cfg.Auth.Readers
 	acfg.Proxies = cfg.Auth.ProxyIdentities
+	acfg.Limits = loginLimits(cfg.Auth)
 	servers, err := parsePairs("mupdate.backend_servers", cfg.Mupdate.BackendServers)
 	if err != nil {
 		return nil, err
