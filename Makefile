@@ -6,7 +6,7 @@ PKGS      := ./...
 GOFLAGS   ?=
 export GOFLAGS
 
-.PHONY: all build test test-go deps run proto bench bench-raft bench-fsm bench-mupdate bench-api bench-gateway jepsen jepsen-short fuzz lint vet fmt clean
+.PHONY: all build test test-go deps run proto bench bench-raft bench-fsm bench-mupdate bench-api bench-gateway jepsen jepsen-short flood fuzz lint vet fmt clean
 
 all: build
 
@@ -66,6 +66,10 @@ jepsen: build
 ## jepsen-short: the short fault-injection runs that `make test` also runs
 jepsen-short:
 	$(GO) test -count=1 -v -run 'TestJepsen$$|TestUnsafeStaleReadsAreCaught|TestIsolating' ./jepsen/
+
+## flood: issue 10's login flood against one node while real Cyrus creates mailboxes (ROOKERY_FLOOD_TIME, default 60s)
+flood:
+	ROOKERY_FLOOD=1 $(GO) test -count=1 -timeout 20m -v -run 'TestLoginFlood$$' ./e2e/
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 fuzz:
