@@ -46,20 +46,14 @@ func (r Role) String() string {
 type Identity struct {
 	Name string
 	Role Role
-	// Server, when set, restricts writes to locations whose server part
-	// (the text before the first '!') equals it: a backend may then only
-	// reserve, activate, deactivate and delete its own mailboxes.
+	// Server, when set, binds the identity's writes to that Cyrus server:
+	// the front ends stamp it on every command as fsm.Command.Bound and the
+	// state machine enforces it on the committed entry (fsm authorize).
 	Server string
 }
 
 // CanWrite reports whether the identity may issue directory writes at all.
 func (id Identity) CanWrite() bool { return id.Role == RoleWriter }
-
-// MayWriteServer reports whether the identity may write an entry whose
-// location has the given server part.
-func (id Identity) MayWriteServer(server string) bool {
-	return id.CanWrite() && (id.Server == "" || id.Server == server)
-}
 
 var (
 	// ErrBadCredentials: unknown user or wrong password. Callers must not

@@ -150,25 +150,6 @@ func TestAuthenticateRoles(t *testing.T) {
 	}
 }
 
-func TestIdentityWriteRules(t *testing.T) {
-	tests := []struct {
-		id     Identity
-		server string
-		want   bool
-	}{
-		{Identity{Role: RoleWriter}, "be2", true},
-		{Identity{Role: RoleWriter, Server: "be1"}, "be1", true},
-		{Identity{Role: RoleWriter, Server: "be1"}, "be2", false},
-		{Identity{Role: RoleReader}, "be1", false},
-		{Identity{Role: RoleNone}, "be1", false},
-	}
-	for _, tt := range tests {
-		if got := tt.id.MayWriteServer(tt.server); got != tt.want {
-			t.Errorf("%+v.MayWriteServer(%q) = %v", tt.id, tt.server, got)
-		}
-	}
-}
-
 // fillHashSlots occupies every bcrypt slot, so that only cache hits can
 // succeed; it returns the function that frees them.
 func fillHashSlots(a *Authenticator) func() {
