@@ -68,6 +68,8 @@ func (c *conn) authenticate(cmd *wire.Command) bool {
 		user = username
 		ctx, cancel := context.WithTimeout(auth.WithSource(c.ctx, c.source), c.cfg.CommandTimeout)
 		defer cancel()
+		c.checking.Store(true)
+		defer c.checking.Store(false)
 		id, authErr = c.srv.auth.Authenticate(ctx, authzid, username, password)
 		return authErr
 	}

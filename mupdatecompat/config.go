@@ -94,6 +94,9 @@ type Config struct {
 	// hold open without logging in; a newer one replaces the oldest (see
 	// preauth.go). Zero disables it.
 	MaxPreAuthPerSource int
+	// PreAuthGrace is how long a new connection is safe from being
+	// replaced at a cap before it logs in (see preauth.go).
+	PreAuthGrace time.Duration
 	// HandshakeTimeout bounds a TLS handshake.
 	HandshakeTimeout time.Duration
 	// CommandTimeout bounds one directory call (a write, or the
@@ -134,6 +137,7 @@ func DefaultConfig() Config {
 		HandshakeTimeout:    30 * time.Second,
 		PreAuthTimeout:      30 * time.Second,
 		MaxPreAuthPerSource: 64,
+		PreAuthGrace:        200 * time.Millisecond,
 		CommandTimeout:      10 * time.Second,
 		BarrierTimeout:      5 * time.Second,
 		FailedAuthDelay:     time.Second,
@@ -164,7 +168,7 @@ func (c *Config) validate() error {
 	}
 	if c.MaxConnections <= 0 || c.IdleTimeout <= 0 || c.WriteTimeout <= 0 || c.HandshakeTimeout <= 0 ||
 		c.CommandTimeout <= 0 || c.BarrierTimeout <= 0 || c.StreamBatch <= 0 || c.FailedAuthDelay < 0 ||
-		c.PreAuthTimeout < 0 || c.MaxPreAuthPerSource < 0 {
+		c.PreAuthTimeout < 0 || c.MaxPreAuthPerSource < 0 || c.PreAuthGrace < 0 {
 		return fmt.Errorf("mupdatecompat: limits and timeouts must be positive")
 	}
 	return nil

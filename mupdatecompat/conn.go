@@ -32,6 +32,7 @@ type conn struct {
 	accepted    time.Time
 	preElem     *list.Element          // in Server.pre while not logged in
 	evicted     atomic.Pointer[string] // BYE text once replaced by a newer connection
+	checking    atomic.Bool            // a password check is running: not replaceable
 	nc          net.Conn               // the transport in use: raw or its *tls.Conn
 	implicitTLS bool
 	tls         bool

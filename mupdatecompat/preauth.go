@@ -14,13 +14,20 @@ import (
 //
 //   - each must log in within Config.PreAuthTimeout of being accepted;
 //   - one source address may hold at most Config.MaxPreAuthPerSource of
-//     them: a new one from an address at its cap replaces that address's
-//     oldest, so half-open connections cannot lock the address's real
-//     clients out, and cost nothing beyond the cap;
-//   - when Config.MaxConnections is reached, a new connection replaces the
-//     oldest unauthenticated one anywhere, and is refused only when every
-//     connection has logged in. Authenticated connections are never
+//     them, and the server at most Config.MaxConnections connections in
+//     all. At either cap a new connection replaces the oldest
+//     unauthenticated one that is "stale": older than Config.PreAuthGrace
+//     and not having its password checked. A real client logs in within
+//     milliseconds of connecting and is protected while it does; a
+//     half-open connection never finishes its AUTHENTICATE and becomes
+//     replaceable after the grace. Only when nothing is replaceable is the
+//     new connection refused (`* BYE`). Authenticated connections are never
 //     closed to make room.
+//
+// So to lock clients out, a flood must open more than cap/PreAuthGrace
+// connections per second (5,000/s at the defaults for the server, 320/s
+// per address) for as long as it lasts, instead of opening them once and
+// holding them, as issue 10's flood did.
 //
 // A replaced connection gets `* BYE` with the reason and is closed by its
 // own goroutine, so the count may exceed MaxConnections by the replaced
@@ -41,16 +48,19 @@ type preauthSet struct {
 
 // refusals counts every connection or login refused before or at login.
 type refusals struct {
-	serverFull, evictedSource, evictedFull, preAuthTimeout atomic.Uint64
-	tlsRequired, authFailed, authThrottled                 atomic.Uint64
-	readOnly, permissionDenied                             atomic.Uint64
+	serverFull, sourceFull, evictedSource, evictedFull, preAuthTimeout atomic.Uint64
+	tlsRequired, authFailed, authThrottled                             atomic.Uint64
+	readOnly, permissionDenied                                         atomic.Uint64
 }
 
 // Refusals is a snapshot of the server's refusal counters, for metrics.
 type Refusals struct {
-	// ServerFull: connections refused with `* BYE "Server Unable"` because
-	// every connection had logged in.
+	// ServerFull: connections refused with `* BYE "Server Unable"` at
+	// MaxConnections, nothing being replaceable.
 	ServerFull uint64
+	// SourceFull: connections refused at MaxPreAuthPerSource, nothing of
+	// that address being replaceable.
+	SourceFull uint64
 	// EvictedPerSource: unauthenticated connections closed to make room
 	// for a newer one from the same address (MaxPreAuthPerSource).
 	EvictedPerSource uint64
@@ -81,6 +91,7 @@ func (s *Server) Refusals() Refusals {
 	r := &s.refused
 	return Refusals{
 		ServerFull:        r.serverFull.Load(),
+		SourceFull:        r.sourceFull.Load(),
 		EvictedPerSource:  r.evictedSource.Load(),
 		EvictedServerFull: r.evictedFull.Load(),
 		PreAuthTimeouts:   r.preAuthTimeout.Load(),
@@ -102,10 +113,10 @@ func sourceOf(a net.Addr) string {
 	return s
 }
 
-// admit registers a new unauthenticated connection, choosing the
-// connections it replaces. It reports false when the server is full of
-// authenticated connections.
-func (s *Server) admit(c *conn) bool {
+// admit registers a new unauthenticated connection, replacing a stale one
+// at a cap. It returns "" or the BYE text the new connection is refused
+// with.
+func (s *Server) admit(c *conn) string {
 	p := &s.pre
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -113,24 +124,40 @@ func (s *Server) admit(c *conn) bool {
 		p.bySource = map[string]int{}
 	}
 	if s.cfg.MaxPreAuthPerSource > 0 && p.bySource[c.source] >= s.cfg.MaxPreAuthPerSource {
-		for e := p.order.Front(); e != nil; e = e.Next() {
-			if v := e.Value.(*conn); v.source == c.source {
-				s.evictLocked(v, byeSourceCap)
-				s.refused.evictedSource.Add(1)
-				break
-			}
+		v := s.staleLocked(c.accepted, c.source)
+		if v == nil {
+			s.refused.sourceFull.Add(1)
+			return byeSourceCap
 		}
+		s.evictLocked(v, byeSourceCap)
+		s.refused.evictedSource.Add(1)
 	} else if s.nconns.Load() > int64(s.cfg.MaxConnections) {
-		e := p.order.Front()
-		if e == nil {
-			return false
+		v := s.staleLocked(c.accepted, "")
+		if v == nil {
+			s.refused.serverFull.Add(1)
+			return serverUnableText
 		}
-		s.evictLocked(e.Value.(*conn), serverUnableText)
+		s.evictLocked(v, serverUnableText)
 		s.refused.evictedFull.Add(1)
 	}
 	c.preElem = p.order.PushBack(c)
 	p.bySource[c.source]++
-	return true
+	return ""
+}
+
+// staleLocked returns the oldest replaceable connection (of source, when
+// not ""), or nil.
+func (s *Server) staleLocked(now time.Time, source string) *conn {
+	for e := s.pre.order.Front(); e != nil; e = e.Next() {
+		v := e.Value.(*conn)
+		if now.Sub(v.accepted) < s.cfg.PreAuthGrace {
+			return nil // the rest are younger still
+		}
+		if (source == "" || v.source == source) && !v.checking.Load() {
+			return v
+		}
+	}
+	return nil
 }
 
 // evictLocked removes v from the set and has its goroutine say BYE.

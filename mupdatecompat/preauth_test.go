@@ -51,7 +51,7 @@ func TestUnauthenticatedConnectionIsClosedAfterPreAuthTimeout(t *testing.T) {
 
 func TestHalfOpenConnectionsPerSourceAreCapped(t *testing.T) {
 	const perSource = 4
-	env := newEnv(t, func(c *Config) { c.MaxPreAuthPerSource = perSource })
+	env := newEnv(t, func(c *Config) { c.MaxPreAuthPerSource = perSource; c.PreAuthGrace = 0 })
 	var half []*client
 	for range perSource {
 		half = append(half, env.halfOpen())
@@ -77,7 +77,7 @@ func TestHalfOpenConnectionsPerSourceAreCapped(t *testing.T) {
 }
 
 func TestFullServerReplacesTheOldestUnauthenticatedConnection(t *testing.T) {
-	env := newEnv(t, func(c *Config) { c.MaxConnections = 3; c.MaxPreAuthPerSource = 0 })
+	env := newEnv(t, func(c *Config) { c.MaxConnections = 3; c.MaxPreAuthPerSource = 0; c.PreAuthGrace = 0 })
 	backend := env.dial()
 	backend.login("mupdate")
 	old := env.halfOpen()
@@ -102,4 +102,24 @@ func TestFullServerReplacesTheOldestUnauthenticatedConnection(t *testing.T) {
 	}
 	backend.send("N1 NOOP\r\n")
 	backend.expect(`N1 OK "Noop done"`)
+}
+
+// TestNewConnectionsAreNotReplacedWithinTheGrace: a connection that has
+// just arrived, or whose password is being checked, is not replaced; the
+// newcomer is refused instead, and the young ones log in.
+func TestNewConnectionsAreNotReplacedWithinTheGrace(t *testing.T) {
+	env := newEnv(t, func(c *Config) { c.MaxPreAuthPerSource = 2; c.PreAuthGrace = time.Hour })
+	a, b := env.dial(), env.dial()
+	nc, err := net.Dial("tcp", env.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	over := newClient(t, nc)
+	over.expect(`* BYE "Too many unauthenticated connections from your address"`)
+	over.eof()
+	a.login("mupdate")
+	b.login("be1")
+	if r := env.srv.Refusals(); r.SourceFull != 1 || r.EvictedPerSource != 0 {
+		t.Errorf("refusals %+v", r)
+	}
 }

@@ -58,6 +58,7 @@ import (
 	"time"
 
 	"github.com/rookery/rookery/auth"
+	"github.com/rookery/rookery/mupdatecompat/wire"
 )
 
 // Authenticator checks a SASL login. *auth.Authenticator implements it.
@@ -154,22 +155,19 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
 	}
 }
 
-// serverUnable is what Cyrus sends beyond mupdate_connections_max.
-const (
-	serverUnableText = "Server Unable"
-	serverUnable     = "* BYE \"" + serverUnableText + "\"\r\n"
-)
+// serverUnableText is what Cyrus sends beyond mupdate_connections_max.
+const serverUnableText = "Server Unable"
 
 func (s *Server) accept(nc net.Conn, implicitTLS bool) {
 	s.nconns.Add(1)
 	c := newConn(s, nc, implicitTLS)
-	if !s.admit(c) {
+	if bye := s.admit(c); bye != "" {
 		s.nconns.Add(-1)
-		s.refused.serverFull.Add(1)
-		s.log.Warn("mupdate connection refused: connection limit reached", "remote", nc.RemoteAddr().String(), "limit", s.cfg.MaxConnections)
+		s.log.Warn("mupdate connection refused: connection limit reached", "remote", nc.RemoteAddr().String(),
+			"reason", bye, "limit", s.cfg.MaxConnections, "per_source_limit", s.cfg.MaxPreAuthPerSource)
 		go func() {
 			nc.SetWriteDeadline(time.Now().Add(time.Second))
-			nc.Write([]byte(serverUnable))
+			nc.Write([]byte("* BYE " + wire.Quote(bye) + "\r\n"))
 			nc.Close()
 		}()
 		return
