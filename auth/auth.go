@@ -120,6 +120,7 @@ type Authenticator struct {
 	cache   *verifyCache
 	idents  *failureLimiter
 	sources *failureLimiter
+	known   *knownSources
 	now     func() time.Time
 	c       counters
 
@@ -144,6 +145,9 @@ func New(cfg Config, users *Users) *Authenticator {
 	if l.MinBackoff <= 0 {
 		l.MinBackoff = d.Limits.MinBackoff
 	}
+	if l.KnownSourceTTL <= 0 {
+		l.KnownSourceTTL = d.Limits.KnownSourceTTL
+	}
 	l.MaxBackoff = max(l.MaxBackoff, l.MinBackoff)
 	a := &Authenticator{
 		cfg:     cfg,
@@ -152,6 +156,7 @@ func New(cfg Config, users *Users) *Authenticator {
 		sem:     newFairSem(cfg.MaxConcurrentHashes, l.MaxPendingPerSource),
 		idents:  newFailureLimiter(l.IdentityFailures, l.IdentityWindow, l.MinBackoff, l.MaxBackoff, l.MaxTracked),
 		sources: newFailureLimiter(l.SourceFailures, l.SourceWindow, l.MinBackoff, l.MaxBackoff, l.MaxTracked),
+		known:   newKnownSources(l.KnownSourceTTL, l.MaxTracked),
 		now:     time.Now,
 	}
 	for _, n := range cfg.Readers {
@@ -244,6 +249,7 @@ func (a *Authenticator) verify(ctx context.Context, username, password string) e
 	call, leader, cached := a.cache.join(key, hash)
 	if cached {
 		a.c.cacheHits.Add(1)
+		a.known.add(username, sourceFrom(ctx), a.now())
 		return nil
 	}
 	if !leader {
@@ -253,6 +259,7 @@ func (a *Authenticator) verify(ctx context.Context, username, password string) e
 			return fmt.Errorf("auth: %w", ctx.Err())
 		}
 		if call.err == nil && call.hash == hash {
+			a.known.add(username, sourceFrom(ctx), a.now())
 			return nil
 		}
 		// The leader failed (or verified another hash): decide alone.
@@ -270,7 +277,8 @@ func (a *Authenticator) verify(ctx context.Context, username, password string) e
 // and records its outcome against the identity and the source address.
 func (a *Authenticator) check(ctx context.Context, username, hash string, known bool, password string) error {
 	source, now := sourceFrom(ctx), a.now()
-	if a.idents.blocked(username, now) {
+	knownSource := a.known.has(username, source, now)
+	if !knownSource && a.idents.blocked(username, now) {
 		a.c.throttledIdent.Add(1)
 		return ErrThrottled
 	}
@@ -278,11 +286,12 @@ func (a *Authenticator) check(ctx context.Context, username, hash string, known 
 		a.c.throttledSource.Add(1)
 		return ErrThrottled
 	}
-	clean := a.idents.clean(username, now)
+	clean := knownSource || a.idents.clean(username, now)
 	err := a.compare(ctx, source, clean, hash, known, password)
 	switch {
 	case err == nil:
 		a.idents.succeed(username)
+		a.known.add(username, source, a.now())
 	case errors.Is(err, ErrBadCredentials):
 		a.c.failures.Add(1)
 		now = a.now()

@@ -25,7 +25,10 @@ var ErrBusy = errors.New("auth: too many password checks pending from this addre
 // further trip, up to MaxBackoff. A login that matches a remembered
 // successful verification is never throttled: the cache proves the
 // password without bcrypt, and it keeps the backends working while their
-// identity or address is under attack.
+// identity or address is under attack. Nor is the identity's back-off
+// applied to an address the identity logged in from within KnownSourceTTL:
+// guesses from elsewhere cannot lock a backend out of its own identity
+// when its cached login expires (the address's own back-off still applies).
 type LimitsConfig struct {
 	// IdentityFailures failed logins of one identity within
 	// IdentityWindow trip its back-off. Zero disables the limit.
@@ -41,7 +44,11 @@ type LimitsConfig struct {
 	// MaxPendingPerSource bounds password checks queued for the bcrypt
 	// workers per source address (ErrBusy beyond).
 	MaxPendingPerSource int
-	// MaxTracked bounds the identities and addresses remembered.
+	// KnownSourceTTL is how long a successful login exempts its
+	// (identity, address) pair from the identity's back-off (zero: the
+	// default, 24 h).
+	KnownSourceTTL time.Duration
+	// MaxTracked bounds the identities, addresses and pairs remembered.
 	MaxTracked int
 }
 
@@ -56,6 +63,7 @@ func DefaultLimits() LimitsConfig {
 		MinBackoff:          2 * time.Second,
 		MaxBackoff:          5 * time.Minute,
 		MaxPendingPerSource: 8,
+		KnownSourceTTL:      24 * time.Hour,
 		MaxTracked:          100_000,
 	}
 }
@@ -201,6 +209,49 @@ func (l *failureLimiter) evictLocked(now time.Time) {
 		}
 		delete(l.m, k)
 	}
+}
+
+// knownSources remembers (identity, address) pairs that logged in.
+type knownSources struct {
+	ttl time.Duration
+	max int
+
+	mu sync.Mutex
+	m  map[string]time.Time // identity NUL address -> expiry
+}
+
+func newKnownSources(ttl time.Duration, max int) *knownSources {
+	return &knownSources{ttl: ttl, max: max, m: map[string]time.Time{}}
+}
+
+func (k *knownSources) add(identity, source string, now time.Time) {
+	if source == "" || k.ttl <= 0 {
+		return
+	}
+	key := identity + "\x00" + source
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.m[key]; !ok && len(k.m) >= k.max {
+		for x, exp := range k.m { // expired ones first, else any
+			if now.After(exp) || len(k.m) >= k.max {
+				delete(k.m, x)
+			}
+			if len(k.m) < k.max {
+				break
+			}
+		}
+	}
+	k.m[key] = now.Add(k.ttl)
+}
+
+func (k *knownSources) has(identity, source string, now time.Time) bool {
+	if source == "" {
+		return false
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	exp, ok := k.m[identity+"\x00"+source]
+	return ok && now.Before(exp)
 }
 
 // fairSem hands out the bcrypt slots: checks of clean identities (no recent

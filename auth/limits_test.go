@@ -201,3 +201,23 @@ func TestPendingChecksPerSourceAreBounded(t *testing.T) {
 		t.Fatalf("counters %+v", c)
 	}
 }
+
+// TestIdentityBackoffSparesAddressesItLoggedInFrom: guesses at be1 from
+// elsewhere throttle be1, but not from the address be1 has logged in from,
+// even once its cached login is gone.
+func TestIdentityBackoffSparesAddressesItLoggedInFrom(t *testing.T) {
+	a, _ := limitedAuth(t)
+	a.cache = nil // every login is a real check, as after the cache expired
+	if _, err := a.Authenticate(from("10.0.0.1"), "", "be1", "be1pw"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		a.Authenticate(from(fmt.Sprintf("10.7.0.%d", i)), "", "be1", "guess")
+	}
+	if _, err := a.Authenticate(from("10.0.0.2"), "", "be1", "be1pw"); !errors.Is(err, ErrThrottled) {
+		t.Fatalf("be1 from a new address during its back-off: %v", err)
+	}
+	if _, err := a.Authenticate(from("10.0.0.1"), "", "be1", "be1pw"); err != nil {
+		t.Fatalf("be1 from its known address during its back-off: %v", err)
+	}
+}
