@@ -87,16 +87,6 @@ type Config struct {
 	// WriteTimeout closes a connection that does not take its output for
 	// this long, so a stuck slave cannot hold its stream forever.
 	WriteTimeout time.Duration
-	// PreAuthTimeout closes a connection that has not logged in this long
-	// after it was accepted (`* BYE "Login timeout"`). Zero disables it.
-	PreAuthTimeout time.Duration
-	// MaxPreAuthPerSource bounds the connections one source address may
-	// hold open without logging in; a newer one replaces the oldest (see
-	// preauth.go). Zero disables it.
-	MaxPreAuthPerSource int
-	// PreAuthGrace is how long a new connection is safe from being
-	// replaced at a cap before it logs in (see preauth.go).
-	PreAuthGrace time.Duration
 	// HandshakeTimeout bounds a TLS handshake.
 	HandshakeTimeout time.Duration
 	// CommandTimeout bounds one directory call (a write, or the
@@ -121,34 +111,47 @@ type Config struct {
 	// DefaultProfile applies to identities without an entry in Profiles.
 	DefaultProfile Profile
 	Profiles       map[string]Profile
+
+	// Login protection (see preauth.go).
+	//
+	// PreAuthTimeout closes a connection that has not logged in this long
+	// after it was accepted (`* BYE "Login timeout"`). Zero disables it.
+	PreAuthTimeout time.Duration
+	// MaxPreAuthPerSource bounds the connections one source address may
+	// hold open without logging in. Zero disables it.
+	MaxPreAuthPerSource int
+	// PreAuthGrace is how long a new connection is safe from being
+	// replaced at a cap before it logs in.
+	PreAuthGrace time.Duration
 }
 
 // DefaultConfig returns Cyrus-compatible defaults.
 func DefaultConfig() Config {
 	return Config{
-		ServerName:          "rookery",
-		Implementation:      "Cyrus IMAP",
-		Version:             "rookery",
-		Mechanisms:          []string{"PLAIN", "LOGIN"},
-		Compress:            true,
-		MaxConnections:      1024,
-		IdleTimeout:         30 * time.Minute,
-		WriteTimeout:        time.Minute,
-		HandshakeTimeout:    30 * time.Second,
-		PreAuthTimeout:      30 * time.Second,
-		MaxPreAuthPerSource: 64,
-		PreAuthGrace:        200 * time.Millisecond,
-		CommandTimeout:      10 * time.Second,
-		BarrierTimeout:      5 * time.Second,
-		FailedAuthDelay:     time.Second,
-		StreamBatch:         1024,
-		Limits:              wire.DefaultLimits(),
+		ServerName:       "rookery",
+		Implementation:   "Cyrus IMAP",
+		Version:          "rookery",
+		Mechanisms:       []string{"PLAIN", "LOGIN"},
+		Compress:         true,
+		MaxConnections:   1024,
+		IdleTimeout:      30 * time.Minute,
+		WriteTimeout:     time.Minute,
+		HandshakeTimeout: 30 * time.Second,
+		CommandTimeout:   10 * time.Second,
+		BarrierTimeout:   5 * time.Second,
+		FailedAuthDelay:  time.Second,
+		StreamBatch:      1024,
+		Limits:           wire.DefaultLimits(),
 		PreAuthLimits: wire.Limits{
 			MaxLineLength:  32 << 10, // a SASL line may reach 21848 bytes
 			MaxLiteralSize: 32 << 10,
 			MaxCommandSize: 64 << 10,
 			MaxArgs:        4,
 		},
+
+		PreAuthTimeout:      30 * time.Second,
+		MaxPreAuthPerSource: 64,
+		PreAuthGrace:        200 * time.Millisecond,
 	}
 }
 

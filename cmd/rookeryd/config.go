@@ -106,7 +106,7 @@ type MupdateConfig struct {
 	// Login protection (limits.go).
 	RequireTLS          bool            `toml:"require_tls" help:"refuse AUTHENTICATE until STARTTLS (or on mupdate.listen_tls); needs mupdate.tls_cert"`
 	PreAuthTimeout      config.Duration `toml:"pre_auth_timeout" help:"close connections that have not logged in this long after connecting (0: off)"`
-	MaxPreAuthPerSource int             `toml:"max_preauth_per_source" help:"unauthenticated connections one address may hold; a newer one replaces the oldest (0: off)"`
+	MaxPreAuthPerSource int             `toml:"max_preauth_per_source" help:"unauthenticated connections one address may hold; a newcomer replaces one idle for 200ms, else is refused (0: off)"`
 }
 
 // AuthConfig holds identities shared by MUPDATE and gRPC.
