@@ -14,6 +14,9 @@ func (st *state) apply(c *Command) Result {
 	}
 	key := DBNameKey(c.Name)
 	old, _ := st.tree.Get(probe(key))
+	if code := authorize(c, old); code != CodeOK {
+		return Result{Code: code}
+	}
 	next, code := decide(c, old)
 	if code != CodeOK {
 		return Result{Code: code}

@@ -13,6 +13,9 @@
 # and printed for each one that is unset. With $ROOKERY_MUPDATE_PASSWORD set,
 # a writer identity "mupdate" is added too: what Cyrus backends configured
 # with mupdate_authname: mupdate log in as (murder-up.sh, bench-mupdate).
+# ROOKERY_MUPDATE_REQUIRE_TLS=1 refuses MUPDATE logins before STARTTLS
+# (mupdate.require_tls), with the certificate in $ROOKERY_MUPDATE_TLS_CERT and
+# $ROOKERY_MUPDATE_TLS_KEY, or a self-signed one for 127.0.0.1 made under $DATA.
 # $ROOKERY_LOG_STORE chooses the raft log store of a new ./data: bolt
 # (raft-boltdb, the default) or wal (raft-wal, one fsync per append).
 set -euo pipefail
@@ -41,6 +44,19 @@ umask 077
 [ -s "$DATA/cluster-secret" ] || randpw > "$DATA/cluster-secret"
 umask 022
 
+TLS_ARGS=()
+if [ "${ROOKERY_MUPDATE_REQUIRE_TLS:-0}" = 1 ]; then
+  CERT=${ROOKERY_MUPDATE_TLS_CERT:-$DATA/mupdate-cert.pem}
+  KEY=${ROOKERY_MUPDATE_TLS_KEY:-$DATA/mupdate-key.pem}
+  if [ ! -s "$CERT" ] && [ -z "${ROOKERY_MUPDATE_TLS_CERT:-}" ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
+      -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+      -keyout "$KEY" -out "$CERT" 2>/dev/null
+    chmod 600 "$KEY"
+  fi
+  TLS_ARGS=(-mupdate.tls_cert "$CERT" -mupdate.tls_key "$KEY" -mupdate.require_tls)
+fi
+
 PEERS="n1=127.0.0.1:7001/127.0.0.1:7101,n2=127.0.0.1:7002/127.0.0.1:7102,n3=127.0.0.1:7003/127.0.0.1:7103"
 pids=()
 stop() {
@@ -63,6 +79,7 @@ for i in 1 2 3; do
     -mupdate.listen "127.0.0.1:390$((4 + i))" -mupdate.servername "rookery-n$i" \
     -raft.peer_secret_file "$DATA/cluster-secret" \
     -auth.users_file "$DATA/users" -auth.admins admin,mupdate -auth.readers reader \
+    ${TLS_ARGS[@]+"${TLS_ARGS[@]}"} \
     >"$DATA/n$i/rookeryd.log" 2>&1 &
   pids+=($!)
 done

@@ -106,6 +106,11 @@ type MupdateConfig struct {
 	// BackendServers binds identities to the server part they may write:
 	// identity=servername, comma separated. Unlisted writers are unrestricted.
 	BackendServers []string `toml:"backend_servers" help:"identity=servername,... restricts what each backend identity may write"`
+
+	// Login protection (limits.go).
+	RequireTLS          bool            `toml:"require_tls" help:"refuse AUTHENTICATE until STARTTLS (or on mupdate.listen_tls); needs mupdate.tls_cert"`
+	PreAuthTimeout      config.Duration `toml:"pre_auth_timeout" help:"close connections that have not logged in this long after connecting (0: off)"`
+	MaxPreAuthPerSource int             `toml:"max_preauth_per_source" help:"unauthenticated connections one address may hold; a newcomer replaces one idle for 200ms, else is refused (0: off)"`
 }
 
 // AuthConfig holds identities shared by MUPDATE and gRPC.
@@ -113,6 +118,14 @@ type AuthConfig struct {
 	UsersFile string   `toml:"users_file" help:"file of name:bcrypt-hash lines"`
 	Admins    []string `toml:"admins" help:"identities that may write"`
 	Readers   []string `toml:"readers" help:"identities that may only read (frontend slaves, tools)"`
+	// ProxyIdentities may log in as another identity (SASL authzid), as
+	// Cyrus proxyservers may, and only as one with no more rights.
+	ProxyIdentities []string `toml:"proxy_identities" help:"identities that may act as another identity (SASL authzid); empty: none"`
+
+	// Failed-login back-off, shared by MUPDATE and gRPC (limits.go).
+	FailedLoginsPerIdentity int             `toml:"failed_logins_per_identity" help:"failed logins of one identity per minute before it is throttled (0: off)"`
+	FailedLoginsPerSource   int             `toml:"failed_logins_per_source" help:"failed logins from one address per minute before it is throttled (0: off)"`
+	MaxLoginBackoff         config.Duration `toml:"max_login_backoff" help:"longest throttling back-off (it doubles from 2 s on each trip)"`
 }
 
 func defaultConfig() Config {
@@ -134,6 +147,7 @@ func defaultConfig() Config {
 	c.Mupdate.MaxConnections = 1024
 	c.Mupdate.IdleTimeout = config.Duration(30 * time.Minute)
 	c.Mupdate.NoopTimeout = config.Duration(5 * time.Second)
+	setLoginDefaults(&c)
 	return c
 }
 
@@ -219,5 +233,6 @@ func (c *Config) validate() error {
 	if _, err := parsePairs("mupdate.backend_servers", c.Mupdate.BackendServers); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.validateLogin()...)
 	return errors.Join(errs...)
 }

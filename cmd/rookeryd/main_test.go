@@ -44,6 +44,7 @@ func TestRunRefusesBadConfigurationNamingTheSetting(t *testing.T) {
 		{"bad backend servers", append(base, "-mupdate.backend_servers", "be1"), "mupdate.backend_servers"},
 		{"unknown log store", append(base, "-raft.log_store", "leveldb"), `raft.log_store "leveldb"`},
 		{"raft with neither secret nor TLS", base, "raft connections would be unauthenticated: set raft.peer_secret_file"},
+		{"require_tls without a certificate", append(base, "-mupdate.require_tls"), "mupdate.require_tls needs mupdate.tls_cert"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -179,6 +179,8 @@ func newAuthenticator(cfg Config) (*auth.Authenticator, error) {
 	acfg := auth.DefaultConfig()
 	acfg.Writers = cfg.Auth.Admins
 	acfg.Readers = cfg.Auth.Readers
+	acfg.Proxies = cfg.Auth.ProxyIdentities
+	acfg.Limits = loginLimits(cfg.Auth)
 	servers, err := parsePairs("mupdate.backend_servers", cfg.Mupdate.BackendServers)
 	if err != nil {
 		return nil, err
