@@ -40,6 +40,10 @@ type Node struct {
 	health        *heartbeatTracker
 	observer      *raft.Observer
 	obsCh         chan raft.Observation
+	// alarms are the node's health conditions (alarms.go); consistency
+	// its consistency checker (consistency.go).
+	alarms      *alarmSet
+	consistency consistency
 
 	ctx       context.Context // cancelled by Close
 	cancel    context.CancelFunc
@@ -59,6 +63,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.NodeID)}
+	n.alarms = newAlarmSet(n.logger)
 	if err := n.start(); err != nil {
 		n.release()
 		return nil, err
@@ -113,6 +118,7 @@ func (n *Node) start() error {
 	n.goFunc(n.forwarder.run)
 	n.goFunc(n.watchLeadership)
 	n.goFunc(n.watchHeartbeats)
+	n.goFunc(n.runConsistencyChecks)
 	return nil
 }
 
