@@ -371,12 +371,14 @@ func (n *Node) askCheck(ctx context.Context, id string) error {
 // if it leads while its data cannot be trusted.
 func (n *Node) runConsistencyChecks() {
 	interval := n.cfg.ConsistencyCheckInterval
-	if interval < 0 {
-		return
-	}
 	jitter := func(d time.Duration) time.Duration { return d - d/10 + rand.N(d/5+1) }
-	next := time.NewTimer(jitter(min(interval, firstConsistencyCheck)))
-	defer next.Stop()
+	var checks <-chan time.Time // nil: periodic checks disabled
+	var next *time.Timer
+	if interval > 0 {
+		next = time.NewTimer(jitter(min(interval, firstConsistencyCheck)))
+		defer next.Stop()
+		checks = next.C
+	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -385,7 +387,7 @@ func (n *Node) runConsistencyChecks() {
 			return
 		case <-tick.C:
 			n.stepDownIfUnhealthy()
-		case <-next.C:
+		case <-checks:
 			rep, err := n.checkConsistency(n.ctx, false)
 			switch {
 			case err != nil:

@@ -126,13 +126,22 @@ func TestDivergedLeaderHandsOverLeadership(t *testing.T) {
 	if d := rep.Diverged(); len(d) != 1 || d[0] != bad.cfg.NodeID {
 		t.Fatalf("diverged %v, want [%s]", d, bad.cfg.NodeID)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for bad.node.IsLeader() || c.leader() == bad {
-		if time.Now().After(deadline) {
-			t.Fatal("the diverged leader still leads")
+	waitNotLeading := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(8 * time.Second)
+		for bad.node.IsLeader() || c.leader() == bad {
+			if time.Now().After(deadline) {
+				t.Fatalf("the diverged node still leads %s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
+	waitNotLeading("after the check")
+	// Handing leadership back to it does not stick either.
+	if err := c.leader().node.TransferLeadership(testCtx(t), bad.cfg.NodeID); err != nil {
+		t.Fatalf("transfer to the diverged node: %v", err)
+	}
+	waitNotLeading("after leadership was handed back to it")
 	if _, _, err := bad.node.LinearizableGet(testCtx(t), mailboxName(1)); !errors.Is(err, ErrReadsRefused) {
 		t.Fatalf("read on the diverged former leader: %v", err)
 	}
