@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,6 +84,7 @@ func (n *Node) start() error {
 	if err != nil {
 		return err
 	}
+	newDiskHealth(n.alarms).wrap(n.storage, filepath.Join(n.cfg.DataDir, snapshotsDir))
 	n.store = fsm.New(n.cfg.FSM)
 	n.fsm = newFSMAdapter(n.store, n.logger)
 	n.trans, err = newTransport(n.cfg.RaftAddr, n.cfg.RaftAdvertise, n.cfg.RaftTLS, n.logger)
