@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 
 	"github.com/rookery/rookery/fsm"
 )
@@ -66,14 +68,7 @@ func fillDisk(t *testing.T, dir string) string {
 	return path
 }
 
-func alarmOf(n *Node, kind string) (Alarm, bool) {
-	for _, a := range n.Alarms() {
-		if a.Kind == kind {
-			return a, true
-		}
-	}
-	return Alarm{}, false
-}
+func alarmOf(n *Node, kind string) (Alarm, bool) { return findAlarm(n.alarms, kind) }
 
 func TestFollowerOutOfDiskIsDegradedAndRecoversByItself(t *testing.T) {
 	disk := smallDisk(t, "8m")
@@ -193,4 +188,57 @@ func TestSnapshotWritesOnAFullDiskRaiseAndClearTheAlarm(t *testing.T) {
 	if as := alarms.list(); len(as) != 0 {
 		t.Fatalf("alarms after a good snapshot: %+v", as)
 	}
+}
+
+func TestStuckWALAsksForARestart(t *testing.T) {
+	disk := smallDisk(t, "6m")
+	meta := &metadb.BoltMetaDB{}
+	w, err := wal.Open(disk, wal.WithMetaStore(meta), wal.WithSegmentSize(1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Close(); _ = meta.Close() })
+	alarms := newAlarmSet(testLogger(t))
+	st := &storage{logs: w, stable: w, snaps: raft.NewInmemSnapshotStore()}
+	newDiskHealth(alarms).wrap(st, disk)
+	filler := fillDisk(t, disk)
+
+	// Appends fill the preallocated segment; the one that no longer fits
+	// fails with ENOSPC, and from then on the WAL answers "segment is
+	// sealed" however often raft retries.
+	data := make([]byte, 32<<10)
+	i := uint64(1)
+	err = nil
+	for try := 0; try < 200 && !errors.Is(err, wal.ErrSealed); try++ {
+		if err = st.logs.StoreLogs([]*raft.Log{{Index: i, Term: 1, Data: data}}); err == nil {
+			i++
+		}
+	}
+	if !errors.Is(err, wal.ErrSealed) {
+		t.Fatalf("appends on a full disk ended with %v, want %v", err, wal.ErrSealed)
+	}
+	a, ok := findAlarm(alarms, AlarmDiskLog)
+	if !ok || !a.NeedsRestart || !strings.Contains(a.Message, "restart this node") {
+		t.Fatalf("alarm %+v", a)
+	}
+	// Space comes back, but the WAL does not recover until reopened: the
+	// alarm stays.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.logs.StoreLogs([]*raft.Log{{Index: i, Term: 1, Data: data}}); !errors.Is(err, wal.ErrSealed) {
+		t.Fatalf("append after freeing space: %v", err)
+	}
+	if a, ok := findAlarm(alarms, AlarmDiskLog); !ok || !a.NeedsRestart {
+		t.Fatalf("alarm after freeing space: %+v", a)
+	}
+}
+
+func findAlarm(s *alarmSet, kind string) (Alarm, bool) {
+	for _, a := range s.list() {
+		if a.Kind == kind {
+			return a, true
+		}
+	}
+	return Alarm{}, false
 }
