@@ -50,7 +50,7 @@ func (c *clusterServer) Status(ctx context.Context, _ *rookeryv1.StatusRequest) 
 	for _, s := range stats.Servers {
 		resp.Servers = append(resp.Servers, &rookeryv1.ServerCount{Server: s.Server, Active: s.Active, Reserved: s.Reserved})
 	}
-	resp.Condition, resp.Alarms = st.Condition, cluster.AlarmsToProto(st.Alarms)
+	resp.Condition, resp.Alarms, resp.DataDir = st.Condition, cluster.AlarmsToProto(st.Alarms), st.DataDir
 	if st.LastConsistencyCheck != nil {
 		resp.LastConsistencyCheck = cluster.ConsistencyReportToProto(*st.LastConsistencyCheck)
 	}

@@ -45,6 +45,8 @@ type Status struct {
 	Condition            string
 	Alarms               []Alarm
 	LastConsistencyCheck *ConsistencyReport
+	// DataDir is Config.DataDir, for an operator re-seeding the node.
+	DataDir string
 }
 
 // statusTimeout bounds the configuration read inside Status.
@@ -64,6 +66,7 @@ func (n *Node) Status() Status {
 		Revision:     n.store.Revision(),
 		LogStore:     n.cfg.LogStore,
 		Alarms:       n.alarms.list(),
+		DataDir:      n.cfg.DataDir,
 	}
 	st.Condition = conditionOf(st.Alarms)
 	if rep, ok := n.LastConsistencyCheck(); ok {

@@ -345,6 +345,7 @@ type StatusResponse struct {
 	Condition            string             `protobuf:"bytes,30,opt,name=condition,proto3" json:"condition,omitempty"`
 	Alarms               []*Alarm           `protobuf:"bytes,31,rep,name=alarms,proto3" json:"alarms,omitempty"`
 	LastConsistencyCheck *ConsistencyReport `protobuf:"bytes,32,opt,name=last_consistency_check,json=lastConsistencyCheck,proto3" json:"last_consistency_check,omitempty"` // unset until a check ran
+	DataDir              string             `protobuf:"bytes,33,opt,name=data_dir,json=dataDir,proto3" json:"data_dir,omitempty"`                                          // this node's data directory (for re-seeding)
 	unknownFields        protoimpl.UnknownFields
 	sizeCache            protoimpl.SizeCache
 }
@@ -503,6 +504,13 @@ func (x *StatusResponse) GetLastConsistencyCheck() *ConsistencyReport {
 		return x.LastConsistencyCheck
 	}
 	return nil
+}
+
+func (x *StatusResponse) GetDataDir() string {
+	if x != nil {
+		return x.DataDir
+	}
+	return ""
 }
 
 // Alarm is one condition that makes a node unhealthy (grpc.health answers
@@ -1253,7 +1261,7 @@ const file_rookery_v1_cluster_proto_rawDesc = "" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x12\x12\n" +
 	"\x04size\x18\x04 \x01(\x03R\x04size\"\x0f\n" +
-	"\rStatusRequest\"\xf3\x05\n" +
+	"\rStatusRequest\"\x8e\x06\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
@@ -1273,7 +1281,8 @@ const file_rookery_v1_cluster_proto_rawDesc = "" +
 	"\x16last_contact_unix_nano\x18\x0f \x01(\x03R\x13lastContactUnixNano\x12\x1c\n" +
 	"\tcondition\x18\x1e \x01(\tR\tcondition\x12)\n" +
 	"\x06alarms\x18\x1f \x03(\v2\x11.rookery.v1.AlarmR\x06alarms\x12S\n" +
-	"\x16last_consistency_check\x18  \x01(\v2\x1d.rookery.v1.ConsistencyReportR\x14lastConsistencyCheck\"\xa5\x01\n" +
+	"\x16last_consistency_check\x18  \x01(\v2\x1d.rookery.v1.ConsistencyReportR\x14lastConsistencyCheck\x12\x19\n" +
+	"\bdata_dir\x18! \x01(\tR\adataDir\"\xa5\x01\n" +
 	"\x05Alarm\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12&\n" +
