@@ -26,6 +26,9 @@ func (d *directoryServer) readView(ctx context.Context, c rookeryv1.Consistency)
 			return nil, nodeStatus("linearizable read", err)
 		}
 	case rookeryv1.Consistency_CONSISTENCY_STALE:
+		if err := d.s.node.CheckReads(); err != nil {
+			return nil, nodeStatus("stale read", err)
+		}
 	default:
 		return nil, invalid("consistency", "unknown value %d", int32(c))
 	}

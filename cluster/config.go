@@ -106,6 +106,12 @@ type Config struct {
 	// (credentials first of all). Empty means insecure, fit for loopback only.
 	PeerDialOptions []grpc.DialOption
 
+	// ConsistencyCheckInterval is how often this node compares its
+	// directory hash with the other members' (and recomputes its own from
+	// its entries); see Node.CheckConsistency. Negative disables the
+	// periodic check (the on-demand one stays).
+	ConsistencyCheckInterval time.Duration
+
 	FSM    fsm.Config
 	Logger *slog.Logger
 }
@@ -130,6 +136,8 @@ func DefaultConfig() Config {
 		BatchApplyCh:       false,
 		MaxBatchCommands:   1024,
 		FSM:                fsm.DefaultConfig(),
+
+		ConsistencyCheckInterval: 5 * time.Minute,
 	}
 }
 
@@ -148,6 +156,7 @@ func (c Config) withDefaults() Config {
 	setDur(&c.CommitTimeout, d.CommitTimeout)
 	setDur(&c.WriteTimeout, d.WriteTimeout)
 	setDur(&c.SnapshotInterval, d.SnapshotInterval)
+	setDur(&c.ConsistencyCheckInterval, d.ConsistencyCheckInterval)
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = d.SnapshotThreshold
 	}

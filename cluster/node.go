@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,10 @@ type Node struct {
 	health        *heartbeatTracker
 	observer      *raft.Observer
 	obsCh         chan raft.Observation
+	// alarms are the node's health conditions (alarms.go); consistency
+	// its consistency checker (consistency.go).
+	alarms      *alarmSet
+	consistency consistency
 
 	ctx       context.Context // cancelled by Close
 	cancel    context.CancelFunc
@@ -67,6 +72,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.NodeID)}
+	n.alarms = newAlarmSet(n.logger)
 	if err := n.start(); err != nil {
 		n.release()
 		return nil, err
@@ -86,6 +92,7 @@ func (n *Node) start() error {
 	if err != nil {
 		return err
 	}
+	newDiskHealth(n.alarms).wrap(n.storage, filepath.Join(n.cfg.DataDir, snapshotsDir))
 	n.store = fsm.New(n.cfg.FSM)
 	n.fsm = newFSMAdapter(n.store, n.logger)
 	n.trans, n.raftStream, err = newTransport(n.cfg.RaftAddr, n.cfg.RaftAdvertise, n.cfg.RaftTLS, n.cfg.RaftSecret, n.logger)
@@ -127,6 +134,7 @@ func (n *Node) start() error {
 	n.goFunc(n.watchLeadership)
 	n.goFunc(n.watchHeartbeats)
 	n.goFunc(n.watchHalt)
+	n.goFunc(n.runConsistencyChecks)
 	return nil
 }
 

@@ -48,7 +48,7 @@ const lockFileName = "LOCK"
 type storage struct {
 	logs   raft.LogStore // the chosen store behind a LogCache
 	stable raft.StableStore
-	snaps  *raft.FileSnapshotStore
+	snaps  raft.SnapshotStore
 	close  func() error
 }
 

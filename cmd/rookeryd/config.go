@@ -60,6 +60,9 @@ type RaftConfig struct {
 	TrailingLogs       uint64          `toml:"trailing_logs" help:"log entries kept after a snapshot"`
 	HistorySize        int             `toml:"history_size" help:"change events kept for Watch/UPDATE resumption"`
 	LogStore           string          `toml:"log_store" help:"raft log store: bolt (raft.db) or wal (wal/, one fsync per append); fixed when the data dir is created"`
+	// ConsistencyCheckInterval: how often the node compares its directory
+	// hash with the other members' (0 disables the periodic check).
+	ConsistencyCheckInterval config.Duration `toml:"consistency_check_interval" help:"how often to compare the directory hash with the other members (0: only on rookeryctl check consistency)"`
 
 	TLSCert string `toml:"tls_cert" help:"PEM certificate for raft and peer traffic (enables TLS between nodes)"`
 	TLSKey  string `toml:"tls_key" help:"PEM key for tls_cert"`
@@ -142,6 +145,7 @@ func defaultConfig() Config {
 	c.Raft.TrailingLogs = 50_000
 	c.Raft.HistorySize = 100_000
 	c.Raft.LogStore = cluster.LogStoreBolt
+	c.Raft.ConsistencyCheckInterval = config.Duration(5 * time.Minute)
 	c.GRPC.Listen = "127.0.0.1:7101"
 	c.Mupdate.Listen = "127.0.0.1:3905"
 	c.Mupdate.MaxConnections = 1024

@@ -234,6 +234,10 @@ func clusterConfig(cfg Config, grpcAddr, peerSecret string, logger *slog.Logger)
 	c.LeaderLeaseTimeout = cfg.Raft.LeaderLeaseTimeout.Std()
 	c.WriteTimeout = cfg.Raft.WriteTimeout.Std()
 	c.SnapshotInterval = cfg.Raft.SnapshotInterval.Std()
+	c.ConsistencyCheckInterval = cfg.Raft.ConsistencyCheckInterval.Std()
+	if c.ConsistencyCheckInterval == 0 {
+		c.ConsistencyCheckInterval = -1 // disabled
+	}
 	c.SnapshotThreshold = cfg.Raft.SnapshotThreshold
 	c.TrailingLogs = cfg.Raft.TrailingLogs
 	c.LogStore = cfg.Raft.LogStore
