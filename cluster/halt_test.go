@@ -56,6 +56,9 @@ func TestUndecodableEntryStopsEveryNodeNamingIndexAndTerm(t *testing.T) {
 		if st := tn.node.Status().State; st != raft.Shutdown.String() {
 			t.Fatalf("%s: raft state %s after halting, want Shutdown", tn.cfg.NodeID, st)
 		}
+		if err := tn.node.CheckReads(); !errors.Is(err, ErrReadsRefused) || !strings.HasPrefix(tn.node.Condition(), "Failed: ") {
+			t.Fatalf("%s: CheckReads %v, condition %q; want reads refused and a Failed condition", tn.cfg.NodeID, err, tn.node.Condition())
+		}
 	}
 }
 

@@ -166,6 +166,7 @@ func (n *Node) watchHalt() {
 	}
 	n.failure = fmt.Errorf("cluster: node %s stopped: %w%s", n.cfg.NodeID, n.fsm.haltedErr(), haltWayOut(n.cfg.DataDir))
 	n.logger.Error("node stopped: state machine halted; shutting raft down", "data_dir", n.cfg.DataDir, "error", n.failure)
+	n.alarms.raise(Alarm{Kind: AlarmHalted, Message: n.failure.Error(), BlocksReads: true, NeedsRestart: true})
 	if err := n.raft.Shutdown().Error(); err != nil {
 		n.logger.Warn("raft shutdown after halt", "error", err)
 	}
