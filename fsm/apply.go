@@ -34,6 +34,9 @@ func (st *state) setPeer(id, addr string) {
 // absent) it returns the new interned fields, or a failure code. For a
 // DELETE the returned metaKey is unused.
 func decide(c *Command, old *record) (metaKey, Code) {
+	if code := checkRevision(c, old); code != CodeOK {
+		return metaKey{}, code
+	}
 	reserved := metaKey{state: StateReserved, loc: c.Location, by: c.Identity}
 	switch c.Op {
 	case OpReserve:
@@ -62,6 +65,20 @@ func decide(c *Command, old *record) (metaKey, Code) {
 		return metaKey{}, CodeOK
 	}
 	return metaKey{}, CodeInvalid
+}
+
+// checkRevision is the compare-and-set step: a command with IfRevision
+// applies only to the entry exactly as it was at that revision. An absent
+// entry never matches, so a conditional DELETE of a name that was removed
+// and created again is refused rather than removing the newcomer.
+func checkRevision(c *Command, old *record) Code {
+	if c.IfRevision == 0 {
+		return CodeOK
+	}
+	if old == nil || old.modRevision != c.IfRevision {
+		return CodeConflict
+	}
+	return CodeOK
 }
 
 // commit applies a decided change to the entry keyed key (old is its

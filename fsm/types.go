@@ -110,6 +110,9 @@ const (
 	CodeNotFound  Code = 2 // DEACTIVATE or DELETE of a missing name
 	CodeNotActive Code = 3 // DEACTIVATE of an entry that is not ACTIVE
 	CodeInvalid   Code = 4 // malformed command (see Validate)
+	// CodeConflict: the command carried IfRevision and the entry's
+	// ModRevision differs (or the entry is gone). Nothing changed.
+	CodeConflict Code = 5
 )
 
 // Text is the reply text real Cyrus sends for this outcome.
@@ -125,6 +128,8 @@ func (c Code) Text() string {
 		return "mailbox not currently active"
 	case CodeInvalid:
 		return "invalid command"
+	case CodeConflict:
+		return "mailbox changed since the given revision"
 	}
 	return fmt.Sprintf("code %d", uint8(c))
 }
