@@ -120,19 +120,8 @@ func (f listFilter) hash() uint64 {
 func (f listFilter) scan(v *fsm.View, after string, fn func(fsm.Entry) bool) {
 	switch f.kind {
 	case 2:
-		if after == "" {
-			v.ScanLocation(f.prefix, fn)
-			return
-		}
-		// There is no location index: continue the full scan where the
-		// previous page stopped, so paging a listing costs one pass in
-		// total instead of one pass per page.
-		v.ScanNameFrom("", after, func(e fsm.Entry) bool {
-			if !hasPrefix(e.Location, f.prefix) {
-				return true
-			}
-			return fn(e)
-		})
+		// The server index makes every page cost O(page), not a scan.
+		v.ScanLocationFrom(f.prefix, after, fn)
 	default:
 		if after == "" {
 			v.ScanName(f.prefix, fn)

@@ -89,6 +89,7 @@ func (st *state) commit(c *Command, key string, old *record, next metaKey) uint6
 	var ev histEvent
 	if c.Op == OpDelete {
 		st.tree.Delete(old)
+		st.ix.remove(old)
 		ev = histEvent{key: old.key, meta: old.meta, reservedAt: old.reservedAt,
 			createRevision: old.createRevision, modRevision: old.modRevision}
 		ev.typ = EventDelete
@@ -105,6 +106,7 @@ func (st *state) commit(c *Command, key string, old *record, next metaKey) uint6
 			r.reservedAt = c.Time
 		}
 		st.tree.ReplaceOrInsert(r)
+		st.ix.put(old, r)
 		st.stats.add(r.meta)
 		ev = histEvent{key: r.key, meta: r.meta, reservedAt: r.reservedAt,
 			createRevision: r.createRevision, modRevision: r.modRevision}
