@@ -75,11 +75,8 @@ func (d *directoryServer) write(ctx context.Context, cmd fsm.Command) (*rookeryv
 	if err := validateCommand(cmd); err != nil {
 		return nil, err
 	}
-	if id, ok := IdentityFromContext(ctx); ok {
-		if err := d.mayWrite(id, cmd); err != nil {
-			return nil, err
-		}
-		cmd.Identity = id.Name
+	if err := d.authorizeWrite(ctx, &cmd); err != nil {
+		return nil, err
 	}
 	cmd.Time = time.Now().UnixNano()
 	res, err := d.s.node.Apply(ctx, []fsm.Command{cmd})
@@ -93,6 +90,20 @@ func (d *directoryServer) write(ctx context.Context, cmd fsm.Command) (*rookeryv
 		return nil, err
 	}
 	return &rookeryv1.WriteResponse{Revision: res[0].Revision}, nil
+}
+
+// authorizeWrite checks the caller may issue cmd and stamps its identity.
+// Every write path (single RPCs and Batch) goes through it.
+func (d *directoryServer) authorizeWrite(ctx context.Context, cmd *fsm.Command) error {
+	id, ok := IdentityFromContext(ctx)
+	if !ok {
+		return nil
+	}
+	if err := d.mayWrite(id, *cmd); err != nil {
+		return err
+	}
+	cmd.Identity = id.Name
+	return nil
 }
 
 // mayWrite enforces a backend identity's server binding, as the MUPDATE

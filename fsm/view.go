@@ -114,6 +114,14 @@ func (v *View) ScanLocationFrom(prefix, after string, fn func(Entry) bool) {
 
 // ScanReserved calls fn for every RESERVED entry, in Compare order, until
 // fn returns false. It costs O(reservations), not O(entries).
-func (v *View) ScanReserved(fn func(Entry) bool) {
-	v.ix.reserved.Ascend(func(r *record) bool { return fn(r.entry("")) })
+func (v *View) ScanReserved(fn func(Entry) bool) { v.ScanReservedFrom("", fn) }
+
+// ScanReservedFrom is ScanReserved limited to names sorting strictly after
+// `after` ("" means from the start), for pagination.
+func (v *View) ScanReservedFrom(after string, fn func(Entry) bool) {
+	start := ""
+	if after != "" {
+		start = DBNameKey(after) + "\x00"
+	}
+	v.ix.reserved.AscendGreaterOrEqual(probe(start), func(r *record) bool { return fn(r.entry("")) })
 }
