@@ -25,11 +25,11 @@ func (d *directoryServer) List(ctx context.Context, req *rookeryv1.ListRequest) 
 	if err != nil {
 		return nil, err
 	}
-	return d.listPage(ctx, f, req.GetPageSize(), req.GetPageToken(), req.GetConsistency())
+	return d.listPage(ctx, f, req.GetPageSize(), req.GetPageToken(), req.GetStartAfter(), req.GetConsistency())
 }
 
 // listPage serves one page of a filtered listing (List, ListReservations).
-func (d *directoryServer) listPage(ctx context.Context, f listFilter, pageSize uint32, token string, c rookeryv1.Consistency) (*rookeryv1.ListResponse, error) {
+func (d *directoryServer) listPage(ctx context.Context, f listFilter, pageSize uint32, token, startAfter string, c rookeryv1.Consistency) (*rookeryv1.ListResponse, error) {
 	size := int(pageSize)
 	if size == 0 {
 		size = d.s.cfg.DefaultPageSize
@@ -58,6 +58,7 @@ func (d *directoryServer) listPage(ctx context.Context, f listFilter, pageSize u
 		if v, err = d.readView(ctx, c); err != nil {
 			return nil, err
 		}
+		after = startAfter
 	}
 	page := make([]*rookeryv1.Mailbox, 0, min(size, 1024))
 	more := false

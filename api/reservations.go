@@ -17,7 +17,7 @@ func (d *directoryServer) ListReservations(ctx context.Context, req *rookeryv1.L
 		return nil, invalid("reserved_before_unix_nano", "must not be negative")
 	}
 	f := listFilter{kind: 3, before: req.GetReservedBeforeUnixNano()}
-	return d.listPage(ctx, f, req.GetPageSize(), req.GetPageToken(), req.GetConsistency())
+	return d.listPage(ctx, f, req.GetPageSize(), req.GetPageToken(), "", req.GetConsistency())
 }
 
 // Release removes a stuck reservation, and only that reservation: the

@@ -448,8 +448,11 @@ type ListRequest struct {
 	PageSize       uint32      `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`                  // default 1000, max 10000
 	PageToken      string      `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`                // from a previous ListResponse; pins the revision
 	Consistency    Consistency `protobuf:"varint,5,opt,name=consistency,proto3,enum=rookery.v1.Consistency" json:"consistency,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Start after this name (Cyrus order) on a first page; ignored with
+	// page_token. Lets a tool resume a listing it cut off (at a new revision).
+	StartAfter    string `protobuf:"bytes,6,opt,name=start_after,json=startAfter,proto3" json:"start_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListRequest) Reset() {
@@ -515,6 +518,13 @@ func (x *ListRequest) GetConsistency() Consistency {
 		return x.Consistency
 	}
 	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+func (x *ListRequest) GetStartAfter() string {
+	if x != nil {
+		return x.StartAfter
+	}
+	return ""
 }
 
 type ListResponse struct {
@@ -1562,7 +1572,7 @@ const file_rookery_v1_directory_proto_rawDesc = "" +
 	"\vconsistency\x18\x02 \x01(\x0e2\x17.rookery.v1.ConsistencyR\vconsistency\"X\n" +
 	"\vGetResponse\x12-\n" +
 	"\amailbox\x18\x01 \x01(\v2\x13.rookery.v1.MailboxR\amailbox\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x04R\brevision\"\xce\x01\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"\xef\x01\n" +
 	"\vListRequest\x12\x1f\n" +
 	"\vname_prefix\x18\x01 \x01(\tR\n" +
 	"namePrefix\x12'\n" +
@@ -1570,7 +1580,9 @@ const file_rookery_v1_directory_proto_rawDesc = "" +
 	"\tpage_size\x18\x03 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\x129\n" +
-	"\vconsistency\x18\x05 \x01(\x0e2\x17.rookery.v1.ConsistencyR\vconsistency\"\x85\x01\n" +
+	"\vconsistency\x18\x05 \x01(\x0e2\x17.rookery.v1.ConsistencyR\vconsistency\x12\x1f\n" +
+	"\vstart_after\x18\x06 \x01(\tR\n" +
+	"startAfter\"\x85\x01\n" +
 	"\fListResponse\x121\n" +
 	"\tmailboxes\x18\x01 \x03(\v2\x13.rookery.v1.MailboxR\tmailboxes\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1a\n" +
