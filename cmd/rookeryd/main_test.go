@@ -43,6 +43,7 @@ func TestRunRefusesBadConfigurationNamingTheSetting(t *testing.T) {
 		{"bad log level", append(base, "-log.level", "loud", "-raft.bootstrap"), "log.level"},
 		{"bad backend servers", append(base, "-mupdate.backend_servers", "be1"), "mupdate.backend_servers"},
 		{"unknown log store", append(base, "-raft.log_store", "leveldb"), `raft.log_store "leveldb"`},
+		{"negative reservation ttl", append(base, "-directory.reservation_ttl", "-1m"), "directory.reservation_ttl"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
