@@ -53,13 +53,14 @@ func commands() []command {
 		{"activate", "NAME LOCATION ACL", "create or replace an active entry (MUPDATE ACTIVATE)", cmdActivate},
 		{"deactivate", "NAME LOCATION", "return an active entry to reserved (MUPDATE DEACTIVATE)", cmdDeactivate},
 		{"delete", "NAME", "remove an entry (MUPDATE DELETE)", cmdDelete},
+		{"import", "--from-mupdate HOST:PORT --user NAME [--follow] | --from-dump FILE | --from-snapshot FILE [--merge M]", "load a directory through the bulk API (migration from a Cyrus master)", cmdImport},
 		{"snapshot", "save FILE | status FILE | restore FILE --data-dir DIR --peers LIST", "save, inspect or restore a directory snapshot", cmdSnapshot},
 	}
 }
 
 // run is main without the process: it returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	e := &env{stdout: stdout, stderr: stderr}
+	e := &env{stdout: stdout, stderr: stderr, getenv: getenv}
 	gfs := newFlagSet("rookeryctl", stderr)
 	e.global.register(gfs, getenv)
 	gfs.Usage = func() { usage(stderr) }
