@@ -56,6 +56,13 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 	if *batch < 1 || *batch > client.MaxBatch || *concurrency < 1 {
 		return usagef("--batch must be 1..%d and --concurrency at least 1", client.MaxBatch)
 	}
+	for _, f := range []string{*fromDump, *fromSnapshot} {
+		if f != "" && f != "-" {
+			if _, err := os.Stat(f); err != nil {
+				return err
+			}
+		}
+	}
 	var password string
 	if *fromMupdate != "" {
 		if password, err = importPassword(*passwordFile, e.getenv); err != nil {
