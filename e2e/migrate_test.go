@@ -167,9 +167,12 @@ func TestMoveALiveMurderOntoRookery(t *testing.T) {
 		if !strings.Contains(dir["user.alice"].ACL, "anyone\tlr\t") {
 			t.Errorf("user.alice lacks the SETACL: %q", dir["user.alice"].ACL)
 		}
-		if !strings.Contains(stderr.String(), "lag ") {
-			t.Errorf("no lag in the progress output: %s", stderr.String())
-		}
+		waitFor(ctx, t, "progress with the lag", func() error {
+			if !strings.Contains(stderr.String(), "mirrored changes:") || !strings.Contains(stderr.String(), " lag ") {
+				return fmt.Errorf("no lag in the progress output: %s", stderr.String())
+			}
+			return nil
+		})
 	})
 
 	t.Run("cut over one by one while both agree", func(t *testing.T) {
