@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/rookery/rookery/fsm"
-	"github.com/rookery/rookery/internal/murder"
 	"github.com/rookery/rookery/internal/mupdateclient"
+	"github.com/rookery/rookery/internal/murder"
 	"github.com/rookery/rookery/internal/testcluster"
 )
 
