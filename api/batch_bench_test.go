@@ -23,7 +23,7 @@ func cpuTime() time.Duration {
 // BenchmarkBatchLoad loads ROOKERY_BENCH_MAILBOXES (default 200k)
 // realistic mailboxes through Directory.Batch into an in-process
 // three-node cluster (real raft, bolt logs on disk, gRPC on loopback),
-// 4096 per call, 8 calls in flight, as `rookeryctl import` does. Besides
+// 4096 per call, 4 calls in flight, as `rookeryctl import` does. Besides
 // the wall time it reports the CPU time of the whole process (three nodes
 // and the client) per mailbox, which does not depend on what else the
 // machine runs: on an idle two-core machine the wall time is bounded below

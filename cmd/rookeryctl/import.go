@@ -30,7 +30,7 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 	fromSnapshot := fs.String("from-snapshot", "", "a Rookery snapshot file (rookeryctl snapshot save) to load into a running cluster")
 	mergeFlag := fs.String("merge", "", "into a non-empty directory: skip-existing (keep Rookery's entry) or overwrite")
 	batch := fs.Int("batch", 4096, "commands per Batch call")
-	concurrency := fs.Int("concurrency", 8, "Batch calls in flight")
+	concurrency := fs.Int("concurrency", 4, "Batch calls in flight")
 	if _, err := e.parseCommand(fs, args, 0, 0, ""); err != nil {
 		return err
 	}

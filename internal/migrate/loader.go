@@ -65,7 +65,7 @@ type Failure struct {
 // LoaderConfig tunes a Loader.
 type LoaderConfig struct {
 	// BatchSize is the commands per Batch call (default 4096, at most
-	// client.MaxBatch); Concurrency the calls in flight (default 8).
+	// client.MaxBatch); Concurrency the calls in flight (default 4).
 	BatchSize   int
 	Concurrency int
 	Merge       Merge
@@ -111,7 +111,7 @@ func NewLoader(ctx context.Context, w Writer, cfg LoaderConfig) *Loader {
 		cfg.BatchSize = 4096
 	}
 	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 8
+		cfg.Concurrency = 4
 	}
 	l := &Loader{w: w, cfg: cfg, ctx: ctx, work: make(chan []fsm.Command, cfg.Concurrency)}
 	for i := 0; i < cfg.Concurrency; i++ {
@@ -252,7 +252,7 @@ func (l *Loader) count(cmds []fsm.Command, res []*rookeryv1.BatchResult) {
 }
 
 // retryLimit bounds how long Apply keeps retrying an unavailable cluster.
-const retryLimit = 2 * time.Minute
+const retryLimit = 10 * time.Minute
 
 // Apply writes cmds in order through Batch calls of at most
 // rookeryv1-sized pieces, retrying while the cluster is unavailable (a
