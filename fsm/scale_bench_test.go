@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -77,6 +78,20 @@ func BenchmarkScale(b *testing.B) {
 		one := 0
 		v.ScanLocation("imap-backend-03!", func(Entry) bool { one++; return true })
 		p.report(b, "scan-one-server", 1e3, "ms")
+		// The same listing as a filtered full scan: what LIST "server!"
+		// cost before the server index.
+		p = startPhase()
+		filtered := 0
+		v.ScanName("", func(e Entry) bool {
+			if strings.HasPrefix(e.Location, "imap-backend-03!") {
+				filtered++
+			}
+			return true
+		})
+		p.report(b, "scan-one-server-unindexed", 1e3, "ms")
+		if filtered != one {
+			b.Fatalf("index found %d, full scan %d", one, filtered)
+		}
 		if all != n || one < n/9 || one > n/7 {
 			b.Fatalf("scanned %d and %d of %d", all, one, n)
 		}
