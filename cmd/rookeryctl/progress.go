@@ -59,12 +59,6 @@ func startProgress(w io.Writer, label string, total int64, current func() (int64
 	return p
 }
 
-func (p *progress) setTotal(n int64) {
-	p.mu.Lock()
-	p.total = n
-	p.mu.Unlock()
-}
-
 // finish draws the final state and ends the line.
 func (p *progress) finish() {
 	close(p.stop)
