@@ -1,6 +1,9 @@
 package fsm
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // State is the state of a directory entry, as MUPDATE knows it.
 type State uint8
@@ -45,10 +48,8 @@ func (e Entry) Server() string { return ServerOf(e.Location) }
 
 // ServerOf returns the server part of a "server!partition" location.
 func ServerOf(location string) string {
-	for i := 0; i < len(location); i++ {
-		if location[i] == '!' {
-			return location[:i]
-		}
+	if i := strings.IndexByte(location, '!'); i >= 0 {
+		return location[:i]
 	}
 	return location
 }
