@@ -113,7 +113,7 @@ const (
 	CodeInvalid   Code = 4 // malformed command (see Validate)
 	// CodeConflict: the command carried IfRevision and the entry's
 	// ModRevision differs (or the entry is gone). Nothing changed.
-	CodeConflict Code = 6 // 5 is CodePermissionDenied (branch authz)
+	CodeConflict Code = 6
 )
 
 // Text is the reply text real Cyrus sends for this outcome.
