@@ -21,6 +21,16 @@ type Config struct {
 	Mupdate MupdateConfig `toml:"mupdate"`
 	Auth    AuthConfig    `toml:"auth"`
 	Debug   DebugConfig   `toml:"debug"`
+	// Directory holds directory maintenance policies.
+	Directory DirectoryConfig `toml:"directory"`
+}
+
+// DirectoryConfig holds directory maintenance policies.
+type DirectoryConfig struct {
+	// ReservationTTL releases (through raft, logged) reservations older
+	// than this. Off by default: Cyrus never expires a reservation, and a
+	// long XFER holds one legitimately.
+	ReservationTTL config.Duration `toml:"reservation_ttl" help:"release reservations older than this (0: never)"`
 }
 
 // DebugConfig configures the operator HTTP listener.
@@ -204,6 +214,9 @@ func (c *Config) validate() error {
 	}
 	if (c.GRPC.TLSCert == "") != (c.GRPC.TLSKey == "") {
 		errs = append(errs, errors.New("grpc.tls_cert and grpc.tls_key go together"))
+	}
+	if c.Directory.ReservationTTL < 0 {
+		errs = append(errs, errors.New("directory.reservation_ttl must not be negative"))
 	}
 	if (c.Mupdate.TLSCert == "") != (c.Mupdate.TLSKey == "") {
 		errs = append(errs, errors.New("mupdate.tls_cert and mupdate.tls_key go together"))

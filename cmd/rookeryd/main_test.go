@@ -45,6 +45,7 @@ func TestRunRefusesBadConfigurationNamingTheSetting(t *testing.T) {
 		{"unknown log store", append(base, "-raft.log_store", "leveldb"), `raft.log_store "leveldb"`},
 		{"raft with neither secret nor TLS", base, "raft connections would be unauthenticated: set raft.peer_secret_file"},
 		{"require_tls without a certificate", append(base, "-mupdate.require_tls"), "mupdate.require_tls needs mupdate.tls_cert"},
+		{"negative reservation ttl", append(base, "-directory.reservation_ttl", "-1m"), "directory.reservation_ttl"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

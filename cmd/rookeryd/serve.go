@@ -23,6 +23,7 @@ import (
 	"github.com/rookery/rookery/cluster"
 	"github.com/rookery/rookery/fsm"
 	"github.com/rookery/rookery/mupdatecompat"
+	"github.com/rookery/rookery/reservations"
 )
 
 // listeners are bound before anything touches the data directory, so a
@@ -119,6 +120,9 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		"grpc", lns.grpc.Addr().String(), "mupdate", cfg.Mupdate.Listen, "mupdate_tls", cfg.Mupdate.ListenTLS)
 
 	reloadUsersOnHUP(ctx, cfg.Auth.UsersFile, authn, logger)
+	if ttl := time.Duration(cfg.Directory.ReservationTTL); ttl > 0 {
+		go reservations.Run(ctx, node, reservations.Config{TTL: ttl, Logger: logger.With("component", "reservations")})
+	}
 	var failure error
 	select {
 	case <-ctx.Done():
