@@ -40,6 +40,7 @@ type Node struct {
 	health        *heartbeatTracker
 	observer      *raft.Observer
 	obsCh         chan raft.Observation
+	obs           observations // metrics.go
 
 	ctx       context.Context // cancelled by Close
 	cancel    context.CancelFunc
@@ -95,6 +96,7 @@ func (n *Node) start() error {
 	n.health = newHeartbeatTracker()
 
 	n.rt = &raftTransport{NetworkTransport: n.trans}
+	n.storage.logs = withStoreTiming(n.storage.logs, n.cfg.Hooks.StoreLogs)
 	r, err := raft.NewRaft(n.cfg.raftConfig(n.logger), n.fsm, n.storage.logs, n.storage.stable, n.storage.snaps, n.rt)
 	if err != nil {
 		return fmt.Errorf("cluster: start raft from %s: %w", n.cfg.DataDir, err)
@@ -109,6 +111,7 @@ func (n *Node) start() error {
 		return false
 	})
 	r.RegisterObserver(n.observer)
+	n.observeLeaderChanges()
 	n.goFunc(n.proposer.run)
 	n.goFunc(n.forwarder.run)
 	n.goFunc(n.watchLeadership)
