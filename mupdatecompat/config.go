@@ -111,6 +111,11 @@ type Config struct {
 	// DefaultProfile applies to identities without an entry in Profiles.
 	DefaultProfile Profile
 	Profiles       map[string]Profile
+
+	// ObserveCommand, when set, is called after every command with its
+	// name (upper case, "UNKNOWN" for names not in the protocol), its
+	// result ("ok", "no", "bad" or "bye") and how long it took. See metrics.go.
+	ObserveCommand func(command, result string, d time.Duration)
 }
 
 // DefaultConfig returns Cyrus-compatible defaults.

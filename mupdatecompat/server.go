@@ -81,6 +81,9 @@ type Server struct {
 	closing  atomic.Bool
 	shutdown chan struct{} // closed by Shutdown: streams say BYE
 	nconns   atomic.Int64
+	// streams and fullDumps feed metrics (metrics.go).
+	streams   atomic.Int64
+	fullDumps atomic.Uint64
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
