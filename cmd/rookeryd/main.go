@@ -47,9 +47,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "rookeryd: %v\n", err)
 		return 2
 	}
+	reg, err := newRegistry()
+	if err != nil {
+		fmt.Fprintf(stderr, "rookeryd: %v\n", err)
+		return 1
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := serve(ctx, cfg, logger); err != nil {
+	if err := serve(ctx, cfg, logger, reg); err != nil {
 		logger.Error("rookeryd stopped", "err", err)
 		fmt.Fprintf(stderr, "rookeryd: %v\n", err)
 		return 1

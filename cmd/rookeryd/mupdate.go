@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/rookery/rookery/auth"
 	"github.com/rookery/rookery/cluster"
@@ -47,8 +48,10 @@ func temporary(err error) error {
 	return err
 }
 
-func newMupdateServer(cfg Config, node *cluster.Node, authn *auth.Authenticator, logger *slog.Logger) (*mupdatecompat.Server, error) {
+func newMupdateServer(cfg Config, node *cluster.Node, authn *auth.Authenticator, logger *slog.Logger,
+	observe func(command, result string, d time.Duration)) (*mupdatecompat.Server, error) {
 	mc := mupdatecompat.DefaultConfig()
+	mc.ObserveCommand = observe
 	if cfg.Mupdate.Servername != "" {
 		mc.ServerName = cfg.Mupdate.Servername
 	}
