@@ -147,7 +147,15 @@ func (n *Node) bootstrap(peers []Peer) error {
 		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr)})
 	}
 	n.logger.Info("bootstrapping cluster", "voters", len(servers))
-	if err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
+	err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+	if errors.Is(err, raft.ErrCantBootstrap) && len(peers) > 1 {
+		// raft runs before bootstrap; a peer that bootstrapped with the
+		// same static list first and already replicated to this node gave
+		// it the state the bootstrap would have.
+		n.logger.Info("a peer bootstrapped the cluster first; continuing from what it sent")
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("cluster: bootstrap: %w", err)
 	}
 	return nil
