@@ -16,6 +16,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/rookery/rookery/internal/version"
 )
 
 const (
@@ -57,6 +59,10 @@ func commands() []command {
 
 // run is main without the process: it returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	if version.Requested(args) {
+		fmt.Fprintln(stdout, version.String("rookeryctl"))
+		return exitOK
+	}
 	e := &env{stdout: stdout, stderr: stderr}
 	gfs := newFlagSet("rookeryctl", stderr)
 	e.global.register(gfs, getenv)
@@ -95,6 +101,7 @@ func usage(w io.Writer) {
 	var g globalFlags
 	g.register(fs, func(string) string { return "" })
 	fs.PrintDefaults()
+	fmt.Fprintln(w, "\nrookeryctl --version prints the version.")
 	fmt.Fprintln(w, "\nexit codes: 0 ok, 1 operation failed, 2 usage error, 3 cluster unreachable or unavailable")
 }
 

@@ -55,7 +55,7 @@ func newMupdateServer(cfg Config, node *cluster.Node, authn *auth.Authenticator,
 	if cfg.Mupdate.Servername != "" {
 		mc.ServerName = cfg.Mupdate.Servername
 	}
-	mc.Version = version
+	mc.Version = bannerVersion
 	if cfg.Mupdate.MaxConnections > 0 {
 		mc.MaxConnections = cfg.Mupdate.MaxConnections
 	}
@@ -101,5 +101,5 @@ func serveMupdate(ms *mupdatecompat.Server, lns *listeners, logger *slog.Logger)
 	run("mupdate.listen_tls", lns.mupdateTLS, ms.ServeTLS)
 }
 
-// version is reported in the MUPDATE banner.
-const version = "rookery-0.1"
+// bannerVersion is reported in the MUPDATE banner.
+const bannerVersion = "rookery-0.1"
