@@ -48,7 +48,7 @@ func commands() []command {
 		{"member", "list|add|add-nonvoter|remove|transfer-leader ...", "cluster membership", cmdMember},
 		{"get", "NAME [--stale]", "one directory entry", cmdGet},
 		{"list", "[--prefix P | --location L] [--limit N] [--stale]", "directory entries in Cyrus order", cmdList},
-		{"watch", "[--from REV] [--prefix P | --location L] [--count N]", "follow the change feed", cmdWatch},
+		{"watch", "[--from REV|oldest|now] [--prefix P | --location L] [--count N]", "follow the change feed", cmdWatch},
 		{"reserve", "NAME LOCATION", "reserve a name (MUPDATE RESERVE)", cmdReserve},
 		{"activate", "NAME LOCATION ACL", "create or replace an active entry (MUPDATE ACTIVATE)", cmdActivate},
 		{"deactivate", "NAME LOCATION", "return an active entry to reserved (MUPDATE DEACTIVATE)", cmdDeactivate},
