@@ -93,6 +93,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus
 	}
 	obs := newNodeMetrics(reg)
 	ccfg.Hooks = obs.cluster.Hooks()
+	ccfg.Logger = quietOnShutdown(ctx, ccfg.Logger)
 	node, err := cluster.Open(ctx, ccfg)
 	if err != nil {
 		return fmt.Errorf("open node (data dir %s): %w", cfg.Node.DataDir, err)
