@@ -78,6 +78,11 @@ func TestRookerydAndGatewayExportPrometheusMetrics(t *testing.T) {
 	if err := mc.Activate(ctx, "user.alice", "be1!default", "alice\tlrswipkxtecda\t"); err != nil {
 		t.Fatal(err)
 	}
+	// A create that never finishes: its reservation ages.
+	if err := mc.Reserve(ctx, "user.stuck", "be2!default"); err != nil {
+		t.Fatal(err)
+	}
+	reservedAt := time.Now()
 	mc.Close()
 	// A failed login.
 	bad := mupdateclient.DefaultConfig()
@@ -108,6 +113,14 @@ func TestRookerydAndGatewayExportPrometheusMetrics(t *testing.T) {
 	}
 	if v := value(after, "rookery_directory_mailboxes", "state", "active", "server", "be1"); v != 1 {
 		t.Errorf("rookery_directory_mailboxes{state=active,server=be1} = %v, want 1", v)
+	}
+	if v := value(after, "rookery_directory_mailboxes", "state", "reserved", "server", "be2"); v != 1 {
+		t.Errorf("rookery_directory_mailboxes{state=reserved,server=be2} = %v, want 1", v)
+	}
+	time.Sleep(time.Second)
+	age := value(scrape(n0), "rookery_directory_reserved_oldest_age_seconds")
+	if limit := time.Since(reservedAt).Seconds() + 1; age < 1 || age > limit {
+		t.Errorf("rookery_directory_reserved_oldest_age_seconds = %v, want between 1 and %.1f", age, limit)
 	}
 
 	// A leader transfer: every node sees a new leader; the gRPC call is

@@ -54,15 +54,18 @@ type NodeCollector struct {
 	now  func() time.Time
 
 	mu       sync.Mutex
-	oldest   oldestReservation
-	scanRev  uint64
-	scanDone bool
+	reserved reservations
 }
 
-// oldestReservation caches the result of the last scan for reservations.
-type oldestReservation struct {
-	at    int64 // ReservedAt, unix nanoseconds; 0: none
-	found bool
+// reservations tracks the RESERVED entries (normally few: creates and
+// moves in progress) from the directory's change history, so finding the
+// oldest costs the changes since the last scrape, not a scan of millions
+// of entries. A full scan happens only when the tracking has no base yet
+// or the history it needs was compacted.
+type reservations struct {
+	valid bool
+	rev   uint64           // every change up to rev is accounted for
+	at    map[string]int64 // name -> ReservedAt (unix ns)
 }
 
 // NewNodeCollector returns a collector for node; register it once.
@@ -111,35 +114,66 @@ func (c *NodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descRevision, float64(st.Revision))
 	age := 0.0
-	if o := c.oldestReserved(stats.Reserved); o.found {
-		age = max(0, now.Sub(time.Unix(0, o.at)).Seconds())
+	if at, ok := c.oldestReserved(stats.Reserved); ok {
+		age = max(0, now.Sub(time.Unix(0, at)).Seconds())
 	}
 	gauge(descReservedAge, age)
 }
 
-// oldestReserved finds the oldest reservation. The store keeps no index by
-// state, so this scans the directory; the result is kept until the
-// revision moves, and with no reservation (the usual case: Stats counts
-// them for free) nothing is scanned.
-func (c *NodeCollector) oldestReserved(reserved uint64) oldestReservation {
-	if reserved == 0 {
-		return oldestReservation{}
-	}
-	view := c.node.Store().View()
+// oldestReserved returns when the oldest reservation was made.
+func (c *NodeCollector) oldestReserved(count uint64) (int64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.scanDone && c.scanRev == view.Revision() {
-		return c.oldest
+	r := &c.reserved
+	store := c.node.Store()
+	if count == 0 {
+		// Nothing reserved: a fresh, empty base, without a scan.
+		*r = reservations{valid: true, rev: store.Revision(), at: map[string]int64{}}
+		return 0, false
 	}
-	var o oldestReservation
+	if !r.valid || !r.catchUp(store) {
+		r.scan(store.View())
+	}
+	var oldest int64
+	found := false
+	for _, at := range r.at {
+		if !found || at < oldest {
+			oldest, found = at, true
+		}
+	}
+	return oldest, found
+}
+
+// catchUp applies the changes since r.rev; false when they were compacted.
+func (r *reservations) catchUp(store *fsm.Store) bool {
+	for {
+		evs, err := store.EventsSince(r.rev, 4096)
+		if err != nil {
+			return false
+		}
+		if len(evs) == 0 {
+			return true
+		}
+		for _, ev := range evs {
+			if ev.Type == fsm.EventPut && ev.Entry.State == fsm.StateReserved {
+				r.at[ev.Entry.Name] = ev.Entry.ReservedAt
+			} else {
+				delete(r.at, ev.Entry.Name)
+			}
+			r.rev = ev.Revision
+		}
+	}
+}
+
+// scan rebuilds the set from a full view of the directory.
+func (r *reservations) scan(view *fsm.View) {
+	*r = reservations{valid: true, rev: view.Revision(), at: map[string]int64{}}
 	view.ScanName("", func(e fsm.Entry) bool {
-		if e.State == fsm.StateReserved && (!o.found || e.ReservedAt < o.at) {
-			o = oldestReservation{at: e.ReservedAt, found: true}
+		if e.State == fsm.StateReserved {
+			r.at[e.Name] = e.ReservedAt
 		}
 		return true
 	})
-	c.oldest, c.scanRev, c.scanDone = o, view.Revision(), true
-	return o
 }
 
 func boolValue(b bool) float64 {
