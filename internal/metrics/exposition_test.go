@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/rookery/rookery/client"
 	"github.com/rookery/rookery/deploy"
 	"github.com/rookery/rookery/internal/freeport"
 	"github.com/rookery/rookery/internal/metrics/metricstest"
@@ -91,6 +95,17 @@ func TestRookerydAndGatewayExportPrometheusMetrics(t *testing.T) {
 		c.Close()
 		t.Fatal("login with a wrong password succeeded")
 	}
+	// And a gRPC call with a wrong password.
+	ccfg := client.DefaultConfig()
+	ccfg.Token = "admin:wrong"
+	badc, err := client.Dial([]string{rc.Nodes[leader].GRPCAddr}, ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := badc.Status(ctx); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("Status with a wrong password: %v, want UNAUTHENTICATED", err)
+	}
+	badc.Close()
 	after := scrape(n0)
 	b := before[rc.Nodes[leader].ID]
 	for _, c := range []struct {
@@ -101,6 +116,8 @@ func TestRookerydAndGatewayExportPrometheusMetrics(t *testing.T) {
 		{"rookery_mupdate_commands_total", []string{"command", "AUTHENTICATE", "result", "no"}},
 		{"rookery_mupdate_command_duration_seconds", []string{"command", "RESERVE"}},
 		{"rookery_auth_failures_total", []string{"protocol", "mupdate"}},
+		{"rookery_auth_failures_total", []string{"protocol", "grpc"}},
+		{"grpc_server_handled_total", []string{"grpc_method", "Status", "grpc_code", "Unauthenticated"}},
 		{"rookery_raft_commit_index", nil},
 		{"rookery_directory_revision", nil},
 		{"rookery_disk_log_fsync_duration_seconds", nil},
