@@ -119,3 +119,23 @@ func TestTimedLogStoreKeepsMonotonic(t *testing.T) {
 		t.Fatal("no hook: the store should be used as is")
 	}
 }
+
+// TestBootstrapAfterAPeerReplicatedIsNotAnError: raft runs before a
+// static-peers node bootstraps, so a peer that bootstrapped first can
+// already have replicated the configuration to it; the bootstrap then
+// finds state and must not fail the start (seen under load when the
+// third node of a cluster started last).
+func TestBootstrapAfterAPeerReplicatedIsNotAnError(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	var peers []Peer
+	for _, tn := range c.nodes {
+		peers = append(peers, Peer{ID: tn.cfg.NodeID, RaftAddr: tn.cfg.RaftAddr, APIAddr: tn.cfg.APIAddr})
+	}
+	f := c.followers()[0]
+	if err := f.node.bootstrap(peers); err != nil {
+		t.Fatalf("bootstrap of a node that already has the cluster's state: %v", err)
+	}
+	if err := f.node.bootstrap(peers[:1]); err == nil {
+		t.Fatal("a single-node bootstrap over existing state must still fail")
+	}
+}
