@@ -26,6 +26,9 @@ func (d *directoryServer) readView(ctx context.Context, c rookeryv1.Consistency)
 			return nil, nodeStatus("linearizable read", err)
 		}
 	case rookeryv1.Consistency_CONSISTENCY_STALE:
+		if err := d.s.node.CheckReads(); err != nil {
+			return nil, nodeStatus("stale read", err)
+		}
 	default:
 		return nil, invalid("consistency", "unknown value %d", int32(c))
 	}
@@ -76,10 +79,9 @@ func (d *directoryServer) write(ctx context.Context, cmd fsm.Command) (*rookeryv
 		return nil, err
 	}
 	if id, ok := IdentityFromContext(ctx); ok {
-		if err := d.mayWrite(id, cmd); err != nil {
-			return nil, err
-		}
-		cmd.Identity = id.Name
+		// The state machine checks the binding on the committed entry
+		// (fsm authorize); the role was checked by the interceptor.
+		cmd.Identity, cmd.Bound = id.Name, id.Server
 	}
 	cmd.Time = time.Now().UnixNano()
 	res, err := d.s.node.Apply(ctx, []fsm.Command{cmd})
@@ -93,27 +95,6 @@ func (d *directoryServer) write(ctx context.Context, cmd fsm.Command) (*rookeryv
 		return nil, err
 	}
 	return &rookeryv1.WriteResponse{Revision: res[0].Revision}, nil
-}
-
-// mayWrite enforces a backend identity's server binding, as the MUPDATE
-// listener does: it may only write entries located on its own server. For
-// DELETE, which names no location, the entry's current location counts.
-func (d *directoryServer) mayWrite(id Identity, cmd fsm.Command) error {
-	if id.Server == "" {
-		return nil
-	}
-	loc := cmd.Location
-	if cmd.Op == fsm.OpDelete {
-		e, ok := d.s.node.Store().Get(cmd.Name)
-		if !ok {
-			return nil // the apply answers NOT_FOUND
-		}
-		loc = e.Location
-	}
-	if srv := fsm.ServerOf(loc); srv != id.Server {
-		return status.Errorf(codes.PermissionDenied, "identity %q may only write mailboxes on server %q, not %q", id.Name, id.Server, srv)
-	}
-	return nil
 }
 
 // validateCommand names the offending field; fsm.Validate has the final

@@ -30,6 +30,9 @@ func (d *directoryServer) Watch(req *rookeryv1.WatchRequest, stream grpc.ServerS
 	if ms := req.GetProgressIntervalMs(); ms > 0 {
 		interval = max(time.Duration(ms)*time.Millisecond, d.s.cfg.MinWatchProgressInterval)
 	}
+	if err := d.s.node.CheckReads(); err != nil {
+		return nodeStatus("watch", err)
+	}
 	store := d.s.node.Store()
 	pos := req.GetFromRevision()
 	switch {

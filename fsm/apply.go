@@ -14,6 +14,9 @@ func (st *state) apply(c *Command) Result {
 	}
 	key := DBNameKey(c.Name)
 	old, _ := st.tree.Get(probe(key))
+	if code := authorize(c, old); code != CodeOK {
+		return Result{Code: code}
+	}
 	next, code := decide(c, old)
 	if code != CodeOK {
 		return Result{Code: code}
@@ -70,6 +73,7 @@ func decide(c *Command, old *record) (metaKey, Code) {
 func (st *state) commit(c *Command, key string, old *record, next metaKey) uint64 {
 	rev := st.revision + 1
 	var ev histEvent
+	var added *record
 	if c.Op == OpDelete {
 		st.tree.Delete(old)
 		ev = histEvent{key: old.key, meta: old.meta, reservedAt: old.reservedAt,
@@ -88,6 +92,7 @@ func (st *state) commit(c *Command, key string, old *record, next metaKey) uint6
 			r.reservedAt = c.Time
 		}
 		st.tree.ReplaceOrInsert(r)
+		added = r
 		st.stats.add(r.meta)
 		ev = histEvent{key: r.key, meta: r.meta, reservedAt: r.reservedAt,
 			createRevision: r.createRevision, modRevision: r.modRevision}
@@ -101,6 +106,7 @@ func (st *state) commit(c *Command, key string, old *record, next metaKey) uint6
 	ev.op = c.Op
 	st.revision = rev
 	st.statsCache = nil
+	st.sum.change(rev, old, added)
 	st.hist.append(ev)
 	return rev
 }

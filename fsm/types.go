@@ -110,6 +110,9 @@ const (
 	CodeNotFound  Code = 2 // DEACTIVATE or DELETE of a missing name
 	CodeNotActive Code = 3 // DEACTIVATE of an entry that is not ACTIVE
 	CodeInvalid   Code = 4 // malformed command (see Validate)
+	// CodePermissionDenied: the issuer is bound to a server (Command.Bound)
+	// and the entry is, or would end up, on another one.
+	CodePermissionDenied Code = 5
 )
 
 // Text is the reply text real Cyrus sends for this outcome.
@@ -125,6 +128,8 @@ func (c Code) Text() string {
 		return "mailbox not currently active"
 	case CodeInvalid:
 		return "invalid command"
+	case CodePermissionDenied:
+		return "permission denied"
 	}
 	return fmt.Sprintf("code %d", uint8(c))
 }

@@ -3,6 +3,7 @@ package mupdatecompat
 import (
 	"bufio"
 	"compress/flate"
+	"container/list"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rookery/rookery/auth"
@@ -26,7 +28,12 @@ type conn struct {
 	log *slog.Logger
 
 	raw         net.Conn // the accepted connection
-	nc          net.Conn // the transport in use: raw or its *tls.Conn
+	source      string   // remote address without the port
+	accepted    time.Time
+	preElem     *list.Element          // in Server.pre while not logged in
+	evicted     atomic.Pointer[string] // BYE text once replaced by a newer connection
+	checking    atomic.Bool            // a password check is running: not replaceable
+	nc          net.Conn               // the transport in use: raw or its *tls.Conn
 	implicitTLS bool
 	tls         bool
 	deflate     *flate.Writer // non-nil once COMPRESS is active
@@ -56,6 +63,8 @@ func newConn(s *Server, nc net.Conn, implicitTLS bool) *conn {
 		cfg:         &s.cfg,
 		log:         s.log.With("remote", nc.RemoteAddr().String()),
 		raw:         nc,
+		source:      sourceOf(nc.RemoteAddr()),
+		accepted:    time.Now(),
 		nc:          nc,
 		implicitTLS: implicitTLS,
 		ctx:         ctx,
@@ -172,9 +181,12 @@ func (c *conn) handshake(tc *tls.Conn) error {
 
 // next reads and runs one command; false ends the session.
 func (c *conn) next() bool {
-	c.nc.SetReadDeadline(time.Now().Add(c.cfg.IdleTimeout))
+	c.nc.SetReadDeadline(c.readDeadline())
 	if c.srv.closing.Load() {
 		c.final("*", "BYE", "Server shutting down")
+		return false
+	}
+	if c.closedBeforeLogin() {
 		return false
 	}
 	cmd, err := c.r.ReadCommand()
@@ -218,6 +230,7 @@ func (c *conn) readFailed(err error) bool {
 	switch {
 	case c.srv.closing.Load():
 		c.final("*", "BYE", "Server shutting down")
+	case errors.As(err, &ne) && ne.Timeout() && c.closedBeforeLogin():
 	case errors.As(err, &ne) && ne.Timeout():
 		c.log.Info("mupdate connection idle; closing", "identity", c.id.Name, "idle", c.cfg.IdleTimeout)
 		c.final("*", "BYE", "idle timeout")

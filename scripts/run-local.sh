@@ -21,6 +21,9 @@
 # what Cyrus backends configured with mupdate_authname: mupdate log in as.
 # Every password in use is written to $DATA/passwords (mode 0600) as
 # name:password lines; $DATA/users holds their bcrypt hashes.
+# ROOKERY_MUPDATE_REQUIRE_TLS=1 refuses MUPDATE logins before STARTTLS
+# (mupdate.require_tls), with the certificate in $ROOKERY_MUPDATE_TLS_CERT and
+# $ROOKERY_MUPDATE_TLS_KEY, or a self-signed one for 127.0.0.1 made under $DATA.
 # $ROOKERY_LOG_STORE chooses the raft log store of a new ./data: bolt
 # (raft-boltdb, the default) or wal (raft-wal, one fsync per append).
 # RAFT_PORTS, GRPC_PORTS, MUPDATE_PORTS and DEBUG_PORTS (three ports each,
@@ -88,6 +91,19 @@ else
   done
 fi
 
+TLS_ARGS=()
+if [ "${ROOKERY_MUPDATE_REQUIRE_TLS:-0}" = 1 ]; then
+  CERT=${ROOKERY_MUPDATE_TLS_CERT:-$DATA/mupdate-cert.pem}
+  KEY=${ROOKERY_MUPDATE_TLS_KEY:-$DATA/mupdate-key.pem}
+  if [ ! -s "$CERT" ] && [ -z "${ROOKERY_MUPDATE_TLS_CERT:-}" ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
+      -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+      -keyout "$KEY" -out "$CERT" 2>/dev/null
+    chmod 600 "$KEY"
+  fi
+  TLS_ARGS=(-mupdate.tls_cert "$CERT" -mupdate.tls_key "$KEY" -mupdate.require_tls)
+fi
+
 PEERS="n1=127.0.0.1:${RAFT[0]}/127.0.0.1:${GRPC[0]},n2=127.0.0.1:${RAFT[1]}/127.0.0.1:${GRPC[1]},n3=127.0.0.1:${RAFT[2]}/127.0.0.1:${GRPC[2]}"
 pids=()
 stop() {
@@ -112,6 +128,7 @@ for i in "${down[@]}"; do
     -mupdate.listen "127.0.0.1:${MUPD[$k]}" -mupdate.servername "rookery-n$i" \
     -raft.peer_secret_file "$DATA/cluster-secret" \
     -auth.users_file "$DATA/users" -auth.admins admin,mupdate -auth.readers reader \
+    ${TLS_ARGS[@]+"${TLS_ARGS[@]}"} \
     >>"$DATA/n$i/rookeryd.log" 2>&1 &
   pids+=($!)
 done

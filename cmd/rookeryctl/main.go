@@ -45,7 +45,8 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"status", "", "status of every endpoint (raft state, indexes, mailbox counts)", cmdStatus},
-		{"member", "list|add|add-nonvoter|remove|transfer-leader ...", "cluster membership", cmdMember},
+		{"member", "list|add|add-nonvoter|remove|reseed|transfer-leader ...", "cluster membership; reseed ID replaces a member's data", cmdMember},
+		{"check", "consistency", "compare every member's directory hash at one revision", cmdCheck},
 		{"get", "NAME [--stale]", "one directory entry", cmdGet},
 		{"list", "[--prefix P | --location L] [--limit N] [--stale]", "directory entries in Cyrus order", cmdList},
 		{"watch", "[--from REV|oldest|now] [--prefix P | --location L] [--count N]", "follow the change feed", cmdWatch},

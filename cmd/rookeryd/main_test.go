@@ -42,9 +42,11 @@ func TestRunRefusesBadConfigurationNamingTheSetting(t *testing.T) {
 		{"no identities at all", []string{"-node.id", "n1", "-node.data_dir", dir, "-mupdate.listen", ""}, "no identities configured"},
 		{"unknown key in file", []string{"-config", typo}, "raft.adress"},
 		{"bad duration", append(base, "-raft.write_timeout", "soon"), "raft.write_timeout"},
-		{"bad log level", append(base, "-log.level", "loud", "-raft.bootstrap"), "log.level"},
+		{"bad log level", append(base, "-log.level", "loud", "-raft.bootstrap", "-raft.insecure"), "log.level"},
 		{"bad backend servers", append(base, "-mupdate.backend_servers", "be1"), "mupdate.backend_servers"},
 		{"unknown log store", append(base, "-raft.log_store", "leveldb"), `raft.log_store "leveldb"`},
+		{"raft with neither secret nor TLS", base, "raft connections would be unauthenticated: set raft.peer_secret_file"},
+		{"require_tls without a certificate", append(base, "-mupdate.require_tls"), "mupdate.require_tls needs mupdate.tls_cert"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -68,7 +70,26 @@ func testConfig(t *testing.T, dataDir string) Config {
 	c.GRPC.Listen = "127.0.0.1:" + strconv.Itoa(ports[1])
 	c.Mupdate.Listen = ""
 	c.GRPC.Unauthenticated = true
+	secret := filepath.Join(t.TempDir(), "cluster-secret")
+	if err := os.WriteFile(secret, []byte("rookeryd-test-secret-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.Raft.PeerSecretFile = secret
 	return c
+}
+
+// A node with raft.insecure and neither secret nor TLS starts (the
+// explicit opt-out); validate refuses the same config without it.
+func TestRaftInsecureIsAnExplicitOptOut(t *testing.T) {
+	c := testConfig(t, t.TempDir())
+	c.Raft.PeerSecretFile = ""
+	if err := c.validate(); err == nil || !strings.Contains(err.Error(), "raft.insecure=true") {
+		t.Fatalf("validate without raft authentication: %v; want a refusal naming raft.insecure", err)
+	}
+	c.Raft.Insecure = true
+	if err := c.validate(); err != nil {
+		t.Fatalf("validate with raft.insecure: %v", err)
+	}
 }
 
 func TestServeRefusesPortInUse(t *testing.T) {

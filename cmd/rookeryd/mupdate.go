@@ -68,6 +68,7 @@ func newMupdateServer(cfg Config, node *cluster.Node, authn *auth.Authenticator,
 		}
 		mc.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	}
+	applyLoginProtection(cfg.Mupdate, &mc)
 	mc.Profiles = map[string]mupdatecompat.Profile{}
 	for _, id := range cfg.Mupdate.QuotedOutput {
 		p := mc.Profiles[id]

@@ -124,14 +124,22 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus
 		"grpc", lns.grpc.Addr().String(), "mupdate", cfg.Mupdate.Listen, "mupdate_tls", cfg.Mupdate.ListenTLS)
 
 	reloadUsersOnHUP(ctx, cfg.Auth.UsersFile, authn, logger)
-	<-ctx.Done()
-	logger.Info("shutting down")
+	var failure error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case <-node.Failed():
+		// The state machine met an entry or snapshot it cannot apply
+		// (docs/integrity.md): stop serving and exit non-zero.
+		failure = fmt.Errorf("node stopped (data dir %s): %w", cfg.Node.DataDir, node.Failure())
+		logger.Error("node failed; shutting down", "err", failure)
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := ms.Shutdown(sctx); err != nil && !errors.Is(err, mupdatecompat.ErrServerClosed) {
 		logger.Warn("mupdate shutdown", "err", err)
 	}
-	return nil
+	return failure
 }
 
 // reloadUsersOnHUP re-reads auth.users_file on SIGHUP, so passwords can be
@@ -176,6 +184,8 @@ func newAuthenticator(cfg Config) (*auth.Authenticator, error) {
 	acfg := auth.DefaultConfig()
 	acfg.Writers = cfg.Auth.Admins
 	acfg.Readers = cfg.Auth.Readers
+	acfg.Proxies = cfg.Auth.ProxyIdentities
+	acfg.Limits = loginLimits(cfg.Auth)
 	servers, err := parsePairs("mupdate.backend_servers", cfg.Mupdate.BackendServers)
 	if err != nil {
 		return nil, err
@@ -229,6 +239,10 @@ func clusterConfig(cfg Config, grpcAddr, peerSecret string, logger *slog.Logger)
 	c.LeaderLeaseTimeout = cfg.Raft.LeaderLeaseTimeout.Std()
 	c.WriteTimeout = cfg.Raft.WriteTimeout.Std()
 	c.SnapshotInterval = cfg.Raft.SnapshotInterval.Std()
+	c.ConsistencyCheckInterval = cfg.Raft.ConsistencyCheckInterval.Std()
+	if c.ConsistencyCheckInterval == 0 {
+		c.ConsistencyCheckInterval = -1 // disabled
+	}
 	c.SnapshotThreshold = cfg.Raft.SnapshotThreshold
 	c.TrailingLogs = cfg.Raft.TrailingLogs
 	c.LogStore = cfg.Raft.LogStore
@@ -241,6 +255,12 @@ func clusterConfig(cfg Config, grpcAddr, peerSecret string, logger *slog.Logger)
 		return c, err
 	}
 	c.RaftTLS = peerTLS
+	// Without raft TLS the cluster secret authenticates and seals the raft
+	// links (with it, the certificates do).
+	if peerTLS == nil && peerSecret != "" {
+		c.RaftSecret = []byte(peerSecret)
+	}
+	c.RaftInsecure = cfg.Raft.Insecure
 	creds := insecure.NewCredentials()
 	if peerTLS != nil {
 		creds = credentials.NewTLS(peerTLS.Clone())
