@@ -114,6 +114,9 @@ type Config struct {
 
 	FSM    fsm.Config
 	Logger *slog.Logger
+
+	// Hooks feed a metrics layer (metrics.go); zero means none.
+	Hooks Hooks
 }
 
 // DefaultConfig returns settings tuned for a LAN: 200 ms heartbeat and

@@ -44,6 +44,7 @@ type Node struct {
 	health        *heartbeatTracker
 	observer      *raft.Observer
 	obsCh         chan raft.Observation
+	obs           observations // metrics.go
 	// alarms are the node's health conditions (alarms.go); consistency
 	// its consistency checker (consistency.go).
 	alarms      *alarmSet
@@ -110,6 +111,7 @@ func (n *Node) start() error {
 	n.health = newHeartbeatTracker()
 
 	n.rt = &raftTransport{NetworkTransport: n.trans}
+	n.storage.logs = withStoreTiming(n.storage.logs, n.cfg.Hooks.StoreLogs)
 	r, err := newRaftGuarded(n.cfg.raftConfig(n.logger), n.fsm, n.storage, n.rt, n.cfg.DataDir)
 	if err != nil {
 		if herr := n.fsm.haltedErr(); herr != nil {
@@ -129,6 +131,7 @@ func (n *Node) start() error {
 		return false
 	})
 	r.RegisterObserver(n.observer)
+	n.observeLeaderChanges()
 	n.goFunc(n.proposer.run)
 	n.goFunc(n.forwarder.run)
 	n.goFunc(n.watchLeadership)
@@ -212,7 +215,15 @@ func (n *Node) bootstrap(peers []Peer) error {
 		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr)})
 	}
 	n.logger.Info("bootstrapping cluster", "voters", len(servers))
-	if err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
+	err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+	if errors.Is(err, raft.ErrCantBootstrap) && len(peers) > 1 {
+		// raft runs before bootstrap; a peer that bootstrapped with the
+		// same static list first and already replicated to this node gave
+		// it the state the bootstrap would have.
+		n.logger.Info("a peer bootstrapped the cluster first; continuing from what it sent")
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("cluster: bootstrap: %w", err)
 	}
 	return nil

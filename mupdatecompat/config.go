@@ -123,6 +123,11 @@ type Config struct {
 	// PreAuthGrace is how long a new connection is safe from being
 	// replaced at a cap before it logs in.
 	PreAuthGrace time.Duration
+
+	// ObserveCommand, when set, is called after every command with its
+	// name (upper case, "UNKNOWN" for names not in the protocol), its
+	// result ("ok", "no", "bad" or "bye") and how long it took. See metrics.go.
+	ObserveCommand func(command, result string, d time.Duration)
 }
 
 // DefaultConfig returns Cyrus-compatible defaults.

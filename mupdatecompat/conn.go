@@ -44,6 +44,7 @@ type conn struct {
 	w            *wire.Writer
 
 	authed  bool
+	result  string // kind of the last tagged reply, for ObserveCommand
 	id      auth.Identity
 	profile Profile
 	stream  *streamer // non-nil while streaming
@@ -243,6 +244,7 @@ func (c *conn) readFailed(err error) bool {
 // reply writes a tagged (or "*") OK/NO/BAD/BYE reply, through the streamer
 // while streaming.
 func (c *conn) reply(tag, kind, text string) {
+	c.noteResult(tag, kind)
 	if c.stream != nil {
 		c.stream.send(streamReq{tag: tag, kind: kind, text: text})
 		return
@@ -253,6 +255,7 @@ func (c *conn) reply(tag, kind, text string) {
 // final writes the last reply of the session and flushes it; while
 // streaming, the streamer writes it after what it is sending and stops.
 func (c *conn) final(tag, kind, text string) {
+	c.noteResult(tag, kind)
 	if c.stream != nil {
 		c.stream.send(streamReq{tag: tag, kind: kind, text: text, last: true})
 		c.stream.wait()
@@ -306,6 +309,7 @@ var commands = map[string]command{
 // dispatch checks a command against the session state, with the texts and
 // in the order of Cyrus's docmd, and runs it. false ends the session.
 func (c *conn) dispatch(cmd *wire.Command) bool {
+	defer c.observe(cmd, time.Now())
 	if cmd.Tag == "" {
 		c.reply("*", "BAD", "Need command")
 		return true

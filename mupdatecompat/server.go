@@ -84,6 +84,9 @@ type Server struct {
 	nconns   atomic.Int64
 	pre      preauthSet
 	refused  refusals
+	// streams and fullDumps feed metrics (metrics.go).
+	streams   atomic.Int64
+	fullDumps atomic.Uint64
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}

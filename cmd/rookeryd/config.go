@@ -35,9 +35,10 @@ type DirectoryConfig struct {
 
 // DebugConfig configures the operator HTTP listener.
 type DebugConfig struct {
-	// Listen serves /debug/pprof/ and /debug/vars (node status as JSON)
-	// for operators. Keep it on a loopback or management address.
-	Listen string `toml:"listen" help:"HTTP address for /debug/pprof and /debug/vars (empty: off)"`
+	// Listen serves /metrics (Prometheus), /debug/pprof/ and /debug/vars
+	// (node status as JSON) for operators. Keep it on a loopback or
+	// management address.
+	Listen string `toml:"listen" help:"HTTP address for /metrics (Prometheus), /debug/pprof and /debug/vars (empty: off)"`
 }
 
 // NodeConfig names the node and where it keeps its data.

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/rookery/rookery/client"
 	"github.com/rookery/rookery/cluster"
 	"github.com/rookery/rookery/config"
@@ -99,7 +101,7 @@ func TestServeRefusesPortInUse(t *testing.T) {
 	defer ln.Close()
 	c := testConfig(t, t.TempDir())
 	c.GRPC.Listen = ln.Addr().String()
-	err = serve(context.Background(), c, slog.New(slog.DiscardHandler))
+	err = serve(context.Background(), c, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err == nil || !strings.Contains(err.Error(), "grpc.listen") || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("serve with the gRPC port taken: %v", err)
 	}
@@ -110,7 +112,7 @@ func TestServeRefusesCorruptStore(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "raft.db"), bytes.Repeat([]byte("garbage!"), 1024), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err := serve(context.Background(), testConfig(t, dir), slog.New(slog.DiscardHandler))
+	err := serve(context.Background(), testConfig(t, dir), slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err == nil || !strings.Contains(err.Error(), "raft.db") {
 		t.Fatalf("serve over a corrupt raft.db: %v", err)
 	}
@@ -125,7 +127,7 @@ func TestServeRestartKeepsDirectory(t *testing.T) {
 	startNode := func(c Config) (stop func()) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- serve(ctx, c, logger) }()
+		go func() { done <- serve(ctx, c, logger, prometheus.NewRegistry()) }()
 		return func() {
 			cancel()
 			if err := <-done; err != nil {
@@ -207,7 +209,7 @@ func TestDebugListenerServesStatusAndProfiles(t *testing.T) {
 	c.Debug.Listen = "127.0.0.1:" + strconv.Itoa(freeport.T(t, 1)[0])
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, c, slog.New(slog.DiscardHandler)) }()
+	go func() { done <- serve(ctx, c, slog.New(slog.DiscardHandler), prometheus.NewRegistry()) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -240,4 +242,20 @@ func TestDebugListenerServesStatusAndProfiles(t *testing.T) {
 		t.Fatalf("/debug/pprof/goroutine: %v %v", resp, err)
 	}
 	resp.Body.Close()
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"--version"}, strings.NewReader(""), &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "rookeryd ") || !strings.Contains(stdout.String(), "go1.") {
+		t.Fatalf("--version: exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+	stdout.Reset()
+	if code := run([]string{"-h"}, strings.NewReader(""), &stdout, &stderr); code != 0 {
+		t.Fatalf("-h: exit %d", code)
+	}
+	for _, want := range []string{"rookeryd hash-password", "--version", "-raft.address"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("-h output lacks %q:\n%s", want, stderr.String())
+		}
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -72,7 +73,7 @@ func listen(cfg Config) (*listeners, error) {
 
 // serve runs the node until ctx ends, then shuts down in order: stop
 // accepting MUPDATE and gRPC, finish in-flight work, leave raft cleanly.
-func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
+func serve(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.Registry) error {
 	lns, err := listen(cfg)
 	if err != nil {
 		return err
@@ -91,13 +92,16 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	obs := newNodeMetrics(reg)
+	ccfg.Hooks = obs.cluster.Hooks()
+	ccfg.Logger = quietOnShutdown(ctx, ccfg.Logger)
 	node, err := cluster.Open(ctx, ccfg)
 	if err != nil {
 		return fmt.Errorf("open node (data dir %s): %w", cfg.Node.DataDir, err)
 	}
 	defer node.Close()
 
-	gs, err := newGRPCServer(cfg, node, authn, peerSecret, logger)
+	gs, err := newGRPCServer(cfg, node, authn, peerSecret, logger, obs.grpc.ServerOptions()...)
 	if err != nil {
 		return err
 	}
@@ -108,13 +112,14 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}()
 	defer stopGRPC(gs)
 
-	ms, err := newMupdateServer(cfg, node, authn, logger)
+	ms, err := newMupdateServer(cfg, node, authn, logger, obs.mupdate.ObserveCommand)
 	if err != nil {
 		return err
 	}
+	obs.watch(node, ms)
 	serveMupdate(ms, lns, logger)
 	if lns.debug != nil {
-		serveDebug(ctx, lns.debug, node, ms, logger)
+		serveDebug(ctx, lns.debug, node, ms, reg, logger)
 	}
 	logger.Info("rookeryd serving", "node", cfg.Node.ID, "raft", node.RaftAddr(),
 		"grpc", lns.grpc.Addr().String(), "mupdate", cfg.Mupdate.Listen, "mupdate_tls", cfg.Mupdate.ListenTLS)
@@ -302,7 +307,7 @@ func raftTLS(r RaftConfig) (*tls.Config, error) {
 	}, nil
 }
 
-func newGRPCServer(cfg Config, node *cluster.Node, authn *auth.Authenticator, peerSecret string, logger *slog.Logger) (*grpc.Server, error) {
+func newGRPCServer(cfg Config, node *cluster.Node, authn *auth.Authenticator, peerSecret string, logger *slog.Logger, opts ...grpc.ServerOption) (*grpc.Server, error) {
 	acfg := api.DefaultConfig()
 	acfg.TLS = api.TLSConfig{CertFile: cfg.GRPC.TLSCert, KeyFile: cfg.GRPC.TLSKey, ClientCAFile: cfg.GRPC.ClientCA}
 	if cfg.Auth.UsersFile != "" {
@@ -315,5 +320,5 @@ func newGRPCServer(cfg Config, node *cluster.Node, authn *auth.Authenticator, pe
 	if err != nil {
 		return nil, fmt.Errorf("grpc: %w", err)
 	}
-	return srv.NewGRPCServer(), nil
+	return srv.NewGRPCServer(opts...), nil
 }
