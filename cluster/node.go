@@ -38,6 +38,8 @@ type Node struct {
 	followerReads *readBatcher
 	lead          leadership
 	health        *heartbeatTracker
+	changes       leaderChanges
+	stalls        stallDetector
 	observer      *raft.Observer
 	obsCh         chan raft.Observation
 
@@ -103,7 +105,7 @@ func (n *Node) start() error {
 	n.obsCh = make(chan raft.Observation, 64)
 	n.observer = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
-		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation:
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.LeaderObservation:
 			return true
 		}
 		return false
@@ -112,7 +114,9 @@ func (n *Node) start() error {
 	n.goFunc(n.proposer.run)
 	n.goFunc(n.forwarder.run)
 	n.goFunc(n.watchLeadership)
-	n.goFunc(n.watchHeartbeats)
+	n.goFunc(n.watchObservations)
+	n.stalls.warnAt = n.cfg.LeaderLeaseTimeout / 2
+	n.goFunc(n.watchStalls)
 	return nil
 }
 

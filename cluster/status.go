@@ -37,6 +37,15 @@ type Status struct {
 	LastSnapshot SnapshotInfo
 	// LogStore is this node's raft log store (Config.LogStore).
 	LogStore string
+
+	// LeaderChanges counts the times this node saw leadership move since it
+	// started (a new leader, or a new term); 0 on a stable cluster.
+	LeaderChanges uint64
+	// LongestStall is the longest this process ran its timers late since
+	// it started, and Stalls how many stalls reached half the leader lease
+	// (each is logged): CPU starvation that can cost leadership.
+	LongestStall time.Duration
+	Stalls       uint64
 }
 
 // statusTimeout bounds the configuration read inside Status.
@@ -55,6 +64,10 @@ func (n *Node) Status() Status {
 		LastLogIndex: n.raft.LastIndex(),
 		Revision:     n.store.Revision(),
 		LogStore:     n.cfg.LogStore,
+
+		LeaderChanges: n.LeaderChanges(),
+		LongestStall:  time.Duration(n.stalls.longest.Load()),
+		Stalls:        n.stalls.count.Load(),
 	}
 	if n.raft.State() != raft.Leader {
 		st.LastContact = n.raft.LastContact()
