@@ -63,7 +63,7 @@ func (n *Node) apply(ctx context.Context, cmds []fsm.Command, waitLocal bool) ([
 // attempt certainly did not reach the log (no leader yet, leader
 // unreachable, leadership moving).
 func (n *Node) applyAnywhere(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, uint64, error) {
-	backoff := 5 * time.Millisecond
+	backoff := n.retryBase
 	var last error
 	for {
 		var (
@@ -71,6 +71,7 @@ func (n *Node) applyAnywhere(ctx context.Context, cmds []fsm.Command) ([]fsm.Res
 			index   uint64
 			err     error
 		)
+		changed := n.leaderSeen.wait()
 		if n.raft.State() == raft.Leader {
 			results, index, err = n.proposeChecked(ctx, cmds)
 		} else if leader := n.Leader(); leader.ID == "" {
@@ -84,10 +85,10 @@ func (n *Node) applyAnywhere(ctx context.Context, cmds []fsm.Command) ([]fsm.Res
 			return results, index, err
 		}
 		last = err
-		if !n.sleepCtx(ctx, backoff) {
+		if !n.retryPause(ctx, backoff, changed) {
 			return nil, 0, n.ctxError(ctx, "write", last)
 		}
-		backoff = min(2*backoff, 100*time.Millisecond)
+		backoff = min(2*backoff, n.retryMax)
 	}
 }
 

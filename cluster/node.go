@@ -39,6 +39,9 @@ type Node struct {
 	lead          leadership
 	health        *heartbeatTracker
 	changes       leaderChanges
+	leaderSeen    broadcast // notified on every leader raft reports
+	retryBase     time.Duration // first pause of a write or read retry
+	retryMax      time.Duration // longest pause
 	stalls        stallDetector
 	observer      *raft.Observer
 	obsCh         chan raft.Observation
@@ -94,6 +97,7 @@ func (n *Node) start() error {
 	n.leaderReads = newReadBatcher(n.leaderReadIndex, roundCtx)
 	n.followerReads = newReadBatcher(n.followerReadIndex, roundCtx)
 	n.lead.init()
+	n.retryBase, n.retryMax = retryBackoffBase, retryBackoffMax
 	n.health = newHeartbeatTracker()
 
 	n.rt = &raftTransport{NetworkTransport: n.trans}

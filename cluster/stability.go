@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,9 +119,64 @@ func (n *Node) watchObservations() {
 				n.health.mu.Unlock()
 			case raft.LeaderObservation:
 				n.changes.observe(string(d.LeaderID), n.raft.CurrentTerm())
+				n.leaderSeen.notify()
 			}
 		case <-n.ctx.Done():
 			return
 		}
+	}
+}
+
+// broadcast wakes every waiter on each event: the channel it hands out is
+// closed at the next notify and replaced.
+type broadcast struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// wait returns a channel closed at the next notify.
+func (b *broadcast) wait() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch == nil {
+		b.ch = make(chan struct{})
+	}
+	return b.ch
+}
+
+func (b *broadcast) notify() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch != nil {
+		close(b.ch)
+		b.ch = nil
+	}
+}
+
+// A write or read that found no usable leader tries again after
+// retryBackoffBase, doubling up to retryBackoffMax; a leader change ends
+// the pause at once.
+const (
+	retryBackoffBase = 5 * time.Millisecond
+	retryBackoffMax  = 100 * time.Millisecond
+)
+
+// retryPause waits before the next attempt of a write or read that found
+// no usable leader: backoff, or less when raft reports a leader change
+// after changed was taken (the new leader is tried at once instead of up
+// to a backoff later, which would add to every failover). It reports
+// false when ctx or the node ended.
+func (n *Node) retryPause(ctx context.Context, backoff time.Duration, changed <-chan struct{}) bool {
+	t := time.NewTimer(backoff)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-changed:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-n.ctx.Done():
+		return false
 	}
 }

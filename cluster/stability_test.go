@@ -1,11 +1,14 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/rookery/rookery/fsm"
 )
 
 func TestLeaderChangesCountsNewLeadersOnly(t *testing.T) {
@@ -99,4 +102,25 @@ func TestLeaderRidesOutProcessStall(t *testing.T) {
 		t.Fatalf("stall detector: longest stall %v; want about %v", st.LongestStall, stall)
 	}
 	mustApply(t, leader.node, activate(2))
+}
+
+// TestWriteRetriesAsSoonAsALeaderIsElected makes the retry pause of a
+// write that finds no leader a minute long: the write through a survivor
+// must still go through once the survivors elect a new leader, because
+// the leader change cuts the pause short.
+func TestWriteRetriesAsSoonAsALeaderIsElected(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	for _, tn := range c.running() {
+		tn.node.retryBase, tn.node.retryMax = time.Minute, time.Minute
+	}
+	old := c.leader()
+	survivor := c.followers()[0]
+	old.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	if _, err := survivor.node.Apply(ctx, []fsm.Command{activate(1)}); err != nil {
+		t.Fatalf("write through %s after the leader stopped: %v", survivor.cfg.NodeID, err)
+	}
+	t.Logf("write accepted %v after the leader stopped", time.Since(start))
 }
