@@ -39,7 +39,7 @@ type Node struct {
 	lead          leadership
 	health        *heartbeatTracker
 	changes       leaderChanges
-	leaderSeen    broadcast // notified on every leader raft reports
+	leaderSeen    broadcast     // notified on every leader raft reports
 	retryBase     time.Duration // first pause of a write or read retry
 	retryMax      time.Duration // longest pause
 	stalls        stallDetector
