@@ -32,7 +32,7 @@ func BenchmarkCreateBreakdown(b *testing.B) {
 	for _, store := range []string{LogStoreBolt, LogStoreWAL} {
 		for _, via := range []string{"leader", "follower"} {
 			for _, writers := range []int{1, 16} {
-				for _, inflight := range []int{1, 2, DefaultConfig().MaxProposalsInFlight} {
+				for _, inflight := range []int{1, 2, 4, 1024} {
 					name := fmt.Sprintf("store=%s/via=%s/writers=%d/inflight=%d", store, via, writers, inflight)
 					b.Run(name, func(b *testing.B) {
 						benchBreakdown(b, name, store, via, writers, inflight)

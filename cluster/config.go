@@ -98,8 +98,11 @@ type Config struct {
 	// handed to raft and not yet seen committed. While they are all in
 	// flight, new writes wait and go together into the next entry, so
 	// concurrent writers share one fsync per node and one replication
-	// round instead of each entry being written on its own
-	// (docs/notes/perf.md has the measurements behind the default).
+	// round instead of each entry being written on its own. The default,
+	// 2, lets the leader write the next entry while the previous one
+	// replicates; 1 packs the most commands per entry but leaves the
+	// leader's disk idle during replication (docs/notes/perf.md has the
+	// measurements).
 	MaxProposalsInFlight int
 
 	// trace, in benchmarks, receives every proposal's timestamps.
@@ -139,7 +142,7 @@ func DefaultConfig() Config {
 		BatchApplyCh:       false,
 		MaxBatchCommands:   1024,
 
-		MaxProposalsInFlight: 1024,
+		MaxProposalsInFlight: 2,
 		FSM:                  fsm.DefaultConfig(),
 	}
 }
