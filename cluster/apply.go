@@ -199,16 +199,19 @@ func newProposer(n *Node) *proposer {
 func (p *proposer) run() {
 	max := p.n.cfg.MaxBatchCommands
 	for {
-		select {
-		case p.slots <- struct{}{}:
-		case <-p.n.ctx.Done():
-			p.drain()
-			return
-		}
 		var first *proposal
 		select {
 		case first = <-p.ch:
 		case <-p.n.ctx.Done():
+			p.drain()
+			return
+		}
+		// While every slot is taken, later proposals queue behind first
+		// and join its batch.
+		select {
+		case p.slots <- struct{}{}:
+		case <-p.n.ctx.Done():
+			first.done <- proposalResult{err: ErrShutdown}
 			p.drain()
 			return
 		}
@@ -313,6 +316,10 @@ func (p *proposer) send(batch []*proposal, count int) bool {
 func (p *proposer) complete(f raft.ApplyFuture, batch []*proposal) {
 	err := f.Error()
 	<-p.slots
+	if err == nil && len(p.ch) == 0 && len(p.slots) == 0 {
+		// Nothing follows that would carry the commit to followers.
+		p.n.commits.committed(f.Index())
+	}
 	if t := p.n.cfg.trace; t != nil {
 		t.committed(batch, time.Now())
 	}

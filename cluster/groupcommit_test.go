@@ -48,7 +48,9 @@ func TestWritersInFlightShareTheNextEntry(t *testing.T) {
 		wg.Add(1)
 		go write(i)
 	}
-	waitFor(t, "15 writes to queue behind the entry in flight", func() bool { return len(p.ch) == writers-1 })
+	// The proposer holds the next write while it waits for a slot; the
+	// other 14 queue behind it.
+	waitFor(t, "15 writes to wait behind the entry in flight", func() bool { return len(p.ch) == writers-2 })
 	if got := p.entries.Load() - entries0; got != 1 {
 		t.Fatalf("%d entries proposed while the first is uncommitted, want 1", got)
 	}

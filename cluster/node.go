@@ -39,6 +39,8 @@ type Node struct {
 	lead          leadership
 	health        *heartbeatTracker
 	changes       leaderChanges
+	commits       commitPusher
+	commitPushes  atomic.Uint64 // commits a follower accepted from commitPusher
 	leaderSeen    broadcast     // notified on every leader raft reports
 	retryBase     time.Duration // first pause of a write or read retry
 	retryMax      time.Duration // longest pause
@@ -92,6 +94,7 @@ func (n *Node) start() error {
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.peers = newPeerClients(n.cfg.PeerDialOptions)
 	n.proposer = newProposer(n)
+	n.commits.n = n
 	n.forwarder = newForwarder(n)
 	roundCtx := func() (context.Context, context.CancelFunc) { return n.withWriteTimeout(n.ctx) }
 	n.leaderReads = newReadBatcher(n.leaderReadIndex, roundCtx)
