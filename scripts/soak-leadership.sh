@@ -10,6 +10,9 @@
 # and, at the end, the terms and the nodes' own leader-change counters, and
 # the load average. Extra rookeryd flags go in ROOKERYD_FLAGS, e.g.
 #   ROOKERYD_FLAGS="-raft.leader_lease_timeout 100ms" scripts/soak-leadership.sh
+# AUTOGROUP_NICE (root only for negative values) sets the CPU weight of the
+# nodes' scheduler autogroup: with kernel.sched_autogroup_enabled, CPU is
+# shared per session, and plain nice does not reach across sessions.
 # Everything it started is stopped by PID at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,6 +81,9 @@ except KeyboardInterrupt:
     pass
 PY
 pids+=($!)
+if [ -n "${AUTOGROUP_NICE:-}" ]; then
+  echo "$AUTOGROUP_NICE" >"/proc/${pids[0]}/autogroup"
+fi
 for _ in $(seq "$BUSY"); do
   sh -c 'while :; do :; done' &
   pids+=($!)
@@ -90,7 +96,7 @@ vars() {
     echo down
 }
 
-echo "soak: $DURATION s, $BUSY busy loops, log store $LOG_STORE, flags: ${EXTRA[*]:-(defaults)}"
+echo "soak: $DURATION s, $BUSY busy loops, log store $LOG_STORE, autogroup nice ${AUTOGROUP_NICE:-0}, flags: ${EXTRA[*]:-(defaults)}"
 echo "start $(date -u +%T) load $(cut -d' ' -f1-3 /proc/loadavg)"
 sleep 3
 declare -A last
