@@ -237,7 +237,7 @@ func (t *traceRecorder) means() traceMeans {
 //
 //	go test ./cluster -run '^$' -bench BenchmarkCommitTimeout -benchtime 500x
 func BenchmarkCommitTimeout(b *testing.B) {
-	for _, ct := range []time.Duration{500 * time.Microsecond, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond} {
+	for _, ct := range []time.Duration{time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond} {
 		b.Run(fmt.Sprintf("commit_timeout=%v", ct), func(b *testing.B) {
 			c := newTestCluster(b, 3, func(cfg *Config) {
 				defaultTiming(cfg)

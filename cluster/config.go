@@ -74,10 +74,12 @@ type Config struct {
 	// step down while its followers still follow it: reads here confirm
 	// leadership with a quorum round (VerifyLeader) and never rely on it.
 	LeaderLeaseTimeout time.Duration
-	// CommitTimeout bounds how long a follower may wait to learn the
-	// leader's commit index when writes stop flowing; a write forwarded by a
-	// follower and a linearizable read on a follower wait for it, so it is
-	// kept short.
+	// CommitTimeout is how often raft's leader sends an AppendEntries to a
+	// follower when nothing new is to be replicated. When writes stop, the
+	// leader pushes the last commit to the followers at once
+	// (commitpush.go), so this only bounds the wait of a follower that
+	// missed that push (it was behind); every tick costs an RPC per
+	// follower on an idle cluster.
 	CommitTimeout time.Duration
 	// WriteTimeout bounds a write and a linearizable read that cannot reach
 	// a quorum: they fail with an error wrapping ErrUnavailable.
