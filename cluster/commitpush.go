@@ -85,7 +85,6 @@ func (c *commitPusher) push(index uint64) {
 	req := raft.AppendEntriesRequest{
 		RPCHeader:         header,
 		Term:              entry.Term,
-		Leader:            header.Addr,
 		PrevLogEntry:      index,
 		PrevLogTerm:       entry.Term,
 		LeaderCommitIndex: index,
