@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -179,4 +181,186 @@ func tomlList(items []string) string {
 		q[i] = fmt.Sprintf("%q", s)
 	}
 	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// TestGatewayServesTheUniformNamespaceLikeCyrusFrontend runs one Rookery
+// directory with two real Cyrus backends, the real Cyrus frontend (its
+// mupdate slave following Rookery) and rookery-gateway (following the
+// Watch stream), and plays the same IMAP session as alice (INBOX on be1)
+// through both front ends: NAMESPACE, LIST across both backends
+// (another user's folder and shared.* on be2, one folder hidden by a
+// negative right), SELECT and FETCH on mailboxes of both backends in one
+// session, APPEND and COPY into be2 mailboxes, CREATE of folders that must
+// land on be1 (alice's own) and be2 (inside shared.proj), and the errors
+// for missing mailboxes. The transcripts, with each front end's own
+// folder names folded to one placeholder, must be identical.
+func TestGatewayServesTheUniformNamespaceLikeCyrusFrontend(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	rc := testcluster.Start(t, testcluster.Options{})
+	m := murder.Start(t, murder.Options{
+		Roles:           []string{murder.RoleBE1, murder.RoleBE2, murder.RoleFE},
+		BackendMupdate:  rc.Nodes[0].MupdateAddr,
+		FrontendMupdate: rc.Nodes[0].MupdateAddr,
+	})
+	be1 := dialIMAP(t, m.IMAPAddr(murder.RoleBE1), murder.AdminUser, murder.AdminPass)
+	be2 := dialIMAP(t, m.IMAPAddr(murder.RoleBE2), murder.AdminUser, murder.AdminPass)
+	for _, c := range []string{"CREATE user/alice", "CREATE user/alice/Sent"} {
+		be1.mustOK(c)
+	}
+	for _, c := range []string{
+		"CREATE user/bob", "CREATE user/bob/Shared", "SETACL user/bob/Shared alice lrswi",
+		"CREATE user/bob/Secret", "SETACL user/bob/Secret anyone lr", "SETACL user/bob/Secret -alice lr",
+		"CREATE user/bob/Private",
+		"CREATE shared", "SETACL shared anyone lr",
+		"CREATE shared/proj", "SETACL shared/proj alice lrswipkxtecda",
+	} {
+		be2.mustOK(c)
+	}
+	appendRaw(t, be1, "user/alice", "INBOX message")
+	appendRaw(t, be2, "user/bob/Shared", "bob shares this")
+	appendRaw(t, be2, "shared/proj", "project note")
+
+	gw := startGateway(t, rc, m)
+	waitFor(ctx, t, "gateway and frontend see shared/proj", func() error {
+		for _, addr := range []string{gw.imap, m.IMAPAddr(murder.RoleFE)} {
+			s := dialIMAP(t, addr, "alice", "alicepw")
+			_, res := s.do(`LIST "" "*"`)
+			if !strings.Contains(strings.Join(res, "\n"), "shared/proj") {
+				return fmt.Errorf("%s does not list shared/proj yet: %q", addr, res)
+			}
+		}
+		return nil
+	})
+
+	cyrus := murderScenario(t, m.IMAPAddr(murder.RoleFE), "fe")
+	gateway := murderScenario(t, gw.imap, "gw")
+	if strings.Join(cyrus, "\n") != strings.Join(gateway, "\n") {
+		t.Errorf("the gateway's session differs from the Cyrus frontend's\n---- cyrus frontend ----\n%s\n---- gateway ----\n%s",
+			strings.Join(cyrus, "\n"), strings.Join(gateway, "\n"))
+	}
+
+	cl := rc.Client()
+	for _, run := range []string{"fe", "gw"} {
+		for name, want := range map[string]string{
+			"user.alice.Projects-" + run: "be1",
+			"shared.proj.sub-" + run:     "be2",
+		} {
+			waitFor(ctx, t, name+" in the directory", func() error {
+				e, _, err := cl.Get(ctx, name, false)
+				if err != nil {
+					return err
+				}
+				if got := strings.SplitN(e.Location, "!", 2)[0]; got != want {
+					t.Errorf("%s (created through %s) is on %s, want %s", name, run, got, want)
+				}
+				return nil
+			})
+		}
+	}
+}
+
+// murderScenario runs alice's session through the front end at addr and
+// returns a transcript normalised for comparison: tags, timings, UIDs and
+// the run name are folded away, LIST output is sorted.
+func murderScenario(t *testing.T, addr, run string) []string {
+	t.Helper()
+	s := dialIMAP(t, addr, "alice", "alicepw")
+	var out []string
+	rec := func(cmd string) (string, []string) {
+		st, res := s.do(cmd)
+		out = append(out, fold(cmd, run)+" => "+fold(statusWord(st), run))
+		return st, res
+	}
+	_, res := rec("NAMESPACE")
+	out = append(out, res...)
+	_, res = rec(`LIST "" "*"`)
+	out = append(out, sortedLines(res, run)...)
+	_, res = rec(`LIST "" "%"`)
+	out = append(out, sortedLines(res, run)...)
+	_, res = rec(`LIST "Other Users/" "*"`)
+	out = append(out, sortedLines(res, run)...)
+
+	for _, mb := range []string{`"Other Users/bob/Shared"`, `"Shared Folders/shared/proj"`, "INBOX", `"Other Users/bob/Shared"`} {
+		_, res = rec("EXAMINE " + mb)
+		out = append(out, pick(res, regexp.MustCompile(`^\* \d+ EXISTS$`))...)
+		_, res = rec("FETCH 1 (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+		out = append(out, pick(res, regexp.MustCompile(`^Subject: .*`))...)
+	}
+	rec("SELECT INBOX")
+	before := exists(t, s, `"Shared Folders/shared/proj"`)
+	rec(`COPY 1 "Shared Folders/shared/proj"`)
+	out = append(out, fmt.Sprintf("shared/proj grew by %d", exists(t, s, `"Shared Folders/shared/proj"`)-before))
+	before = exists(t, s, `"Other Users/bob/Shared"`)
+	st := appendRaw(t, s, "Other Users/bob/Shared", "appended through "+run)
+	out = append(out, "APPEND => "+statusWord(st))
+	out = append(out, fmt.Sprintf("bob/Shared grew by %d", exists(t, s, `"Other Users/bob/Shared"`)-before))
+
+	rec(`SELECT "Shared Folders/shared/proj"`)
+	_, res = rec(`UID SEARCH SUBJECT "INBOX message"`)
+	out = append(out, fmt.Sprintf("copied message found: %v", len(strings.Fields(strings.Join(res, " "))) > 2))
+	rec(`COPY 1 "Other Users/bob/Nowhere"`)
+	rec(`STATUS "Other Users/bob/Private" (MESSAGES)`)
+	rec(`SELECT "Other Users/bob/Secret"`)
+	rec("CREATE Projects-" + run)
+	rec(`CREATE "Shared Folders/shared/proj/sub-` + run + `"`)
+	_, res = rec(`LIST "" "Projects-` + run + `"`)
+	out = append(out, sortedLines(res, run)...)
+	rec("LOGOUT")
+	return out
+}
+
+// appendRaw appends a small message with a synchronizing-free literal.
+func appendRaw(t *testing.T, s *imapSession, mailbox, subject string) string {
+	t.Helper()
+	msg := "From: test@example.org\r\nSubject: " + subject + "\r\n\r\nbody\r\n"
+	st, _ := s.do(fmt.Sprintf("APPEND %q (\\Seen) {%d+}\r\n%s", mailbox, len(msg), msg))
+	return st
+}
+
+func exists(t *testing.T, s *imapSession, mailbox string) int {
+	t.Helper()
+	st, res := s.do("STATUS " + mailbox + " (MESSAGES)")
+	for _, l := range res {
+		var n int
+		if i := strings.Index(l, "(MESSAGES "); i >= 0 {
+			fmt.Sscanf(l[i:], "(MESSAGES %d)", &n)
+			return n
+		}
+	}
+	t.Fatalf("STATUS %s: %s %q", mailbox, st, res)
+	return 0
+}
+
+// statusWord keeps the status and response code of a tagged reply.
+func statusWord(st string) string {
+	f := strings.Fields(st)
+	if len(f) == 0 {
+		return ""
+	}
+	if len(f) > 1 && strings.HasPrefix(f[1], "[") {
+		return f[0] + " " + strings.TrimRight(strings.SplitN(f[1], " ", 2)[0], "]") + "]"
+	}
+	return f[0]
+}
+
+func fold(s, run string) string { return strings.ReplaceAll(s, run, "RUN") }
+
+func sortedLines(lines []string, run string) []string {
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		out[i] = fold(l, run)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func pick(lines []string, re *regexp.Regexp) []string {
+	var out []string
+	for _, l := range lines {
+		if m := re.FindString(l); m != "" {
+			out = append(out, m)
+		}
+	}
+	return out
 }
