@@ -58,7 +58,19 @@ func (ms *imapMurderSession) Search(kind imapserver.NumKind, criteria *imap.Sear
 		cmd = sel.client.Search(criteria, options)
 	}
 	data, err := cmd.Wait()
-	return data, ms.backendErr(sel.server, err)
+	if err != nil {
+		return nil, ms.backendErr(sel.server, err)
+	}
+	if data.All == nil {
+		// imapserver cannot write a SEARCH response without a set (it
+		// emits "* SEARCH" and no line end): give it an empty one.
+		if kind == imapserver.NumKindUID {
+			data.All = imap.UIDSet{}
+		} else {
+			data.All = imap.SeqSet{}
+		}
+	}
+	return data, nil
 }
 
 // Fetch implements imapserver.Session, streaming body sections from the
