@@ -185,7 +185,7 @@ func (ms *imapMurderSession) Append(mailbox string, r imap.LiteralReader, option
 	if err != nil {
 		io.Copy(io.Discard, r)
 		if err == errNonexistent {
-			return nil, errTryCreate
+			return nil, ms.missing(mailbox)
 		}
 		return nil, err
 	}
@@ -218,10 +218,13 @@ func (ms *imapMurderSession) List(w *imapserver.ListWriter, ref string, patterns
 	}
 	delim := rune(ms.names.sep)
 	type found struct {
-		internal, name string
+		name     string
+		noselect bool
 	}
 	var out []found
+	visible := map[string]bool{}
 	hasChildren := map[string]bool{}
+	ancestors := map[string]bool{} // levels above a visible mailbox a pattern stops at
 	inbox := ms.user.Inbox()
 	identity := ms.user.Login()
 	ms.dir.Range(func(e fsm.Entry) bool {
@@ -232,17 +235,30 @@ func (ms *imapMurderSession) List(w *imapserver.ListWriter, ref string, patterns
 		if !ok {
 			return true
 		}
-		if i := strings.LastIndexByte(name, byte(delim)); i > 0 {
+		visible[name] = true
+		for i := strings.IndexByte(name, byte(delim)); i > 0; i = nextSep(name, i, byte(delim)) {
 			hasChildren[name[:i]] = true
 		}
 		for _, pat := range patterns {
 			if imapserver.MatchList(name, delim, ref, pat) {
-				out = append(out, found{e.Name, name})
+				out = append(out, found{name: name})
 				break
+			}
+			// RFC 3501 LIST: a '%' stopping above an existing mailbox
+			// returns that level as \Noselect.
+			for i := strings.IndexByte(name, byte(delim)); i > 0; i = nextSep(name, i, byte(delim)) {
+				if imapserver.MatchList(name[:i], delim, ref, pat) {
+					ancestors[name[:i]] = true
+				}
 			}
 		}
 		return true
 	})
+	for a := range ancestors {
+		if !visible[a] {
+			out = append(out, found{name: a, noselect: true})
+		}
+	}
 	sort.Slice(out, func(i, j int) bool {
 		if (out[i].name == "INBOX") != (out[j].name == "INBOX") {
 			return out[i].name == "INBOX"
@@ -265,6 +281,9 @@ func (ms *imapMurderSession) List(w *imapserver.ListWriter, ref string, patterns
 		if hasChildren[f.name] {
 			attrs[0] = imap.MailboxAttrHasChildren
 		}
+		if f.noselect {
+			attrs = []imap.MailboxAttr{imap.MailboxAttrNoSelect, imap.MailboxAttrHasChildren}
+		}
 		su := special[f.name]
 		if options.SelectSpecialUse && len(su) == 0 {
 			continue
@@ -274,7 +293,7 @@ func (ms *imapMurderSession) List(w *imapserver.ListWriter, ref string, patterns
 			attrs = append(attrs, imap.MailboxAttrSubscribed)
 		}
 		data := &imap.ListData{Attrs: attrs, Delim: delim, Mailbox: f.name}
-		if options.ReturnStatus != nil {
+		if options.ReturnStatus != nil && !f.noselect {
 			if st, err := ms.Status(f.name, options.ReturnStatus); err == nil {
 				data.Status = st
 			}
@@ -284,6 +303,15 @@ func (ms *imapMurderSession) List(w *imapserver.ListWriter, ref string, patterns
 		}
 	}
 	return nil
+}
+
+// nextSep returns the index of the next delimiter after i, or -1.
+func nextSep(name string, i int, delim byte) int {
+	j := strings.IndexByte(name[i+1:], delim)
+	if j < 0 {
+		return -1
+	}
+	return i + 1 + j
 }
 
 func (ms *imapMurderSession) listSubscribed(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {

@@ -157,7 +157,7 @@ func (ms *imapMurderSession) Copy(numSet imap.NumSet, dest string) (*imap.CopyDa
 	}
 	_, server, err := ms.locate(dest)
 	if err == errNonexistent {
-		return nil, errTryCreate
+		return nil, ms.missing(dest)
 	}
 	if err != nil {
 		return nil, err
@@ -231,7 +231,7 @@ func (ms *imapMurderSession) Move(w *imapserver.MoveWriter, numSet imap.NumSet, 
 	}
 	_, server, err := ms.locate(dest)
 	if err == errNonexistent {
-		return errTryCreate
+		return ms.missing(dest)
 	}
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 
 	"github.com/emersion/go-imap/v2"
@@ -198,6 +199,28 @@ func (ms *imapMurderSession) locate(mailbox string) (internal, server string, er
 		return "", "", errUnavailable
 	}
 	return internal, e.Server(), nil
+}
+
+// missing is the answer for a COPY, MOVE or APPEND target that does not
+// exist: [TRYCREATE] only when the user could create it, as Cyrus decides
+// (their own hierarchy, or under an existing mailbox where they hold 'k').
+func (ms *imapMurderSession) missing(mailbox string) error {
+	internal, ok := ms.names.toInternal(ms.user, mailbox)
+	if !ok {
+		return errNonexistent
+	}
+	if owner(internal) == ms.user.Inbox() {
+		return errTryCreate
+	}
+	for p := parent(internal); p != ""; p = parent(p) {
+		if e, found := ms.dir.Lookup(p); found {
+			if strings.ContainsRune(aclRights(e.ACL, ms.user.Login()), 'k') {
+				return errTryCreate
+			}
+			return errNonexistent
+		}
+	}
+	return errNonexistent
 }
 
 // route is locate plus the backend connection.
