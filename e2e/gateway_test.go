@@ -205,13 +205,27 @@ func TestGatewayServesTheUniformNamespaceLikeCyrusFrontend(t *testing.T) {
 	rc := testcluster.Start(t, testcluster.Options{})
 	m := murder.Start(t, murder.Options{
 		Roles:           []string{murder.RoleBE1, murder.RoleBE2, murder.RoleFE},
-		BackendMupdate:  rc.Nodes[0].MupdateAddr,
+		BackendMupdate:  startFailoverRelay(t, []string{rc.Nodes[0].MupdateAddr, rc.Nodes[1].MupdateAddr, rc.Nodes[2].MupdateAddr}),
 		FrontendMupdate: rc.Nodes[0].MupdateAddr,
 	})
 	be1 := dialIMAP(t, m.IMAPAddr(murder.RoleBE1), murder.AdminUser, murder.AdminPass)
 	be2 := dialIMAP(t, m.IMAPAddr(murder.RoleBE2), murder.AdminUser, murder.AdminPass)
+	// A backend's CREATE fails while the cluster elects a leader (a busy
+	// machine makes that happen); setup retries, the scenario does not.
+	retryOK := func(s *imapSession, cmd string) {
+		for try := 0; ; try++ {
+			st, _ := s.do(cmd)
+			if strings.HasPrefix(st, "OK") || strings.Contains(st, "already exists") {
+				return
+			}
+			if try == 20 || ctx.Err() != nil {
+				t.Fatalf("imap %q: %s", cmd, st)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
 	for _, c := range []string{"CREATE user/alice", "CREATE user/alice/Sent"} {
-		be1.mustOK(c)
+		retryOK(be1, c)
 	}
 	for _, c := range []string{
 		"CREATE user/bob", "CREATE user/bob/Shared", "SETACL user/bob/Shared alice lrswi",
@@ -221,7 +235,7 @@ func TestGatewayServesTheUniformNamespaceLikeCyrusFrontend(t *testing.T) {
 		"CREATE shared/proj", "SETACL shared/proj alice lrswipkxtecda",
 		"SETACL user/bob/Shared admin lrswi", "SETACL shared/proj admin lrswi",
 	} {
-		be2.mustOK(c)
+		retryOK(be2, c)
 	}
 	be1.mustOK("SETACL user/alice admin lrswi")
 	for _, a := range []struct {
