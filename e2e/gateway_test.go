@@ -327,6 +327,16 @@ func murderScenario(t *testing.T, addr, run string, where func(internal string) 
 	rec(`SELECT "Shared Folders/shared/proj"`)
 	_, res = rec(`UID SEARCH SUBJECT "INBOX message"`)
 	out = append(out, fmt.Sprintf("copied message found: %v", len(strings.Fields(strings.Join(res, " "))) > 2))
+	for _, cmd := range []string{
+		`MYRIGHTS "Other Users/bob/Shared"`, `MYRIGHTS "Shared Folders/shared/proj"`,
+		`GETACL "Shared Folders/shared/proj"`, `GETACL "Other Users/bob/Shared"`,
+		`SETACL "Shared Folders/shared/proj" bob lr`, `GETACL "Shared Folders/shared/proj"`,
+		`DELETEACL "Shared Folders/shared/proj" bob`, `LISTRIGHTS "Shared Folders/shared/proj" bob`,
+		`GETQUOTAROOT INBOX`, `MYRIGHTS "Other Users/bob/Nowhere"`,
+	} {
+		_, res = rec(cmd)
+		out = append(out, sortedLines(res, run)...)
+	}
 	rec(`COPY 1 "Other Users/bob/Nowhere"`)
 	rec(`COPY 1 "Nowhere-` + run + `"`)
 	st = appendRaw(t, s, "Shared Folders/shared/nowhere", "nowhere")

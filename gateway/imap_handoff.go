@@ -124,7 +124,8 @@ func (l *chanListener) Close() error {
 func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
 
 // handoffConn is a client connection handed to imapserver: bytes the
-// pre-login reader had buffered are read first, imapserver's greeting is
+// pre-login reader had buffered are read first, commands imapserver does
+// not know are answered by the interceptor, imapserver's greeting is
 // swallowed, and Close tells the waiting gateway goroutine.
 type handoffConn struct {
 	net.Conn
@@ -132,11 +133,23 @@ type handoffConn struct {
 	greeted  bool
 	in, out  atomic.Int64 // bytes from and to the client, for the metrics
 	session  *imapMurderSession
+	icpt     *interceptor
 	doneOnce sync.Once
 	done     chan struct{}
 }
 
 func (c *handoffConn) Read(p []byte) (int, error) {
+	if c.icpt == nil {
+		c.icpt = newInterceptor(rawReader{c}, countingWriter{c}, c.session.runExtension)
+	}
+	return c.icpt.Read(p)
+}
+
+// rawReader reads what the client sent: first the pre-login leftovers.
+type rawReader struct{ c *handoffConn }
+
+func (r rawReader) Read(p []byte) (int, error) {
+	c := r.c
 	if len(c.pending) > 0 {
 		n := copy(p, c.pending)
 		c.pending = c.pending[n:]
@@ -145,6 +158,15 @@ func (c *handoffConn) Read(p []byte) (int, error) {
 	}
 	n, err := c.Conn.Read(p)
 	c.in.Add(int64(n))
+	return n, err
+}
+
+// countingWriter writes the interceptor's answers to the client.
+type countingWriter struct{ c *handoffConn }
+
+func (w countingWriter) Write(p []byte) (int, error) {
+	n, err := w.c.Conn.Write(p)
+	w.c.out.Add(int64(n))
 	return n, err
 }
 

@@ -150,7 +150,9 @@ func (ms *imapMurderSession) backend(server string) (*imapclient.Client, error) 
 // cannot be reached: a temporary failure, as Cyrus proxyd gives.
 var errUnavailable = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Mailbox unavailable, try again later"}
 
-var errNonexistent = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeNonExistent, Text: "Mailbox does not exist"}
+// errNonexistent words a missing mailbox as Cyrus 3 does (no response
+// code).
+var errNonexistent = &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Mailbox does not exist"}
 
 // backendErr passes a backend's NO/BAD through and turns anything else (a
 // broken connection) into a temporary failure, forgetting the connection
