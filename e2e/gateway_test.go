@@ -335,7 +335,7 @@ func murderScenario(t *testing.T, addr, run string, where func(internal string) 
 		`GETQUOTAROOT INBOX`, `MYRIGHTS "Other Users/bob/Nowhere"`,
 	} {
 		_, res = rec(cmd)
-		out = append(out, sortedLines(res, run)...)
+		out = append(out, sortedLines(sortACL(res), run)...)
 	}
 	rec(`COPY 1 "Other Users/bob/Nowhere"`)
 	rec(`COPY 1 "Nowhere-` + run + `"`)
@@ -401,6 +401,37 @@ func sortedLines(lines []string, run string) []string {
 		out[i] = strings.ReplaceAll(fold(l, run), `"`, "")
 	}
 	sort.Strings(out)
+	return out
+}
+
+// sortACL sorts the identifier/rights pairs of ACL responses: Cyrus keeps
+// its stored order, go-imap's client returns a map (RFC 4314 sets no
+// order).
+func sortACL(lines []string) []string {
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		out[i] = l
+		rest, ok := strings.CutPrefix(l, "* ACL ")
+		if !ok || strings.Contains(rest, `"`) && strings.Count(rest, `"`) != 2 {
+			continue
+		}
+		// "* ACL <mailbox> id rights id rights...": the mailbox is the
+		// only quoted or first field.
+		var mbox string
+		if strings.HasPrefix(rest, `"`) {
+			j := strings.Index(rest[1:], `"`) + 2
+			mbox, rest = rest[:j], strings.TrimSpace(rest[j:])
+		} else {
+			mbox, rest, _ = strings.Cut(rest, " ")
+		}
+		f := strings.Fields(strings.ReplaceAll(rest, `"`, ""))
+		var pairs []string
+		for j := 0; j+1 < len(f); j += 2 {
+			pairs = append(pairs, f[j]+" "+f[j+1])
+		}
+		sort.Strings(pairs)
+		out[i] = "* ACL " + strings.ReplaceAll(mbox, `"`, "") + " " + strings.Join(pairs, " ")
+	}
 	return out
 }
 

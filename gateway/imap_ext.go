@@ -147,7 +147,7 @@ func (ms *imapMurderSession) listRights(b *strings.Builder, mailbox, id string) 
 			required = implicitOwnerRights
 		}
 	}
-	fmt.Fprintf(b, "* LISTRIGHTS %s %s %s l r s w i p k x t e c d a 0 1 2 3 4 5 6 7 8 9\r\n", quoted(mailbox), quoted(id), required)
+	fmt.Fprintf(b, "* LISTRIGHTS %s %s %s l r s w i p k x t e c d a n 0 1 2 3 4 5 6 7 8 9\r\n", quoted(mailbox), quoted(id), required)
 	return nil
 }
 

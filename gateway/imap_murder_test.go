@@ -107,3 +107,36 @@ func TestIMAPMurderSwitchesBackendsWithinOneSession(t *testing.T) {
 		}
 	}
 }
+
+// TestIMAPMurderAnswersCommandsImapserverLacks sends ACL and QUOTA
+// commands, which go-imap's imapserver does not know, pipelined with
+// commands it does know (one with a synchronizing literal) in one write:
+// each must be answered by the right party, in order.
+func TestIMAPMurderAnswersCommandsImapserverLacks(t *testing.T) {
+	m := murder(t)
+	murderFolders(t, m)
+	g := startGateway(t, testConfig(m), replicaFromMaster(t, m))
+	c := dial(t, g.imap)
+	c.expect("* OK")
+	c.send("a LOGIN alice alicepw\r\n")
+	c.expect("a OK [CAPABILITY")
+	c.send("b MYRIGHTS \"Other Users/bob/Shared\"\r\nc NOOP\r\nd GETACL \"Shared Folders/shared/proj\"\r\ne STATUS {21}\r\n")
+	c.expect(`* MYRIGHTS "Other Users/bob/Shared" "lrswi"`)
+	c.expect("b OK")
+	c.expect("c OK")
+	if l := c.until("d "); !strings.Contains(strings.Join(l, "\n"), `"alice" "lrswipkxtecda"`) || !strings.HasPrefix(l[len(l)-1], "d OK") {
+		t.Errorf("GETACL through the gateway: %q", l)
+	}
+	c.expect("+ ")
+	c.send("Shared Folders/shared (MESSAGES)\r\nf CAPABILITY\r\n")
+	c.expect(`* STATUS "Shared Folders/shared" (MESSAGES 0)`)
+	c.expect("e OK")
+	if l := c.expect("* CAPABILITY "); !strings.Contains(l, " ACL ") || !strings.Contains(l, " QUOTA") || !strings.Contains(l, " NAMESPACE ") {
+		t.Errorf("CAPABILITY after login = %q, want ACL, QUOTA and NAMESPACE", l)
+	}
+	c.expect("f OK")
+	c.send("g GETQUOTAROOT INBOX\r\nh MYRIGHTS \"Other Users/bob/Secret\"\r\ni SETACL \"Other Users/bob/Shared\" carol lr\r\n")
+	c.until("g ")
+	c.expect("h NO")
+	c.expect("i NO") // alice lacks the 'a' right there: the backend refuses
+}
