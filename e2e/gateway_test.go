@@ -411,26 +411,23 @@ func sortACL(lines []string) []string {
 	out := make([]string, len(lines))
 	for i, l := range lines {
 		out[i] = l
-		rest, ok := strings.CutPrefix(l, "* ACL ")
-		if !ok || strings.Contains(rest, `"`) && strings.Count(rest, `"`) != 2 {
+		rest, ok := strings.CutPrefix(strings.ReplaceAll(l, `"`, ""), "* ACL ")
+		if !ok {
 			continue
 		}
-		// "* ACL <mailbox> id rights id rights...": the mailbox is the
-		// only quoted or first field.
-		var mbox string
-		if strings.HasPrefix(rest, `"`) {
-			j := strings.Index(rest[1:], `"`) + 2
-			mbox, rest = rest[:j], strings.TrimSpace(rest[j:])
-		} else {
-			mbox, rest, _ = strings.Cut(rest, " ")
+		// The mailboxes here are "Shared Folders/...": through the
+		// first field holding a '/'.
+		f := strings.Fields(rest)
+		k := 0
+		for k < len(f) && !strings.Contains(f[k], "/") {
+			k++
 		}
-		f := strings.Fields(strings.ReplaceAll(rest, `"`, ""))
 		var pairs []string
-		for j := 0; j+1 < len(f); j += 2 {
+		for j := k + 1; j+1 < len(f); j += 2 {
 			pairs = append(pairs, f[j]+" "+f[j+1])
 		}
 		sort.Strings(pairs)
-		out[i] = "* ACL " + strings.ReplaceAll(mbox, `"`, "") + " " + strings.Join(pairs, " ")
+		out[i] = "* ACL " + strings.Join(f[:min(k+1, len(f))], " ") + " " + strings.Join(pairs, " ")
 	}
 	return out
 }
