@@ -324,7 +324,7 @@ func (ss *imapSession) murderLogin(ctx context.Context, cmd *imapCommand, a *att
 		return
 	}
 	a.succeeded(r)
-	ss.writef("%s OK [CAPABILITY %s] Logged in\r\n", cmd.tag, murderCapsAfterLogin)
+	ss.writef("%s OK [CAPABILITY %s] Logged in\r\n", cmd.tag, murderCapsAll)
 	ss.murder = ms
 }
 

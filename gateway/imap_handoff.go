@@ -42,10 +42,10 @@ var murderCaps = imap.CapSet{
 	imap.CapUnauthenticate: {},
 }
 
-// murderCapsAfterLogin is the CAPABILITY list imapserver answers in the
-// authenticated state with murderCaps, sent in the tagged OK of the login
-// (TestIMAPMurderLoginAdvertisesWhatTheSessionServes checks they agree).
-const murderCapsAfterLogin = "IMAP4rev1 SASL-IR LITERAL- UNSELECT ENABLE IDLE UTF8=ACCEPT NAMESPACE UIDPLUS ESEARCH LIST-EXTENDED LIST-STATUS MOVE STATUS=SIZE BINARY CHILDREN SPECIAL-USE LITERAL+ UNAUTHENTICATE"
+// murderCapsAfterLogin is the CAPABILITY list imapserver gives in the
+// authenticated state with murderCaps (its own CAPABILITY answer is
+// replaced by the interceptor's, which adds the extensions it serves).
+const murderCapsAfterLogin = "IMAP4rev1 SASL-IR LITERAL- UNSELECT ENABLE IDLE UTF8=ACCEPT NAMESPACE UIDPLUS ESEARCH LIST-EXTENDED LIST-STATUS MOVE STATUS=SIZE BINARY CHILDREN SPECIAL-USE LITERAL+"
 
 // imapHandoff runs the shared imapserver for logged-in murder sessions.
 type imapHandoff struct {

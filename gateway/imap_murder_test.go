@@ -119,7 +119,7 @@ func TestIMAPMurderAnswersCommandsImapserverLacks(t *testing.T) {
 	c := dial(t, g.imap)
 	c.expect("* OK")
 	c.send("a LOGIN alice alicepw\r\n")
-	c.expect("a OK [CAPABILITY")
+	loginCaps := c.expect("a OK [CAPABILITY ")
 	c.send("b MYRIGHTS \"Other Users/bob/Shared\"\r\nc NOOP\r\nd GETACL \"Shared Folders/shared/proj\"\r\ne STATUS {21}\r\n")
 	c.expect(`* MYRIGHTS "Other Users/bob/Shared" "lrswi"`)
 	c.expect("b OK")
@@ -131,8 +131,12 @@ func TestIMAPMurderAnswersCommandsImapserverLacks(t *testing.T) {
 	c.send("Shared Folders/shared (MESSAGES)\r\nf CAPABILITY\r\n")
 	c.expect(`* STATUS "Shared Folders/shared" (MESSAGES 0)`)
 	c.expect("e OK")
-	if l := c.expect("* CAPABILITY "); !strings.Contains(l, " ACL ") || !strings.Contains(l, " QUOTA") || !strings.Contains(l, " NAMESPACE ") {
+	l := c.expect("* CAPABILITY ")
+	if !strings.Contains(l, " ACL ") || !strings.Contains(l, " QUOTA") || !strings.Contains(l, " NAMESPACE ") {
 		t.Errorf("CAPABILITY after login = %q, want ACL, QUOTA and NAMESPACE", l)
+	}
+	if !strings.HasPrefix(loginCaps, "a OK [CAPABILITY "+strings.TrimPrefix(l, "* CAPABILITY ")+"]") {
+		t.Errorf("the login advertised %q, CAPABILITY answers %q", loginCaps, l)
 	}
 	c.expect("f OK")
 	c.send("g GETQUOTAROOT INBOX\r\nh MYRIGHTS \"Other Users/bob/Secret\"\r\ni SETACL \"Other Users/bob/Shared\" carol lr\r\n")

@@ -249,12 +249,6 @@ func (ms *imapMurderSession) Login(string, string) error {
 	return &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Already logged in"}
 }
 
-// Unauthenticate implements imapserver.SessionUnauthenticate by ending
-// the session: the gateway's login lives in front of imapserver.
-func (ms *imapMurderSession) Unauthenticate() error {
-	return &imap.Error{Type: imap.StatusResponseTypeNo, Text: "UNAUTHENTICATE is not supported through the gateway"}
-}
-
 // Poll implements imapserver.Session: it gives the client what the
 // selected backend sent unsolicited, asking it with NOOP first when this
 // command did not talk to it (NOOP, CHECK and friends).
