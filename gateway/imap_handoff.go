@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,19 +28,18 @@ import (
 // murderCaps are the capabilities the murder session serves; imapserver
 // adds the ones every session has (UNSELECT, IDLE, ENABLE, ...).
 var murderCaps = imap.CapSet{
-	imap.CapIMAP4rev1:      {},
-	imap.CapNamespace:      {},
-	imap.CapUIDPlus:        {},
-	imap.CapESearch:        {},
-	imap.CapListExtended:   {},
-	imap.CapListStatus:     {},
-	imap.CapMove:           {},
-	imap.CapChildren:       {},
-	imap.CapSpecialUse:     {},
-	imap.CapLiteralPlus:    {},
-	imap.CapBinary:         {},
-	imap.CapStatusSize:     {},
-	imap.CapUnauthenticate: {},
+	imap.CapIMAP4rev1:    {},
+	imap.CapNamespace:    {},
+	imap.CapUIDPlus:      {},
+	imap.CapESearch:      {},
+	imap.CapListExtended: {},
+	imap.CapListStatus:   {},
+	imap.CapMove:         {},
+	imap.CapChildren:     {},
+	imap.CapSpecialUse:   {},
+	imap.CapLiteralPlus:  {},
+	imap.CapBinary:       {},
+	imap.CapStatusSize:   {},
 }
 
 // murderCapsAfterLogin is the CAPABILITY list imapserver gives in the
@@ -199,5 +199,10 @@ func (c *handoffConn) Close() error {
 type slogPrintf struct{ log *slog.Logger }
 
 func (l slogPrintf) Printf(format string, args ...any) {
-	l.log.Debug("imapserver: " + fmt.Sprintf(format, args...))
+	msg := "imapserver: " + fmt.Sprintf(format, args...)
+	if strings.Contains(msg, "panic") {
+		l.log.Error(msg)
+		return
+	}
+	l.log.Debug(msg)
 }

@@ -54,6 +54,7 @@ type imapMurderSession struct {
 	notify  chan struct{}
 
 	specialUse map[string][]imap.MailboxAttr // external name -> special-use attrs (nil: not fetched)
+	copyBuf    []byte                        // FETCH body relay buffer, allocated on first use
 }
 
 // selection is the selected mailbox.
