@@ -7,6 +7,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/rookery/rookery/fsm"
 	"github.com/rookery/rookery/gateway/internal/cyrustest"
 )
 
@@ -143,4 +144,29 @@ func TestIMAPMurderAnswersCommandsImapserverLacks(t *testing.T) {
 	c.until("g ")
 	c.expect("h NO")
 	c.expect("i NO") // alice lacks the 'a' right there: the backend refuses
+}
+
+// TestIMAPMurderUnavailableMailboxesAreTemporaryFailures: a mailbox the
+// directory says is RESERVED (being created or moved) and one on a
+// backend that does not answer both get NO [UNAVAILABLE], while the rest
+// of the session goes on.
+func TestIMAPMurderUnavailableMailboxesAreTemporaryFailures(t *testing.T) {
+	m := murder(t)
+	murderFolders(t, m)
+	cfg := testConfig(m)
+	cfg.Servers["be3"] = ServerAddrs{IMAP: closedPort(t)}
+	rep := replicaFromMaster(t, m)
+	g := startGateway(t, cfg, rep)
+	setEntry(rep, "user.bob.Shared", "be2!default", fsm.StateReserved)
+	setEntry(rep, "shared.gone", "be3!default", fsm.StateActive)
+	c := dial(t, g.imap)
+	c.expect("* OK")
+	c.send("a LOGIN alice alicepw\r\n")
+	c.expect("a OK")
+	c.send("b SELECT \"Other Users/bob/Shared\"\r\n")
+	c.expect("b NO [UNAVAILABLE]")
+	c.send("c STATUS \"Shared Folders/shared/gone\" (MESSAGES)\r\n")
+	c.expect("c NO [UNAVAILABLE]")
+	c.send("d SELECT INBOX\r\n")
+	c.until("d OK")
 }

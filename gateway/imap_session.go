@@ -174,7 +174,7 @@ func (ms *imapMurderSession) backendErr(server string, err error) error {
 	if ms.sel != nil && ms.sel.server == server {
 		// The selected state lived on that connection; the client cannot
 		// go on as if it still had it.
-		ms.sel = nil
+		ms.setSel(nil)
 		ms.conn.Bye("Backend connection lost")
 	}
 	return errUnavailable
