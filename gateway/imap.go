@@ -87,11 +87,14 @@ func (ss *imapSession) run(ctx context.Context) {
 			return
 		}
 		if ss.murder != nil {
-			if ss.bw.Flush() == nil {
-				ss.s.setRelaying(ss.raw)
-				ss.s.handoff.serve(ctx, ss.conn, pending(ss.r.br), ss.murder)
+			if ss.bw.Flush() != nil {
+				ss.murder.Close()
+				return
 			}
-			ss.murder.Close()
+			ss.s.setRelaying(ss.raw)
+			// imapserver closes the session when it ends (so does serve
+			// when the hand-off fails).
+			ss.s.handoff.serve(ctx, ss.conn, pending(ss.r.br), ss.murder)
 			return
 		}
 		if done {

@@ -49,12 +49,13 @@ const murderCapsAfterLogin = "IMAP4rev1 SASL-IR LITERAL- UNSELECT ENABLE IDLE UT
 
 // imapHandoff runs the shared imapserver for logged-in murder sessions.
 type imapHandoff struct {
-	srv *imapserver.Server
-	ln  *chanListener
+	srv     *imapserver.Server
+	ln      *chanListener
+	serving chan struct{} // closed when srv.Serve has returned
 }
 
 func newIMAPHandoff(log *slog.Logger) *imapHandoff {
-	h := &imapHandoff{ln: &chanListener{ch: make(chan net.Conn), closed: make(chan struct{})}}
+	h := &imapHandoff{ln: &chanListener{ch: make(chan net.Conn), closed: make(chan struct{})}, serving: make(chan struct{})}
 	h.srv = imapserver.New(&imapserver.Options{
 		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 			hc, ok := c.NetConn().(*handoffConn)
@@ -68,7 +69,10 @@ func newIMAPHandoff(log *slog.Logger) *imapHandoff {
 		Logger:       slogPrintf{log},
 		InsecureAuth: true, // never used: sessions start authenticated
 	})
-	go h.srv.Serve(h.ln)
+	go func() {
+		defer close(h.serving)
+		h.srv.Serve(h.ln)
+	}()
 	return h
 }
 
@@ -95,8 +99,11 @@ func (h *imapHandoff) serve(ctx context.Context, conn net.Conn, pending []byte, 
 	<-hc.done
 }
 
+// close stops the hand-off. imapserver's Close must not run before Serve
+// has returned (both touch one WaitGroup), so the listener goes first.
 func (h *imapHandoff) close() {
 	h.ln.Close()
+	<-h.serving
 	h.srv.Close()
 }
 
