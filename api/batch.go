@@ -8,13 +8,14 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rookery/rookery/fsm"
+	"github.com/rookery/rookery/internal/pbconv"
 	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
 
 // Limits of one Batch call and of each raft entry it proposes.
 const (
 	// MaxBatchCommands is the most commands one Batch call may carry.
-	MaxBatchCommands = 10_000
+	MaxBatchCommands = pbconv.MaxBatchCommands
 	// batchEntryCommands and batchEntryBytes bound one proposal: large
 	// enough that per-entry costs (encoding, fsync, replication framing)
 	// vanish, small enough that an entry stays well under the gRPC message
@@ -38,7 +39,7 @@ func (d *directoryServer) Batch(ctx context.Context, req *rookeryv1.BatchRequest
 	slot := make([]int, 0, len(in)) // cmds[j] answers resp.Results[slot[j]]
 	for i, bc := range in {
 		cmd := fsm.Command{
-			Op: opFromProto(bc.GetOp()), Name: bc.GetName(), Location: bc.GetLocation(),
+			Op: pbconv.OpFromProto(bc.GetOp()), Name: bc.GetName(), Location: bc.GetLocation(),
 			ACL: bc.GetAcl(), IfRevision: bc.GetIfRevision(), Time: now,
 		}
 		stampIdentity(ctx, &cmd)

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rookery/rookery/fsm"
+	"github.com/rookery/rookery/internal/pbconv"
 	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
 
@@ -48,7 +49,7 @@ func (d *directoryServer) Get(ctx context.Context, req *rookeryv1.GetRequest) (*
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "%s: mailbox doesn't exist (at revision %d)", req.GetName(), v.Revision())
 	}
-	return &rookeryv1.GetResponse{Mailbox: MailboxToProto(e), Revision: v.Revision()}, nil
+	return &rookeryv1.GetResponse{Mailbox: pbconv.MailboxToProto(e), Revision: v.Revision()}, nil
 }
 
 // Reserve takes a name for a mailbox being created or moved.

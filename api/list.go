@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rookery/rookery/fsm"
+	"github.com/rookery/rookery/internal/pbconv"
 	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
 
@@ -67,7 +68,7 @@ func (d *directoryServer) listPage(ctx context.Context, f listFilter, pageSize u
 			more = true
 			return false
 		}
-		page = append(page, MailboxToProto(e))
+		page = append(page, pbconv.MailboxToProto(e))
 		return true
 	})
 	resp := &rookeryv1.ListResponse{Mailboxes: page, Revision: v.Revision()}

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rookery/rookery/fsm"
+	"github.com/rookery/rookery/internal/pbconv"
 	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
 
@@ -62,7 +63,7 @@ func (d *directoryServer) Watch(req *rookeryv1.WatchRequest, stream grpc.ServerS
 			out := make([]*rookeryv1.Event, 0, len(evs))
 			for _, ev := range evs {
 				if f.matchEvent(ev) {
-					out = append(out, EventToProto(ev))
+					out = append(out, pbconv.EventToProto(ev))
 				}
 			}
 			pos = evs[len(evs)-1].Revision

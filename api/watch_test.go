@@ -10,10 +10,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/rookery/rookery/api"
 	"github.com/rookery/rookery/api/apitest"
 	"github.com/rookery/rookery/cluster"
 	"github.com/rookery/rookery/fsm"
+	"github.com/rookery/rookery/internal/pbconv"
 	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
 
@@ -32,7 +32,7 @@ func collect(t *testing.T, st grpc.ServerStreamingClient[rookeryv1.WatchResponse
 			t.Fatalf("watch ended at revision %d before %d: %v", covered, upTo, err)
 		}
 		for _, p := range resp.GetEvents() {
-			ev := api.EventFromProto(p)
+			ev := pbconv.EventFromProto(p)
 			if ev.Revision <= covered {
 				t.Fatalf("event at revision %d after revision %d was covered", ev.Revision, covered)
 			}

@@ -4,8 +4,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/rookery/rookery/api"
 	"github.com/rookery/rookery/fsm"
+	"github.com/rookery/rookery/internal/pbconv"
 	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
 
@@ -29,7 +29,7 @@ func (c *Client) ListReservations(ctx context.Context, before time.Time, stale b
 			}
 			rev = resp.GetRevision()
 			for _, m := range resp.GetMailboxes() {
-				if err := fn(api.MailboxFromProto(m)); err != nil {
+				if err := fn(pbconv.MailboxFromProto(m)); err != nil {
 					return err
 				}
 			}
@@ -63,7 +63,7 @@ func (c *Client) Release(ctx context.Context, name string, revision uint64) (uin
 }
 
 // MaxBatch is the most commands one Batch call may carry.
-const MaxBatch = api.MaxBatchCommands
+const MaxBatch = pbconv.MaxBatchCommands
 
 // Batch applies up to MaxBatch directory commands (Op, Name, Location,
 // ACL, IfRevision are used; the server stamps identity and time) and
@@ -73,7 +73,7 @@ func (c *Client) Batch(ctx context.Context, cmds []fsm.Command) (*rookeryv1.Batc
 	req := &rookeryv1.BatchRequest{Commands: make([]*rookeryv1.BatchCommand, len(cmds))}
 	for i, cmd := range cmds {
 		req.Commands[i] = &rookeryv1.BatchCommand{
-			Op: api.OpToProto(cmd.Op), Name: cmd.Name, Location: cmd.Location, Acl: cmd.ACL, IfRevision: cmd.IfRevision,
+			Op: pbconv.OpToProto(cmd.Op), Name: cmd.Name, Location: cmd.Location, Acl: cmd.ACL, IfRevision: cmd.IfRevision,
 		}
 	}
 	var resp *rookeryv1.BatchResponse

@@ -7,8 +7,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/rookery/rookery/api"
 	"github.com/rookery/rookery/fsm"
+	"github.com/rookery/rookery/internal/pbconv"
 	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
 
@@ -24,7 +24,7 @@ func (c *Client) Get(ctx context.Context, name string, stale bool) (fsm.Entry, u
 	if err != nil {
 		return fsm.Entry{}, 0, err
 	}
-	return api.MailboxFromProto(resp.GetMailbox()), resp.GetRevision(), nil
+	return pbconv.MailboxFromProto(resp.GetMailbox()), resp.GetRevision(), nil
 }
 
 func consistency(stale bool) rookeryv1.Consistency {
@@ -149,7 +149,7 @@ func (c *Client) listOn(ctx context.Context, ep *endpoint, opts ListOptions, fn 
 		}
 		rev = resp.GetRevision()
 		for _, m := range resp.GetMailboxes() {
-			if err := fn(api.MailboxFromProto(m)); err != nil {
+			if err := fn(pbconv.MailboxFromProto(m)); err != nil {
 				return rev, err
 			}
 		}

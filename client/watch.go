@@ -8,8 +8,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/rookery/rookery/api"
 	"github.com/rookery/rookery/fsm"
+	"github.com/rookery/rookery/internal/pbconv"
 	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
 
@@ -195,7 +195,7 @@ func (w *watcher) deliver(resp *rookeryv1.WatchResponse) error {
 	}
 	evs := make([]fsm.Event, 0, len(resp.GetEvents()))
 	for _, p := range resp.GetEvents() {
-		ev := api.EventFromProto(p)
+		ev := pbconv.EventFromProto(p)
 		if ev.Revision <= w.rev {
 			continue
 		}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/rookery/rookery/gateway"
 	"github.com/rookery/rookery/internal/httpserve"
-	"github.com/rookery/rookery/internal/metrics"
+	"github.com/rookery/rookery/internal/metrics/exposition"
 )
 
 // serveMetrics serves the gateway's Prometheus metrics and readiness until
@@ -16,10 +16,10 @@ import (
 // balancer sends no client to a gateway that would only answer temporary
 // failures.
 func serveMetrics(ctx context.Context, ln net.Listener, srv *gateway.Server, rep *gateway.Replica, log *slog.Logger) {
-	reg := metrics.NewRegistry()
+	reg := exposition.NewRegistry()
 	reg.MustRegister(&gatewayCollector{gw: srv})
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", metrics.Handler(reg))
+	mux.Handle("/metrics", exposition.Handler(reg))
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if !rep.Ready() {
 			http.Error(w, "directory replica not caught up", http.StatusServiceUnavailable)

@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/rookery/rookery/api"
 	"github.com/rookery/rookery/client"
 	"github.com/rookery/rookery/fsm"
+	"github.com/rookery/rookery/internal/pbconv"
 	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
 
@@ -28,7 +28,7 @@ func cmdGet(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if e.json() {
-		return printJSON(e.stdout, &rookeryv1.GetResponse{Mailbox: api.MailboxToProto(entry), Revision: rev})
+		return printJSON(e.stdout, &rookeryv1.GetResponse{Mailbox: pbconv.MailboxToProto(entry), Revision: rev})
 	}
 	printEntries(e.stdout, []fsm.Entry{entry})
 	return nil

@@ -10,8 +10,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/rookery/rookery/api"
 	"github.com/rookery/rookery/fsm"
+	"github.com/rookery/rookery/internal/pbconv"
 )
 
 // printJSON writes one protobuf message as a JSON line, with the .proto
@@ -107,7 +107,7 @@ func eventRow(ev fsm.Event) string {
 	return fmt.Sprintf("%d\t%s\t%s\t%s\t%s%s", ev.Revision, op, ev.Entry.Name, ev.Entry.State, dash(ev.Entry.Location), move)
 }
 
-func eventJSON(w io.Writer, ev fsm.Event) error { return printJSON(w, api.EventToProto(ev)) }
+func eventJSON(w io.Writer, ev fsm.Event) error { return printJSON(w, pbconv.EventToProto(ev)) }
 
 func dash(s string) string {
 	if s == "" {

@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/rookery/rookery/api"
 	"github.com/rookery/rookery/fsm"
+	"github.com/rookery/rookery/internal/pbconv"
 	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
 
@@ -44,7 +44,7 @@ func cmdReservations(ctx context.Context, e *env, args []string) error {
 	if e.json() {
 		resp := &rookeryv1.ListResponse{Revision: rev}
 		for _, en := range entries {
-			resp.Mailboxes = append(resp.Mailboxes, api.MailboxToProto(en))
+			resp.Mailboxes = append(resp.Mailboxes, pbconv.MailboxToProto(en))
 		}
 		return printJSON(e.stdout, resp)
 	}

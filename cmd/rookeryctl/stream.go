@@ -7,8 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/rookery/rookery/api"
 	"github.com/rookery/rookery/fsm"
+	"github.com/rookery/rookery/internal/pbconv"
 )
 
 // entryStream prints entries as they arrive, so that listing millions of
@@ -42,7 +42,7 @@ func (s *entryStream) add(e fsm.Entry) error {
 		return s.err
 	}
 	if s.json {
-		b, err := marshalJSON(api.MailboxToProto(e))
+		b, err := marshalJSON(pbconv.MailboxToProto(e))
 		if err != nil {
 			return err
 		}

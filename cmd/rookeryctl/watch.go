@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/rookery/rookery/api"
 	"github.com/rookery/rookery/client"
+	"github.com/rookery/rookery/internal/pbconv"
 	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
 
@@ -97,7 +97,7 @@ func (e *env) printReset(r *client.Reset) error {
 	if e.json() {
 		resp := &rookeryv1.ListResponse{Revision: r.Revision}
 		for _, en := range r.Entries {
-			resp.Mailboxes = append(resp.Mailboxes, api.MailboxToProto(en))
+			resp.Mailboxes = append(resp.Mailboxes, pbconv.MailboxToProto(en))
 		}
 		b, err := marshalJSON(resp)
 		if err != nil {

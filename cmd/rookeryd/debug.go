@@ -12,7 +12,7 @@ import (
 
 	"github.com/rookery/rookery/cluster"
 	"github.com/rookery/rookery/internal/httpserve"
-	"github.com/rookery/rookery/internal/metrics"
+	"github.com/rookery/rookery/internal/metrics/exposition"
 	"github.com/rookery/rookery/mupdatecompat"
 )
 
@@ -21,7 +21,7 @@ import (
 // internals.
 func serveDebug(ctx context.Context, ln net.Listener, node *cluster.Node, ms *mupdatecompat.Server, reg *prometheus.Registry, logger *slog.Logger) {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", metrics.Handler(reg))
+	mux.Handle("/metrics", exposition.Handler(reg))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

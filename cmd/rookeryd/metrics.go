@@ -7,6 +7,7 @@ import (
 
 	"github.com/rookery/rookery/cluster"
 	"github.com/rookery/rookery/internal/metrics"
+	"github.com/rookery/rookery/internal/metrics/exposition"
 	"github.com/rookery/rookery/mupdatecompat"
 )
 
@@ -15,7 +16,7 @@ import (
 // this is the only place that sets it (serve runs once per process, except
 // in tests, which do not install it).
 func newRegistry() (*prometheus.Registry, error) {
-	reg := metrics.NewRegistry()
+	reg := exposition.NewRegistry()
 	bridge, err := metrics.NewRaftBridge(reg)
 	if err != nil {
 		return nil, err

@@ -4,7 +4,8 @@
 // their Configs, and the collectors here read them at scrape time or count
 // what the hooks report.
 //
-// Each process builds one Registry (NewRegistry) and registers what it
+// Each process builds one Registry (exposition.NewRegistry, a leaf the
+// gateway can import without linking the cluster) and registers what it
 // runs: NewNodeCollector for a rookeryd node, MUPDATE and cluster hooks,
 // gRPC interceptors, the hashicorp/raft go-metrics bridge (RaftBridge), or
 // NewGatewayCollector for rookery-gateway. Names follow the Prometheus

@@ -1,9 +1,18 @@
-package api
+// Package pbconv converts the directory's data types (package fsm) to and
+// from their gRPC wire form (package rookeryv1), and holds the wire limits
+// both ends share. It is a leaf: the server (api) and the client side
+// (client, rookeryctl, the gateway) both import it, so the client side
+// never links the server to read a mailbox off the wire.
+package pbconv
 
 import (
 	"github.com/rookery/rookery/fsm"
 	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
+
+// MaxBatchCommands is the most commands one Batch call may carry: the
+// server refuses more, and the client splits larger batches by it.
+const MaxBatchCommands = 10_000
 
 // MailboxToProto converts a directory entry to its wire form.
 func MailboxToProto(e fsm.Entry) *rookeryv1.Mailbox {
@@ -60,7 +69,7 @@ func EventFromProto(p *rookeryv1.Event) fsm.Event {
 	return fsm.Event{
 		Revision:     p.GetRevision(),
 		Type:         t,
-		Op:           opFromProto(p.GetOp()),
+		Op:           OpFromProto(p.GetOp()),
 		Entry:        MailboxFromProto(p.GetMailbox()),
 		PrevLocation: p.GetPrevLocation(),
 	}
@@ -101,7 +110,8 @@ func OpToProto(o fsm.Op) rookeryv1.Operation {
 	return rookeryv1.Operation_OPERATION_UNSPECIFIED
 }
 
-func opFromProto(o rookeryv1.Operation) fsm.Op {
+// OpFromProto is the inverse of OpToProto (0 for UNSPECIFIED).
+func OpFromProto(o rookeryv1.Operation) fsm.Op {
 	switch o {
 	case rookeryv1.Operation_OPERATION_RESERVE:
 		return fsm.OpReserve
