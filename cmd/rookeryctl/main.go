@@ -57,7 +57,7 @@ func commands() []command {
 		{"deactivate", "NAME LOCATION", "return an active entry to reserved (MUPDATE DEACTIVATE)", cmdDeactivate},
 		{"delete", "NAME", "remove an entry (MUPDATE DELETE)", cmdDelete},
 		{"import", "--from-mupdate HOST:PORT --user NAME [--follow] | --from-dump FILE | --from-snapshot FILE [--merge M]", "load a directory through the bulk API (migration from a Cyrus master)", cmdImport},
-		{"snapshot", "save FILE | status FILE | restore FILE --data-dir DIR --peers LIST", "save, inspect or restore a directory snapshot", cmdSnapshot},
+		{"snapshot", "save FILE | status FILE", "save or inspect a directory snapshot (restore: rookeryd snapshot-restore)", cmdSnapshot},
 	}
 }
 

@@ -15,7 +15,7 @@ import (
 
 func cmdSnapshot(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 || len(args[0]) > 0 && args[0][0] == '-' {
-		return usagef("want save FILE, status FILE or restore FILE --data-dir DIR --peers LIST")
+		return usagef("want save FILE or status FILE (restore is rookeryd snapshot-restore)")
 	}
 	switch args[0] {
 	case "save":
@@ -23,9 +23,9 @@ func cmdSnapshot(ctx context.Context, e *env, args []string) error {
 	case "status":
 		return snapshotStatus(e, args[1:])
 	case "restore":
-		return snapshotRestore(e, args[1:])
+		return snapshotRestore()
 	}
-	return usagef("unknown subcommand %q: want save, status or restore", args[0])
+	return usagef("unknown subcommand %q: want save or status", args[0])
 }
 
 // snapshotSave streams a consistent snapshot from any node into FILE. It
@@ -152,54 +152,9 @@ func snapshotStatus(e *env, args []string) error {
 	return t.Flush()
 }
 
-const restoreProcedure = `Restoring a cluster from a snapshot (every node starts from the same state):
-
-  1. rookeryctl snapshot save backup.snap          (from the old cluster, any node)
-  2. stop every rookeryd of the cluster to restore; give each node an EMPTY data dir
-  3. on every node, with the SAME file and the SAME peer list:
-       rookeryctl snapshot restore backup.snap --data-dir DIR \
-         --peers n1=RAFT1/GRPC1,n2=RAFT2/GRPC2,n3=RAFT3/GRPC3
-     This writes a raft snapshot holding the directory (revision kept, peer
-     addresses replaced) and a configuration with those voters.
-  4. start every node as usual (same -raft.peers): each resumes from the seeded
-     state, elects a leader, and continues with revisions above the snapshot's.
-  5. rookeryctl status   (every node at the snapshot's revision)
-Watch clients resume from their revision or re-list; nothing else is needed.
-`
-
-func snapshotRestore(e *env, args []string) error {
-	fs := newFlagSet("snapshot restore", e.stderr)
-	dataDir := fs.String("data-dir", "", "empty data directory of the node to seed (required)")
-	peers := fs.String("peers", "", "voters of the restored cluster: id=raft_addr/grpc_addr,... (required, same on every node)")
-	fs.Usage = func() {
-		fmt.Fprint(e.stderr, "usage: rookeryctl snapshot restore FILE --data-dir DIR --peers LIST\n\n"+restoreProcedure+"\nflags:\n")
-		fs.PrintDefaults()
-	}
-	pos, err := e.parseCommand(fs, args, 0, 1, "FILE")
-	if err != nil {
-		return err
-	}
-	if len(pos) == 0 {
-		fmt.Fprint(e.stdout, restoreProcedure)
-		return usagef("")
-	}
-	if *dataDir == "" || *peers == "" {
-		return usagef("--data-dir and --peers are required")
-	}
-	list, err := parsePeers(*peers)
-	if err != nil {
-		return usagef("--peers: %v", err)
-	}
-	f, err := os.Open(pos[0])
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	res, err := seedDataDir(*dataDir, f, list)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "seeded %s: revision %d, %d mailboxes, raft index %d, voters %s\nstart the node with the same -raft.peers; it resumes from this state\n",
-		*dataDir, res.revision, res.mailboxes, res.index, *peers)
-	return nil
+// snapshotRestore only points the operator to rookeryd: seeding a data
+// directory writes raft's on-disk formats, and rookeryctl, which talks to
+// running nodes over gRPC, does not link raft.
+func snapshotRestore() error {
+	return usagef("snapshot restore moved to rookeryd, which owns the data directory: run\n  rookeryd snapshot-restore FILE --data-dir DIR --peers LIST\non each stopped node (rookeryd snapshot-restore -h shows the procedure)")
 }

@@ -165,20 +165,21 @@ func defaultConfig() Config {
 	return c
 }
 
-// peer is one entry of raft.peers.
+// peer is one entry of raft.peers (or of snapshot-restore's --peers).
 type peer struct{ ID, RaftAddr, APIAddr string }
 
+// parsePeers reads id=raft_addr/grpc_addr entries; callers name the setting.
 func parsePeers(list []string) ([]peer, error) {
 	var out []peer
 	for _, p := range list {
 		id, addrs, ok := strings.Cut(p, "=")
 		raftAddr, apiAddr, ok2 := strings.Cut(addrs, "/")
 		if !ok || !ok2 || id == "" {
-			return nil, fmt.Errorf("raft.peers: %q is not id=raft_addr/grpc_addr", p)
+			return nil, fmt.Errorf("%q is not id=raft_addr/grpc_addr", p)
 		}
 		for _, a := range []string{raftAddr, apiAddr} {
 			if _, _, err := net.SplitHostPort(a); err != nil {
-				return nil, fmt.Errorf("raft.peers: %q: %w", p, err)
+				return nil, fmt.Errorf("%q: %w", p, err)
 			}
 		}
 		out = append(out, peer{ID: id, RaftAddr: raftAddr, APIAddr: apiAddr})
@@ -245,7 +246,7 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("raft.log_store %q: want %q or %q", c.Raft.LogStore, cluster.LogStoreBolt, cluster.LogStoreWAL))
 	}
 	if _, err := parsePeers(c.Raft.Peers); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, fmt.Errorf("raft.peers: %w", err))
 	}
 	if _, err := parsePairs("mupdate.backend_servers", c.Mupdate.BackendServers); err != nil {
 		errs = append(errs, err)

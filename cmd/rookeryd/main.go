@@ -5,6 +5,7 @@
 //	rookeryd -config /etc/rookery/node.toml
 //	rookeryd -node.id n1 -node.data_dir ./data/n1 -raft.bootstrap ...
 //	rookeryd hash-password < password.txt   # prints a bcrypt hash for auth.users_file
+//	rookeryd snapshot-restore backup.snap --data-dir DIR --peers LIST   # seeds an empty node offline
 //	rookeryd --version
 package main
 
@@ -31,6 +32,9 @@ func main() {
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "hash-password" {
 		return hashPassword(stdin, stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "snapshot-restore" {
+		return snapshotRestore(args[1:], stdout, stderr)
 	}
 	if version.Requested(args) {
 		fmt.Fprintln(stdout, version.String("rookeryd"))
@@ -75,6 +79,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 const usageHeader = `usage: rookeryd [-config FILE] [-SETTING=VALUE ...]   run a node
        rookeryd hash-password < FILE                  print a bcrypt hash of the password
                                                       read from stdin, for auth.users_file
+       rookeryd snapshot-restore FILE --data-dir DIR --peers LIST
+                                                      seed an empty data dir from a snapshot
+                                                      (offline; -h shows the procedure)
        rookeryd --version                             print the version and exit
 
 Every setting can be given in the TOML file or as a flag named after its path:

@@ -232,7 +232,7 @@ func clusterConfig(cfg Config, grpcAddr, peerSecret string, logger *slog.Logger)
 	c.Bootstrap = cfg.Raft.Bootstrap
 	peers, err := parsePeers(cfg.Raft.Peers)
 	if err != nil {
-		return c, err
+		return c, fmt.Errorf("raft.peers: %w", err)
 	}
 	for _, p := range peers {
 		c.Peers = append(c.Peers, cluster.Peer{ID: p.ID, RaftAddr: p.RaftAddr, APIAddr: p.APIAddr})
