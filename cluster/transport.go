@@ -54,16 +54,18 @@ func newTransport(addr, advertiseAddr string, tlsCfg *tls.Config, secret []byte,
 		if err != nil {
 			return nil, nil, err
 		}
-		netCfg.Stream = stream
+		netCfg.Stream = trackConns(stream)
 		return raft.NewNetworkTransportWithConfig(netCfg), nil, nil
 	case len(secret) > 0:
 		stream, err := newSecretStreamLayer(addr, advertise, secret, logger)
 		if err != nil {
 			return nil, nil, err
 		}
-		netCfg.Stream = stream
+		netCfg.Stream = trackConns(stream)
 		return raft.NewNetworkTransportWithConfig(netCfg), stream, nil
 	default:
+		// raft's own TCP layer: its connections outlive Close (see
+		// trackedStream), which only RaftInsecure nodes put up with.
 		t, err := raft.NewTCPTransportWithConfig(addr, advertise, netCfg)
 		if err != nil {
 			return nil, nil, fmt.Errorf("cluster: raft transport on %s: %w", addr, err)
