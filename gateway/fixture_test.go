@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/rookery/rookery/config"
 	"github.com/rookery/rookery/fsm"
 	"github.com/rookery/rookery/gateway/internal/cyrustest"
@@ -40,6 +42,14 @@ func TestMain(m *testing.M) {
 	if shared.m != nil {
 		if err := shared.m.Stop(); err != nil {
 			slog.Error("stopping the Cyrus murder", "err", err)
+		}
+	}
+	// No goroutine a test started may outlive it; checked once the murder
+	// (whose helpers are goroutines too) has stopped.
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			slog.Error("goroutines left running", "err", err)
+			code = 1
 		}
 	}
 	os.Exit(code)
