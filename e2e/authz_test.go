@@ -16,6 +16,10 @@ import (
 	"github.com/rookery/rookery/internal/testcluster"
 )
 
+// adminCred is the unbound writer of boundCluster. (testcluster's own
+// client picks any writer, possibly a bound one.)
+const adminCred = "admin:adminpw"
+
 // boundCluster starts three rookeryd processes where be1 and be2 are
 // writers bound to servers be1 and be2 (mupdate.backend_servers).
 func boundCluster(t *testing.T) *testcluster.Cluster {
@@ -77,8 +81,8 @@ func staleFollowerDeleteRace(t *testing.T, rc *testcluster.Cluster) {
 		t.Fatal(err)
 	}
 	follower := (leader + 1) % len(rc.Nodes)
-	admin := rc.NodeClient(leader)
-	followerAdmin := rc.NodeClient(follower)
+	admin := grpcAs(t, rc.Nodes[leader].GRPCAddr, adminCred)
+	followerAdmin := grpcAs(t, rc.Nodes[follower].GRPCAddr, adminCred)
 	be1Mupdate := mupdateLogin(ctx, t, rc.Nodes[follower].MupdateAddr, "be1", "be1pw")
 	be1GRPC := grpcAs(t, rc.Nodes[follower].GRPCAddr, "be1:be1pw")
 
@@ -149,7 +153,7 @@ func staleFollowerDeleteRace(t *testing.T, rc *testcluster.Cluster) {
 func boundBackendCannotHijack(t *testing.T, rc *testcluster.Cluster) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	admin := rc.Client()
+	admin := grpcAs(t, rc.Nodes[0].GRPCAddr, adminCred)
 	const acl = "victim\tlrswipkxtecdan\t"
 	for i, n := range rc.Nodes {
 		victim := fmt.Sprintf("user.victim%d", i)
