@@ -28,6 +28,8 @@ import (
 // first time (a bcrypt each). Every attacker reconnects when it is closed.
 // It prints the figures; it fails only if creates fail.
 // ROOKERY_FLOOD_NO_ATTACK=1 runs the same without attackers, as a baseline.
+// ROOKERY_FLOOD_PER_SOURCE=1 keeps the per-address limits, which on one
+// address treat the backend like the attackers.
 //
 // Everything runs on 127.0.0.1, so attackers and the backend share one
 // source address, and the per-address limits are turned off here: they
