@@ -1,8 +1,12 @@
 package gateway
 
 import (
+	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -169,4 +173,31 @@ func TestIMAPMurderUnavailableMailboxesAreTemporaryFailures(t *testing.T) {
 	c.expect("c NO [UNAVAILABLE]")
 	c.send("d SELECT INBOX\r\n")
 	c.until("d OK")
+}
+
+// TestIMAPMurderShowsSpecialUseFromTheINBOXBackend creates a folder with a
+// special use through the gateway; LIST, answered from the replica, must
+// show the attribute the INBOX backend keeps.
+func TestIMAPMurderShowsSpecialUseFromTheINBOXBackend(t *testing.T) {
+	m := murder(t)
+	rep := replicaFromMaster(t, m)
+	g := startGateway(t, testConfig(m), rep)
+	c := murderLogin(t, g.imap)
+	name := fmt.Sprintf("Drafts-%d", time.Now().UnixNano())
+	if err := c.Create(name, &imap.CreateOptions{SpecialUse: []imap.MailboxAttr{imap.MailboxAttrDrafts}}).Wait(); err != nil {
+		t.Fatalf("CREATE %s (USE (\\Drafts)): %v", name, err)
+	}
+	entries, err := m.Directory(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep.Reset(entries, rep.Revision()+1) // as the Watch stream would deliver the new name
+	c2 := murderLogin(t, g.imap)
+	list, err := c2.List("", name, nil).Collect()
+	if err != nil || len(list) != 1 {
+		t.Fatalf("LIST %s: %v %v", name, list, err)
+	}
+	if !slices.Contains(list[0].Attrs, imap.MailboxAttrDrafts) {
+		t.Errorf("LIST %s attributes %v, want \\Drafts from the backend", name, list[0].Attrs)
+	}
 }
