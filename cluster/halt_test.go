@@ -29,6 +29,11 @@ func TestUndecodableEntryStopsEveryNodeNamingIndexAndTerm(t *testing.T) {
 		t.Fatalf("raft apply: %v", err)
 	}
 	badIndex, term := bad.Index(), l.node.raft.CurrentTerm()
+	// Other nodes may have applied it (damage can be local): for the
+	// proposer the outcome is unknown.
+	if err, ok := bad.Response().(error); !ok || !errors.Is(err, ErrUnavailable) || !errors.Is(err, fsm.ErrCorrupt) {
+		t.Fatalf("response to the bad entry %#v, want an error wrapping ErrUnavailable and fsm.ErrCorrupt", bad.Response())
+	}
 	// The next entry is committed too, but must not be applied anywhere.
 	next := l.node.raft.Apply(fsm.EncodeCommands([]fsm.Command{activate(2)}), l.node.cfg.WriteTimeout)
 	_ = next.Error()
