@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/rookery/rookery/client"
 	"github.com/rookery/rookery/cluster"
 	"github.com/rookery/rookery/config"
@@ -100,7 +98,7 @@ func TestServeRefusesPortInUse(t *testing.T) {
 	defer ln.Close()
 	c := testConfig(t, t.TempDir())
 	c.GRPC.Listen = ln.Addr().String()
-	err = serve(context.Background(), c, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	err = serve(context.Background(), c, slog.New(slog.DiscardHandler))
 	if err == nil || !strings.Contains(err.Error(), "grpc.listen") || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("serve with the gRPC port taken: %v", err)
 	}
@@ -111,7 +109,7 @@ func TestServeRefusesCorruptStore(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "raft.db"), bytes.Repeat([]byte("garbage!"), 1024), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err := serve(context.Background(), testConfig(t, dir), slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	err := serve(context.Background(), testConfig(t, dir), slog.New(slog.DiscardHandler))
 	if err == nil || !strings.Contains(err.Error(), "raft.db") {
 		t.Fatalf("serve over a corrupt raft.db: %v", err)
 	}
@@ -126,7 +124,7 @@ func TestServeRestartKeepsDirectory(t *testing.T) {
 	startNode := func(c Config) (stop func()) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- serve(ctx, c, logger, prometheus.NewRegistry()) }()
+		go func() { done <- serve(ctx, c, logger) }()
 		return func() {
 			cancel()
 			if err := <-done; err != nil {
@@ -208,7 +206,7 @@ func TestDebugListenerServesStatusAndProfiles(t *testing.T) {
 	c.Debug.Listen = "127.0.0.1:" + strconv.Itoa(freeport.T(t, 1)[0])
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, c, slog.New(slog.DiscardHandler), prometheus.NewRegistry()) }()
+	go func() { done <- serve(ctx, c, slog.New(slog.DiscardHandler)) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {

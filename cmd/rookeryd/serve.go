@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -23,6 +22,7 @@ import (
 	"github.com/rookery/rookery/auth"
 	"github.com/rookery/rookery/cluster"
 	"github.com/rookery/rookery/fsm"
+	"github.com/rookery/rookery/internal/metrics"
 	"github.com/rookery/rookery/mupdatecompat"
 )
 
@@ -72,7 +72,12 @@ func listen(cfg Config) (*listeners, error) {
 
 // serve runs the node until ctx ends, then shuts down in order: stop
 // accepting MUPDATE and gRPC, finish in-flight work, leave raft cleanly.
-func serve(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.Registry) error {
+func serve(ctx context.Context, cfg Config, logger *slog.Logger, opts ...serveOption) error {
+	so := serveOptions{reg: metrics.NewRegistry()}
+	for _, o := range opts {
+		o(&so)
+	}
+	reg := so.reg
 	lns, err := listen(cfg)
 	if err != nil {
 		return err
@@ -111,7 +116,9 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus
 	}()
 	defer stopGRPC(gs)
 
-	ms, err := newMupdateServer(cfg, node, authn, logger, obs.mupdate.ObserveCommand)
+	ms, err := newMupdateServer(cfg, node, authn, logger, func(mc *mupdatecompat.Config) {
+		mc.ObserveCommand = obs.mupdate.ObserveCommand
+	})
 	if err != nil {
 		return err
 	}
