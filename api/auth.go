@@ -95,9 +95,9 @@ func methodAccess(fullMethod string) access {
 		return accessPeer
 	case "rookery.v1.Directory":
 		switch method {
-		case "Get", "List", "Watch", "WaitRevision":
+		case "Get", "List", "Watch", "WaitRevision", "ListReservations":
 			return accessRead
-		case "Reserve", "Activate", "Deactivate", "Delete":
+		case "Reserve", "Activate", "Deactivate", "Delete", "Release", "Batch":
 			return accessWrite
 		}
 	case "rookery.v1.Cluster":

@@ -78,11 +78,7 @@ func (d *directoryServer) write(ctx context.Context, cmd fsm.Command) (*rookeryv
 	if err := validateCommand(cmd); err != nil {
 		return nil, err
 	}
-	if id, ok := IdentityFromContext(ctx); ok {
-		// The state machine checks the binding on the committed entry
-		// (fsm authorize); the role was checked by the interceptor.
-		cmd.Identity, cmd.Bound = id.Name, id.Server
-	}
+	stampIdentity(ctx, &cmd)
 	cmd.Time = time.Now().UnixNano()
 	res, err := d.s.node.Apply(ctx, []fsm.Command{cmd})
 	if err != nil {
@@ -95,6 +91,16 @@ func (d *directoryServer) write(ctx context.Context, cmd fsm.Command) (*rookeryv
 		return nil, err
 	}
 	return &rookeryv1.WriteResponse{Revision: res[0].Revision}, nil
+}
+
+// stampIdentity records who issues cmd. The role was checked by the
+// interceptor; the server binding is decided by the state machine on the
+// committed entry (fsm authorize), so every write path (single RPCs and
+// Batch) only stamps.
+func stampIdentity(ctx context.Context, cmd *fsm.Command) {
+	if id, ok := IdentityFromContext(ctx); ok {
+		cmd.Identity, cmd.Bound = id.Name, id.Server
+	}
 }
 
 // validateCommand names the offending field; fsm.Validate has the final

@@ -96,6 +96,7 @@ type env struct {
 	global globalFlags
 	stdout io.Writer
 	stderr io.Writer
+	getenv func(string) string
 	cl     *client.Client
 }
 

@@ -48,12 +48,15 @@ func commands() []command {
 		{"member", "list|add|add-nonvoter|remove|reseed|transfer-leader ...", "cluster membership; reseed ID replaces a member's data", cmdMember},
 		{"check", "consistency", "compare every member's directory hash at one revision", cmdCheck},
 		{"get", "NAME [--stale]", "one directory entry", cmdGet},
-		{"list", "[--prefix P | --location L] [--limit N] [--stale]", "directory entries in Cyrus order", cmdList},
+		{"list", "[--prefix P | --location L] [--limit N] [--after NAME] [--stale]", "directory entries in Cyrus order (streamed)", cmdList},
+		{"reservations", "[--older-than D]", "RESERVED entries: name, location, by whom, since when", cmdReservations},
+		{"release", "NAME [--revision R]", "remove a reservation if it is still the same one", cmdRelease},
 		{"watch", "[--from REV|oldest|now] [--prefix P | --location L] [--count N]", "follow the change feed", cmdWatch},
 		{"reserve", "NAME LOCATION", "reserve a name (MUPDATE RESERVE)", cmdReserve},
 		{"activate", "NAME LOCATION ACL", "create or replace an active entry (MUPDATE ACTIVATE)", cmdActivate},
 		{"deactivate", "NAME LOCATION", "return an active entry to reserved (MUPDATE DEACTIVATE)", cmdDeactivate},
 		{"delete", "NAME", "remove an entry (MUPDATE DELETE)", cmdDelete},
+		{"import", "--from-mupdate HOST:PORT --user NAME [--follow] | --from-dump FILE | --from-snapshot FILE [--merge M]", "load a directory through the bulk API (migration from a Cyrus master)", cmdImport},
 		{"snapshot", "save FILE | status FILE | restore FILE --data-dir DIR --peers LIST", "save, inspect or restore a directory snapshot", cmdSnapshot},
 	}
 }
@@ -64,7 +67,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		fmt.Fprintln(stdout, version.String("rookeryctl"))
 		return exitOK
 	}
-	e := &env{stdout: stdout, stderr: stderr}
+	e := &env{stdout: stdout, stderr: stderr, getenv: getenv}
 	gfs := newFlagSet("rookeryctl", stderr)
 	e.global.register(gfs, getenv)
 	gfs.Usage = func() { usage(stderr) }

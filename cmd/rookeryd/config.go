@@ -21,6 +21,16 @@ type Config struct {
 	Mupdate MupdateConfig `toml:"mupdate"`
 	Auth    AuthConfig    `toml:"auth"`
 	Debug   DebugConfig   `toml:"debug"`
+	// Directory holds directory maintenance policies.
+	Directory DirectoryConfig `toml:"directory"`
+}
+
+// DirectoryConfig holds directory maintenance policies.
+type DirectoryConfig struct {
+	// ReservationTTL releases (through raft, logged) reservations older
+	// than this. Off by default: Cyrus never expires a reservation, and a
+	// long XFER holds one legitimately.
+	ReservationTTL config.Duration `toml:"reservation_ttl" help:"release reservations older than this (0: never)"`
 }
 
 // DebugConfig configures the operator HTTP listener.
@@ -54,7 +64,7 @@ type RaftConfig struct {
 
 	HeartbeatTimeout   config.Duration `toml:"heartbeat_timeout" help:"raft heartbeat timeout"`
 	ElectionTimeout    config.Duration `toml:"election_timeout" help:"raft election timeout"`
-	LeaderLeaseTimeout config.Duration `toml:"leader_lease_timeout" help:"raft leader lease timeout"`
+	LeaderLeaseTimeout config.Duration `toml:"leader_lease_timeout" help:"raft leader lease timeout (default: heartbeat_timeout)"`
 	WriteTimeout       config.Duration `toml:"write_timeout" help:"bound on a write or linearizable read without quorum"`
 	SnapshotInterval   config.Duration `toml:"snapshot_interval" help:"how often raft checks whether to snapshot"`
 	SnapshotThreshold  uint64          `toml:"snapshot_threshold" help:"log entries between snapshots"`
@@ -139,7 +149,6 @@ func defaultConfig() Config {
 	c.Raft.Address = "127.0.0.1:7001"
 	c.Raft.HeartbeatTimeout = config.Duration(200 * time.Millisecond)
 	c.Raft.ElectionTimeout = config.Duration(200 * time.Millisecond)
-	c.Raft.LeaderLeaseTimeout = config.Duration(100 * time.Millisecond)
 	c.Raft.WriteTimeout = config.Duration(5 * time.Second)
 	c.Raft.SnapshotInterval = config.Duration(2 * time.Minute)
 	c.Raft.SnapshotThreshold = 100_000
@@ -205,6 +214,9 @@ func (c *Config) validate() error {
 	}
 	if (c.GRPC.TLSCert == "") != (c.GRPC.TLSKey == "") {
 		errs = append(errs, errors.New("grpc.tls_cert and grpc.tls_key go together"))
+	}
+	if c.Directory.ReservationTTL < 0 {
+		errs = append(errs, errors.New("directory.reservation_ttl must not be negative"))
 	}
 	if (c.Mupdate.TLSCert == "") != (c.Mupdate.TLSKey == "") {
 		errs = append(errs, errors.New("mupdate.tls_cert and mupdate.tls_key go together"))

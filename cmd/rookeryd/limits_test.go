@@ -18,6 +18,8 @@ import (
 	"github.com/rookery/rookery/api/apitest"
 	"github.com/rookery/rookery/auth"
 	"github.com/rookery/rookery/internal/freeport"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestMupdateRequireTLS: with mupdate.require_tls no password crosses the
@@ -45,7 +47,7 @@ func TestMupdateRequireTLS(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, c, slog.New(slog.DiscardHandler)) }()
+	go func() { done <- serve(ctx, c, slog.New(slog.DiscardHandler), prometheus.NewRegistry()) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -63,7 +63,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := serve(ctx, cfg, logger, withRegistry(reg)); err != nil {
+	if err := serve(ctx, cfg, logger, reg); err != nil {
 		logger.Error("rookeryd stopped", "err", err)
 		fmt.Fprintf(stderr, "rookeryd: %v\n", err)
 		return 1

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/rookery/rookery/client"
 	"github.com/rookery/rookery/cluster"
 	"github.com/rookery/rookery/config"
@@ -45,6 +47,7 @@ func TestRunRefusesBadConfigurationNamingTheSetting(t *testing.T) {
 		{"unknown log store", append(base, "-raft.log_store", "leveldb"), `raft.log_store "leveldb"`},
 		{"raft with neither secret nor TLS", base, "raft connections would be unauthenticated: set raft.peer_secret_file"},
 		{"require_tls without a certificate", append(base, "-mupdate.require_tls"), "mupdate.require_tls needs mupdate.tls_cert"},
+		{"negative reservation ttl", append(base, "-directory.reservation_ttl", "-1m"), "directory.reservation_ttl"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -98,7 +101,7 @@ func TestServeRefusesPortInUse(t *testing.T) {
 	defer ln.Close()
 	c := testConfig(t, t.TempDir())
 	c.GRPC.Listen = ln.Addr().String()
-	err = serve(context.Background(), c, slog.New(slog.DiscardHandler))
+	err = serve(context.Background(), c, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err == nil || !strings.Contains(err.Error(), "grpc.listen") || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("serve with the gRPC port taken: %v", err)
 	}
@@ -109,7 +112,7 @@ func TestServeRefusesCorruptStore(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "raft.db"), bytes.Repeat([]byte("garbage!"), 1024), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err := serve(context.Background(), testConfig(t, dir), slog.New(slog.DiscardHandler))
+	err := serve(context.Background(), testConfig(t, dir), slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err == nil || !strings.Contains(err.Error(), "raft.db") {
 		t.Fatalf("serve over a corrupt raft.db: %v", err)
 	}
@@ -124,7 +127,7 @@ func TestServeRestartKeepsDirectory(t *testing.T) {
 	startNode := func(c Config) (stop func()) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- serve(ctx, c, logger) }()
+		go func() { done <- serve(ctx, c, logger, prometheus.NewRegistry()) }()
 		return func() {
 			cancel()
 			if err := <-done; err != nil {
@@ -206,7 +209,7 @@ func TestDebugListenerServesStatusAndProfiles(t *testing.T) {
 	c.Debug.Listen = "127.0.0.1:" + strconv.Itoa(freeport.T(t, 1)[0])
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, c, slog.New(slog.DiscardHandler)) }()
+	go func() { done <- serve(ctx, c, slog.New(slog.DiscardHandler), prometheus.NewRegistry()) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {

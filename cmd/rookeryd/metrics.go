@@ -26,19 +26,6 @@ func newRegistry() (*prometheus.Registry, error) {
 	return reg, nil
 }
 
-// serveOptions are serve's optional parameters.
-type serveOptions struct {
-	reg *prometheus.Registry // default: a fresh registry without the raft bridge
-}
-
-type serveOption func(*serveOptions)
-
-// withRegistry makes serve register its metrics on reg (main's, which
-// carries the raft bridge).
-func withRegistry(reg *prometheus.Registry) serveOption {
-	return func(o *serveOptions) { o.reg = reg }
-}
-
 // nodeMetrics are the metrics of one rookeryd node. The hooks must exist
 // before the node and the MUPDATE server they observe; watch registers
 // the collectors that read those once they exist.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/rookery/rookery/auth"
 	"github.com/rookery/rookery/cluster"
@@ -47,11 +48,10 @@ func temporary(err error) error {
 	return err
 }
 
-// newMupdateServer builds the MUPDATE server from cfg; tune adjusts the
-// server's Config last (metrics hooks).
 func newMupdateServer(cfg Config, node *cluster.Node, authn *auth.Authenticator, logger *slog.Logger,
-	tune ...func(*mupdatecompat.Config)) (*mupdatecompat.Server, error) {
+	observe func(command, result string, d time.Duration)) (*mupdatecompat.Server, error) {
 	mc := mupdatecompat.DefaultConfig()
+	mc.ObserveCommand = observe
 	if cfg.Mupdate.Servername != "" {
 		mc.ServerName = cfg.Mupdate.Servername
 	}
@@ -79,9 +79,6 @@ func newMupdateServer(cfg Config, node *cluster.Node, authn *auth.Authenticator,
 		p := mc.Profiles[id]
 		p.Order = mupdatecompat.OrderBytewise
 		mc.Profiles[id] = p
-	}
-	for _, f := range tune {
-		f(&mc)
 	}
 	ms, err := mupdatecompat.NewServer(mc, directory{node}, authn, logger.With("component", "mupdate"))
 	if err != nil {

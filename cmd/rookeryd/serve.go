@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -22,8 +23,8 @@ import (
 	"github.com/rookery/rookery/auth"
 	"github.com/rookery/rookery/cluster"
 	"github.com/rookery/rookery/fsm"
-	"github.com/rookery/rookery/internal/metrics"
 	"github.com/rookery/rookery/mupdatecompat"
+	"github.com/rookery/rookery/reservations"
 )
 
 // listeners are bound before anything touches the data directory, so a
@@ -72,12 +73,7 @@ func listen(cfg Config) (*listeners, error) {
 
 // serve runs the node until ctx ends, then shuts down in order: stop
 // accepting MUPDATE and gRPC, finish in-flight work, leave raft cleanly.
-func serve(ctx context.Context, cfg Config, logger *slog.Logger, opts ...serveOption) error {
-	so := serveOptions{reg: metrics.NewRegistry()}
-	for _, o := range opts {
-		o(&so)
-	}
-	reg := so.reg
+func serve(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.Registry) error {
 	lns, err := listen(cfg)
 	if err != nil {
 		return err
@@ -116,9 +112,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, opts ...serveOp
 	}()
 	defer stopGRPC(gs)
 
-	ms, err := newMupdateServer(cfg, node, authn, logger, func(mc *mupdatecompat.Config) {
-		mc.ObserveCommand = obs.mupdate.ObserveCommand
-	})
+	ms, err := newMupdateServer(cfg, node, authn, logger, obs.mupdate.ObserveCommand)
 	if err != nil {
 		return err
 	}
@@ -131,6 +125,9 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, opts ...serveOp
 		"grpc", lns.grpc.Addr().String(), "mupdate", cfg.Mupdate.Listen, "mupdate_tls", cfg.Mupdate.ListenTLS)
 
 	reloadUsersOnHUP(ctx, cfg.Auth.UsersFile, authn, logger)
+	if ttl := time.Duration(cfg.Directory.ReservationTTL); ttl > 0 {
+		go reservations.Run(ctx, node, reservations.Config{TTL: ttl, Logger: logger.With("component", "reservations")})
+	}
 	var failure error
 	select {
 	case <-ctx.Done():

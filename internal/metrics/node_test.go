@@ -19,9 +19,9 @@ type storeNode struct {
 func (n storeNode) Status() cluster.Status {
 	return cluster.Status{NodeID: "n1", State: "Leader", Leader: cluster.Peer{ID: "n1"}, Revision: n.store.Revision()}
 }
-func (n storeNode) LeaderChangesSeen() uint64 { return 1 }
-func (n storeNode) Store() *fsm.Store         { return n.store }
-func (n storeNode) Alarms() []cluster.Alarm   { return n.alarms }
+func (n storeNode) LeaderChanges() uint64   { return 1 }
+func (n storeNode) Store() *fsm.Store       { return n.store }
+func (n storeNode) Alarms() []cluster.Alarm { return n.alarms }
 func (n storeNode) LastConsistencyCheck() (cluster.ConsistencyReport, bool) {
 	return cluster.ConsistencyReport{}, false
 }
