@@ -246,7 +246,7 @@ func BenchmarkRecordHash(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		h = h.add(recordHash(recs[i%len(recs)]))
 	}
-	b.ReportMetric(float64((cpuTime() - cpu0).Nanoseconds())/float64(b.N), "cpu-ns/entry")
+	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/entry")
 	_ = h
 }
 
