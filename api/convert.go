@@ -47,7 +47,7 @@ func EventToProto(ev fsm.Event) *rookeryv1.Event {
 		Type:         t,
 		Mailbox:      MailboxToProto(ev.Entry),
 		PrevLocation: ev.PrevLocation,
-		Op:           opToProto(ev.Op),
+		Op:           OpToProto(ev.Op),
 	}
 }
 
@@ -86,7 +86,8 @@ func stateFromProto(s rookeryv1.MailboxState) fsm.State {
 	return 0
 }
 
-func opToProto(o fsm.Op) rookeryv1.Operation {
+// OpToProto maps a directory op to its API enum (UNSPECIFIED for OpSetPeer).
+func OpToProto(o fsm.Op) rookeryv1.Operation {
 	switch o {
 	case fsm.OpReserve:
 		return rookeryv1.Operation_OPERATION_RESERVE

@@ -78,12 +78,7 @@ func (d *directoryServer) write(ctx context.Context, cmd fsm.Command) (*rookeryv
 	if err := validateCommand(cmd); err != nil {
 		return nil, err
 	}
-	if id, ok := IdentityFromContext(ctx); ok {
-		if err := d.mayWrite(id, cmd); err != nil {
-			return nil, err
-		}
-		cmd.Identity = id.Name
-	}
+	stampIdentity(ctx, &cmd)
 	cmd.Time = time.Now().UnixNano()
 	res, err := d.s.node.Apply(ctx, []fsm.Command{cmd})
 	if err != nil {
@@ -98,25 +93,14 @@ func (d *directoryServer) write(ctx context.Context, cmd fsm.Command) (*rookeryv
 	return &rookeryv1.WriteResponse{Revision: res[0].Revision}, nil
 }
 
-// mayWrite enforces a backend identity's server binding, as the MUPDATE
-// listener does: it may only write entries located on its own server. For
-// DELETE, which names no location, the entry's current location counts.
-func (d *directoryServer) mayWrite(id Identity, cmd fsm.Command) error {
-	if id.Server == "" {
-		return nil
+// stampIdentity records who issues cmd. The role was checked by the
+// interceptor; the server binding is decided by the state machine on the
+// committed entry (fsm authorize), so every write path (single RPCs and
+// Batch) only stamps.
+func stampIdentity(ctx context.Context, cmd *fsm.Command) {
+	if id, ok := IdentityFromContext(ctx); ok {
+		cmd.Identity, cmd.Bound = id.Name, id.Server
 	}
-	loc := cmd.Location
-	if cmd.Op == fsm.OpDelete {
-		e, ok := d.s.node.Store().Get(cmd.Name)
-		if !ok {
-			return nil // the apply answers NOT_FOUND
-		}
-		loc = e.Location
-	}
-	if srv := fsm.ServerOf(loc); srv != id.Server {
-		return status.Errorf(codes.PermissionDenied, "identity %q may only write mailboxes on server %q, not %q", id.Name, id.Server, srv)
-	}
-	return nil
 }
 
 // validateCommand names the offending field; fsm.Validate has the final

@@ -25,7 +25,12 @@ func (d *directoryServer) List(ctx context.Context, req *rookeryv1.ListRequest) 
 	if err != nil {
 		return nil, err
 	}
-	size := int(req.GetPageSize())
+	return d.listPage(ctx, f, req.GetPageSize(), req.GetPageToken(), req.GetStartAfter(), req.GetConsistency())
+}
+
+// listPage serves one page of a filtered listing (List, ListReservations).
+func (d *directoryServer) listPage(ctx context.Context, f listFilter, pageSize uint32, token, startAfter string, c rookeryv1.Consistency) (*rookeryv1.ListResponse, error) {
+	size := int(pageSize)
 	if size == 0 {
 		size = d.s.cfg.DefaultPageSize
 	}
@@ -35,23 +40,25 @@ func (d *directoryServer) List(ctx context.Context, req *rookeryv1.ListRequest) 
 	var (
 		v     *fsm.View
 		after string
+		err   error
 	)
-	if tok := req.GetPageToken(); tok != "" {
-		pt, err := decodePageToken(tok)
+	if token != "" {
+		pt, err := decodePageToken(token)
 		if err != nil {
 			return nil, invalid("page_token", "%v", err)
 		}
 		if pt.filter != f.hash() {
-			return nil, invalid("page_token", "was issued for a different name_prefix/location_prefix")
+			return nil, invalid("page_token", "was issued for a different listing (filter)")
 		}
 		if v, err = d.pinnedView(pt.revision); err != nil {
 			return nil, err
 		}
 		after = pt.after
 	} else {
-		if v, err = d.readView(ctx, req.GetConsistency()); err != nil {
+		if v, err = d.readView(ctx, c); err != nil {
 			return nil, err
 		}
+		after = startAfter
 	}
 	page := make([]*rookeryv1.Mailbox, 0, min(size, 1024))
 	more := false
@@ -90,10 +97,12 @@ func (d *directoryServer) pinnedView(rev uint64) (*fsm.View, error) {
 		rev, d.s.cfg.ListViewTTL)
 }
 
-// listFilter is the optional name or location prefix of a List or Watch.
+// listFilter is the optional name or location prefix of a List or Watch,
+// or the reservation filter of ListReservations.
 type listFilter struct {
-	kind   byte // 0 none, 1 name prefix, 2 location prefix
+	kind   byte // 0 none, 1 name prefix, 2 location prefix, 3 reservations
 	prefix string
+	before int64 // kind 3: reserved before this time (0: any)
 }
 
 func listFilterOf(namePrefix, locationPrefix string) (listFilter, error) {
@@ -112,6 +121,7 @@ func (f listFilter) hash() uint64 {
 	h := fnv.New64a()
 	h.Write([]byte{f.kind})
 	h.Write([]byte(f.prefix))
+	h.Write(binary.BigEndian.AppendUint64(nil, uint64(f.before)))
 	return h.Sum64()
 }
 
@@ -120,15 +130,11 @@ func (f listFilter) hash() uint64 {
 func (f listFilter) scan(v *fsm.View, after string, fn func(fsm.Entry) bool) {
 	switch f.kind {
 	case 2:
-		if after == "" {
-			v.ScanLocation(f.prefix, fn)
-			return
-		}
-		// There is no location index: continue the full scan where the
-		// previous page stopped, so paging a listing costs one pass in
-		// total instead of one pass per page.
-		v.ScanNameFrom("", after, func(e fsm.Entry) bool {
-			if !hasPrefix(e.Location, f.prefix) {
+		// The server index makes every page cost O(page), not a scan.
+		v.ScanLocationFrom(f.prefix, after, fn)
+	case 3:
+		v.ScanReservedFrom(after, func(e fsm.Entry) bool {
+			if f.before != 0 && e.ReservedAt >= f.before {
 				return true
 			}
 			return fn(e)

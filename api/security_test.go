@@ -66,6 +66,31 @@ func TestSecurityAuthenticatesAndAuthorizesEveryKindOfCaller(t *testing.T) {
 		{"client certificate of a reader reads", func() error { _, err := get(tlsConn(apitest.ReaderCertCN), ctx, "user.cert"); return err }, codes.OK},
 		{"backend writes its own server", func() error { return reserve(anon, bearer(apitest.BackendCred), "user.be1", "imap-be01!default") }, codes.OK},
 		{"backend writes another server", func() error { return reserve(anon, bearer(apitest.BackendCred), "user.be1b", "imap-be02!default") }, codes.PermissionDenied},
+		{"reader writes a batch", func() error {
+			_, err := rookeryv1.NewDirectoryClient(anon).Batch(bearer(apitest.ReaderCred), &rookeryv1.BatchRequest{Commands: []*rookeryv1.BatchCommand{
+				{Op: rookeryv1.Operation_OPERATION_RESERVE, Name: "user.x", Location: "imap-be01!default"}}})
+			return err
+		}, codes.PermissionDenied},
+		{"reader releases", func() error {
+			_, err := rookeryv1.NewDirectoryClient(anon).Release(bearer(apitest.ReaderCred), &rookeryv1.ReleaseRequest{Name: "user.x"})
+			return err
+		}, codes.PermissionDenied},
+		{"reader lists reservations", func() error {
+			_, err := rookeryv1.NewDirectoryClient(anon).ListReservations(bearer(apitest.ReaderCred), &rookeryv1.ListReservationsRequest{})
+			return err
+		}, codes.OK},
+		{"backend batch writes its own server only", func() error {
+			resp, err := rookeryv1.NewDirectoryClient(anon).Batch(bearer(apitest.BackendCred), &rookeryv1.BatchRequest{Commands: []*rookeryv1.BatchCommand{
+				{Op: rookeryv1.Operation_OPERATION_RESERVE, Name: "user.be1batch", Location: "imap-be01!default"},
+				{Op: rookeryv1.Operation_OPERATION_RESERVE, Name: "user.be1other", Location: "imap-be02!default"}}})
+			if err != nil {
+				return err
+			}
+			if got := codes.Code(resp.GetResults()[0].GetCode()); got != codes.OK {
+				return status.Errorf(codes.Internal, "own server: %s", got)
+			}
+			return status.Error(codes.Code(resp.GetResults()[1].GetCode()), resp.GetResults()[1].GetMessage())
+		}, codes.PermissionDenied},
 		{"backend manages the cluster", func() error {
 			_, err := rookeryv1.NewClusterClient(anon).RemoveServer(bearer(apitest.BackendCred), &rookeryv1.RemoveServerRequest{Id: "n9"})
 			return err
@@ -93,7 +118,7 @@ func TestSecurityAuthenticatesAndAuthorizesEveryKindOfCaller(t *testing.T) {
 		}
 	}
 	// reserved_by is the authenticated identity, whatever the request said.
-	for name, who := range map[string]string{"user.admin": "admin", "user.token": "ci-bot", "user.cert": "ops-admin", "user.basic": "admin", "user.be1": "be1"} {
+	for name, who := range map[string]string{"user.admin": "admin", "user.be1batch": "be1", "user.token": "ci-bot", "user.cert": "ops-admin", "user.basic": "admin", "user.be1": "be1"} {
 		g, err := get(anon, bearer(apitest.ReaderCred), name)
 		if err != nil || g.GetMailbox().GetReservedBy() != who {
 			t.Errorf("%s: reserved_by %q (%v), want %q", name, g.GetMailbox().GetReservedBy(), err, who)

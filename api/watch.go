@@ -35,7 +35,10 @@ func (d *directoryServer) Watch(req *rookeryv1.WatchRequest, stream grpc.ServerS
 	}
 	store := d.s.node.Store()
 	pos := req.GetFromRevision()
-	if pos == 0 {
+	switch {
+	case pos == 0 && req.GetFromOldest():
+		pos = compactRevision(store)
+	case pos == 0:
 		pos = store.Revision()
 	}
 	if err := stream.Send(&rookeryv1.WatchResponse{Revision: pos}); err != nil {

@@ -41,6 +41,8 @@ type ListOptions struct {
 	Stale          bool
 	// Limit stops ListAll after this many entries (0: all).
 	Limit int
+	// StartAfter starts the listing after this name (Cyrus order).
+	StartAfter string
 
 	pageSize uint32 // overrides Config.ListPageSize
 }
@@ -56,6 +58,28 @@ func (c *Client) ListAll(ctx context.Context, opts ListOptions) ([]fsm.Entry, ui
 		return nil
 	})
 	return out, rev, err
+}
+
+// ErrListingRestarted is returned by List when the node serving a listing
+// failed after entries were delivered: the listing cannot continue at the
+// same revision elsewhere. Start again (StartAfter the last name seen
+// continues at a newer revision).
+var ErrListingRestarted = errors.New("client: listing interrupted by a node failure after entries were delivered")
+
+// List calls fn for every matching entry, in dbname order, as pages
+// arrive: memory stays bounded by one page whatever the directory's size.
+// All entries are read at the returned revision. fn's error stops it.
+func (c *Client) List(ctx context.Context, opts ListOptions, fn func(fsm.Entry) error) (uint64, error) {
+	delivered := false
+	var restarted bool
+	rev, err := c.listEach(ctx, opts, func() { restarted = delivered }, func(e fsm.Entry) error {
+		if restarted {
+			return ErrListingRestarted
+		}
+		delivered = true
+		return fn(e)
+	})
+	return rev, err
 }
 
 // errLimit stops a listing at ListOptions.Limit.
@@ -102,6 +126,7 @@ func (c *Client) listOn(ctx context.Context, ep *endpoint, opts ListOptions, fn 
 		LocationPrefix: opts.LocationPrefix,
 		PageSize:       c.cfg.ListPageSize,
 		Consistency:    consistency(opts.Stale),
+		StartAfter:     opts.StartAfter,
 	}
 	if opts.pageSize > 0 {
 		req.PageSize = opts.pageSize

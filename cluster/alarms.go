@@ -29,6 +29,9 @@ const (
 	AlarmDiskLog      = "disk-log"
 	AlarmDiskStable   = "disk-stable"
 	AlarmDiskSnapshot = "disk-snapshot"
+	// AlarmHalted: the state machine met a committed entry or snapshot it
+	// cannot apply and the node stopped raft (see fsmAdapter).
+	AlarmHalted = "halted"
 )
 
 // Alarm is one active condition that makes a node unhealthy. While any

@@ -14,6 +14,9 @@ func (st *state) apply(c *Command) Result {
 	}
 	key := DBNameKey(c.Name)
 	old, _ := st.tree.Get(probe(key))
+	if code := authorize(c, old); code != CodeOK {
+		return Result{Code: code}
+	}
 	next, code := decide(c, old)
 	if code != CodeOK {
 		return Result{Code: code}
@@ -34,6 +37,9 @@ func (st *state) setPeer(id, addr string) {
 // absent) it returns the new interned fields, or a failure code. For a
 // DELETE the returned metaKey is unused.
 func decide(c *Command, old *record) (metaKey, Code) {
+	if code := checkRevision(c, old); code != CodeOK {
+		return metaKey{}, code
+	}
 	reserved := metaKey{state: StateReserved, loc: c.Location, by: c.Identity}
 	switch c.Op {
 	case OpReserve:
@@ -64,6 +70,20 @@ func decide(c *Command, old *record) (metaKey, Code) {
 	return metaKey{}, CodeInvalid
 }
 
+// checkRevision is the compare-and-set step: a command with IfRevision
+// applies only to the entry exactly as it was at that revision. An absent
+// entry never matches, so a conditional DELETE of a name that was removed
+// and created again is refused rather than removing the newcomer.
+func checkRevision(c *Command, old *record) Code {
+	if c.IfRevision == 0 {
+		return CodeOK
+	}
+	if old == nil || old.modRevision != c.IfRevision {
+		return CodeConflict
+	}
+	return CodeOK
+}
+
 // commit applies a decided change to the entry keyed key (old is its
 // current record, nil if absent): the tree, the interner, the stats and the
 // history. It returns the new revision.
@@ -73,6 +93,7 @@ func (st *state) commit(c *Command, key string, old *record, next metaKey) uint6
 	var added *record
 	if c.Op == OpDelete {
 		st.tree.Delete(old)
+		st.ix.remove(old)
 		ev = histEvent{key: old.key, meta: old.meta, reservedAt: old.reservedAt,
 			createRevision: old.createRevision, modRevision: old.modRevision}
 		ev.typ = EventDelete
@@ -90,6 +111,7 @@ func (st *state) commit(c *Command, key string, old *record, next metaKey) uint6
 		}
 		st.tree.ReplaceOrInsert(r)
 		added = r
+		st.ix.put(old, r)
 		st.stats.add(r.meta)
 		ev = histEvent{key: r.key, meta: r.meta, reservedAt: r.reservedAt,
 			createRevision: r.createRevision, modRevision: r.modRevision}

@@ -120,6 +120,7 @@ func (d *snapDecoder) entries(st *state) error {
 			return fmt.Errorf("entry %q: %w", name, err)
 		}
 		st.tree.ReplaceOrInsert(rec)
+		st.ix.put(nil, rec)
 		st.stats.add(rec.meta)
 		prev = key
 	}

@@ -72,6 +72,7 @@ type Store struct {
 // it in whole.
 type state struct {
 	tree     *btree.BTreeG[*record]
+	ix       index // secondary indexes over tree (index.go)
 	revision uint64
 	applied  uint64
 	peers    map[string]string
@@ -87,6 +88,7 @@ type state struct {
 func newState(historySize int) state {
 	return state{
 		tree:  btree.NewG(btreeDegree, lessRecord),
+		ix:    newIndex(),
 		peers: map[string]string{},
 		in:    newInterner(),
 		stats: serverCounts{},
@@ -168,6 +170,7 @@ func (s *Store) View() *View {
 	defer s.mu.Unlock()
 	return &View{
 		tree:     s.st.tree.Clone(),
+		ix:       s.st.ix.clone(),
 		revision: s.st.revision,
 		applied:  s.st.applied,
 		stats:    s.st.statsLocked(),

@@ -1,6 +1,9 @@
 package fsm
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // State is the state of a directory entry, as MUPDATE knows it.
 type State uint8
@@ -45,10 +48,8 @@ func (e Entry) Server() string { return ServerOf(e.Location) }
 
 // ServerOf returns the server part of a "server!partition" location.
 func ServerOf(location string) string {
-	for i := 0; i < len(location); i++ {
-		if location[i] == '!' {
-			return location[:i]
-		}
+	if i := strings.IndexByte(location, '!'); i >= 0 {
+		return location[:i]
 	}
 	return location
 }
@@ -110,6 +111,12 @@ const (
 	CodeNotFound  Code = 2 // DEACTIVATE or DELETE of a missing name
 	CodeNotActive Code = 3 // DEACTIVATE of an entry that is not ACTIVE
 	CodeInvalid   Code = 4 // malformed command (see Validate)
+	// CodePermissionDenied: the issuer is bound to a server (Command.Bound)
+	// and the entry is, or would end up, on another one.
+	CodePermissionDenied Code = 5
+	// CodeConflict: the command carried IfRevision and the entry's
+	// ModRevision differs (or the entry is gone). Nothing changed.
+	CodeConflict Code = 6
 )
 
 // Text is the reply text real Cyrus sends for this outcome.
@@ -125,6 +132,10 @@ func (c Code) Text() string {
 		return "mailbox not currently active"
 	case CodeInvalid:
 		return "invalid command"
+	case CodePermissionDenied:
+		return "permission denied"
+	case CodeConflict:
+		return "mailbox changed since the given revision"
 	}
 	return fmt.Sprintf("code %d", uint8(c))
 }

@@ -10,6 +10,7 @@ import (
 // It is safe for concurrent use and stays valid while the store changes.
 type View struct {
 	tree     *btree.BTreeG[*record]
+	ix       index
 	revision uint64
 	applied  uint64
 	stats    *Stats // immutable
@@ -90,15 +91,37 @@ func (v *View) scanKeyPrefix(kp, start string, fn func(Entry) bool) bool {
 // ScanLocation calls fn for every entry whose location starts with prefix
 // (bytewise, as MUPDATE LIST does), in Compare order, until fn returns false.
 //
-// There is no location index: this is a full scan with a filter, O(n) in
-// the number of entries. A few distinct locations cover millions of
-// mailboxes, so an index would save little on the LIST path, which streams
-// most of a server's entries anyway.
+// A prefix naming a server ("be1!" or "be1!default") costs O(that server's
+// entries) through the server index; a prefix without '!' merges the
+// ranges of every server it matches. The empty prefix visits everything.
 func (v *View) ScanLocation(prefix string, fn func(Entry) bool) {
-	v.tree.Ascend(func(r *record) bool {
-		if !strings.HasPrefix(r.meta.loc, prefix) {
-			return true
-		}
-		return fn(r.entry(""))
-	})
+	v.ScanLocationFrom(prefix, "", fn)
+}
+
+// ScanLocationFrom is ScanLocation limited to names sorting strictly after
+// `after` in Compare order ("" means from the start), for pagination.
+func (v *View) ScanLocationFrom(prefix, after string, fn func(Entry) bool) {
+	afterKey := ""
+	if after != "" {
+		afterKey = DBNameKey(after)
+	}
+	if prefix == "" {
+		v.tree.AscendGreaterOrEqual(probe(afterKey+"\x00"), func(r *record) bool { return fn(r.entry("")) })
+		return
+	}
+	v.ix.scanLocation(prefix, afterKey, func(r *record) bool { return fn(r.entry("")) })
+}
+
+// ScanReserved calls fn for every RESERVED entry, in Compare order, until
+// fn returns false. It costs O(reservations), not O(entries).
+func (v *View) ScanReserved(fn func(Entry) bool) { v.ScanReservedFrom("", fn) }
+
+// ScanReservedFrom is ScanReserved limited to names sorting strictly after
+// `after` ("" means from the start), for pagination.
+func (v *View) ScanReservedFrom(after string, fn func(Entry) bool) {
+	start := ""
+	if after != "" {
+		start = DBNameKey(after) + "\x00"
+	}
+	v.ix.reserved.AscendGreaterOrEqual(probe(start), func(r *record) bool { return fn(r.entry("")) })
 }

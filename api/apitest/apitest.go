@@ -70,6 +70,8 @@ func Start(t testing.TB, opts Options) *Cluster {
 		cfg.APIAddr = freeport.Addr(t)
 		cfg.DataDir = t.TempDir()
 		cfg.Logger = Logger(t)
+		// Raft links authenticated and sealed, as in production.
+		cfg.RaftSecret = []byte("apitest-raft-secret-0123456789")
 		if opts.Cluster != nil {
 			opts.Cluster(i, &cfg)
 		}

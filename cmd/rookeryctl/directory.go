@@ -39,6 +39,7 @@ func cmdList(ctx context.Context, e *env, args []string) error {
 	prefix := fs.String("prefix", "", "only names starting with this prefix")
 	location := fs.String("location", "", "only locations starting with this prefix (server!partition)")
 	limit := fs.Int("limit", 0, "at most this many entries (0: all)")
+	after := fs.String("after", "", "start after this name (Cyrus order): continue a listing cut by --limit")
 	stale := fs.Bool("stale", false, "read the answering node's local state")
 	if _, err := e.parseCommand(fs, args, 0, 0, ""); err != nil {
 		return err
@@ -53,21 +54,37 @@ func cmdList(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := e.timed(ctx)
-	defer cancel()
-	entries, rev, err := cl.ListAll(ctx, client.ListOptions{NamePrefix: *prefix, LocationPrefix: *location, Stale: *stale, Limit: *limit})
+	// A listing of millions of entries takes longer than --timeout; each
+	// page is bounded by it instead (the client's attempt timeout).
+	opts := client.ListOptions{NamePrefix: *prefix, LocationPrefix: *location, Stale: *stale, StartAfter: *after}
+	if *limit > 0 {
+		opts.Limit = *limit + 1 // one more tells whether more exist
+	}
+	out := newEntryStream(e.stdout, e.json())
+	var last string
+	more := false
+	rev, err := cl.List(ctx, opts, func(en fsm.Entry) error {
+		if *limit > 0 && out.count == *limit {
+			more = true
+			return nil
+		}
+		last = en.Name
+		return out.add(en)
+	})
 	if err != nil {
 		return err
 	}
-	if e.json() {
-		resp := &rookeryv1.ListResponse{Revision: rev}
-		for _, en := range entries {
-			resp.Mailboxes = append(resp.Mailboxes, api.MailboxToProto(en))
-		}
-		return printJSON(e.stdout, resp)
+	if err := out.finish(rev); err != nil {
+		return err
 	}
-	printEntries(e.stdout, entries)
-	fmt.Fprintf(e.stdout, "(%d entries at revision %d)\n", len(entries), rev)
+	if more {
+		hint := fmt.Sprintf("more entries follow; continue with --after %s", shellQuote(last))
+		if e.json() {
+			fmt.Fprintf(e.stderr, "rookeryctl list: %s\n", hint)
+		} else {
+			fmt.Fprintf(e.stdout, "(%s)\n", hint)
+		}
+	}
 	return nil
 }
 

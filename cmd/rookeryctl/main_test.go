@@ -103,6 +103,25 @@ func TestRookeryctlAgainstARealCluster(t *testing.T) {
 	if strings.Contains(r.stdout, "carol") {
 		t.Fatalf("list --prefix user. shows another domain: %s", r.stdout)
 	}
+	// A cut listing says so, and how to go on.
+	r = run("list", "--limit", "2")
+	r.expect(t, "list --limit 2", exitOK, "(2 entries", "more entries follow; continue with --after ")
+	next := r.stdout[strings.LastIndex(r.stdout, "--after ")+len("--after ") : strings.LastIndex(r.stdout, ")")]
+	r = run("list", "--after", strings.Trim(next, "'"))
+	r.expect(t, "list --after", exitOK, "(1 entries")
+	if strings.Contains(r.stdout, "more entries follow") {
+		t.Fatalf("complete listing hints at more: %s", r.stdout)
+	}
+	r = run("--output", "json", "list")
+	var listed struct {
+		Mailboxes []struct{ Name string }
+		Revision  string
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &listed); err != nil || len(listed.Mailboxes) != 3 || listed.Revision != "3" {
+		t.Fatalf("list json: %v %+v from %s", err, listed, r.stdout)
+	}
+	run("reservations").expect(t, "reservations", exitOK, "user.bob", "imap-be02!default", "(1 reservations at revision 3)")
+	run("reservations", "--older-than", "1h").expect(t, "reservations --older-than", exitOK, "(0 reservations")
 
 	// Operation errors: exit 1 with the directory's own words.
 	run("get", "user.nobody").expect(t, "get missing", exitFailed, "mailbox doesn't exist")
@@ -152,6 +171,13 @@ func TestRookeryctlAgainstARealCluster(t *testing.T) {
 	if !strings.Contains(r.stdout, `"mod_revision":"`) || strings.Contains(r.stdout, `"mod_revision":"5"`) {
 		t.Fatalf("restored cluster revision did not move past the snapshot: %s", r.stdout)
 	}
+
+	// Releasing a stuck reservation, only while it is the same one.
+	run("reserve", "user.stuck", "imap-be01!default").expect(t, "reserve", exitOK)
+	run("release", "example.com!user.carol").expect(t, "release of an active mailbox", exitFailed, "not reserved")
+	run("release", "user.stuck", "--revision", "1").expect(t, "release of a changed reservation", exitFailed, "changed since the given revision")
+	run("release", "user.stuck").expect(t, "release", exitOK, "OK released user.stuck")
+	run("get", "user.stuck").expect(t, "get released", exitFailed, "mailbox doesn't exist")
 
 	// No quorum: writes fail as unavailable (exit 3) and say so.
 	c.Stop(0)

@@ -448,8 +448,11 @@ type ListRequest struct {
 	PageSize       uint32      `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`                  // default 1000, max 10000
 	PageToken      string      `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`                // from a previous ListResponse; pins the revision
 	Consistency    Consistency `protobuf:"varint,5,opt,name=consistency,proto3,enum=rookery.v1.Consistency" json:"consistency,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Start after this name (Cyrus order) on a first page; ignored with
+	// page_token. Lets a tool resume a listing it cut off (at a new revision).
+	StartAfter    string `protobuf:"bytes,6,opt,name=start_after,json=startAfter,proto3" json:"start_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListRequest) Reset() {
@@ -515,6 +518,13 @@ func (x *ListRequest) GetConsistency() Consistency {
 		return x.Consistency
 	}
 	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+func (x *ListRequest) GetStartAfter() string {
+	if x != nil {
+		return x.StartAfter
+	}
+	return ""
 }
 
 type ListResponse struct {
@@ -916,8 +926,12 @@ type WatchRequest struct {
 	LocationPrefix string `protobuf:"bytes,3,opt,name=location_prefix,json=locationPrefix,proto3" json:"location_prefix,omitempty"`
 	// Interval of progress messages when no event is due; default 5s.
 	ProgressIntervalMs uint32 `protobuf:"varint,4,opt,name=progress_interval_ms,json=progressIntervalMs,proto3" json:"progress_interval_ms,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// With from_revision 0: start at the oldest change the serving node
+	// still keeps (its compact revision) instead of now. The first message
+	// names that revision.
+	FromOldest    bool `protobuf:"varint,5,opt,name=from_oldest,json=fromOldest,proto3" json:"from_oldest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WatchRequest) Reset() {
@@ -976,6 +990,13 @@ func (x *WatchRequest) GetProgressIntervalMs() uint32 {
 		return x.ProgressIntervalMs
 	}
 	return 0
+}
+
+func (x *WatchRequest) GetFromOldest() bool {
+	if x != nil {
+		return x.FromOldest
+	}
+	return false
 }
 
 type WatchResponse struct {
@@ -1175,6 +1196,371 @@ func (x *WaitRevisionResponse) GetRevision() uint64 {
 	return 0
 }
 
+type ListReservationsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only reservations made before this time (the leader's clock at the
+	// RESERVE, Unix nanoseconds); 0 lists every RESERVED entry.
+	ReservedBeforeUnixNano int64       `protobuf:"varint,1,opt,name=reserved_before_unix_nano,json=reservedBeforeUnixNano,proto3" json:"reserved_before_unix_nano,omitempty"`
+	PageSize               uint32      `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`   // default 1000, max 10000
+	PageToken              string      `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"` // from a previous ListResponse
+	Consistency            Consistency `protobuf:"varint,4,opt,name=consistency,proto3,enum=rookery.v1.Consistency" json:"consistency,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *ListReservationsRequest) Reset() {
+	*x = ListReservationsRequest{}
+	mi := &file_rookery_v1_directory_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListReservationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListReservationsRequest) ProtoMessage() {}
+
+func (x *ListReservationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_directory_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListReservationsRequest.ProtoReflect.Descriptor instead.
+func (*ListReservationsRequest) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_directory_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListReservationsRequest) GetReservedBeforeUnixNano() int64 {
+	if x != nil {
+		return x.ReservedBeforeUnixNano
+	}
+	return 0
+}
+
+func (x *ListReservationsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListReservationsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListReservationsRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+type ReleaseRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The reservation's mod_revision as listed. The entry is removed only if
+	// it is still exactly that reservation. 0 means the reservation there is
+	// now (read linearizably first).
+	Revision      uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseRequest) Reset() {
+	*x = ReleaseRequest{}
+	mi := &file_rookery_v1_directory_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseRequest) ProtoMessage() {}
+
+func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_directory_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseRequest) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_directory_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ReleaseRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ReleaseRequest) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// BatchCommand is one directory write of a Batch.
+type BatchCommand struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Op       Operation              `protobuf:"varint,1,opt,name=op,proto3,enum=rookery.v1.Operation" json:"op,omitempty"` // RESERVE, ACTIVATE, DEACTIVATE or DELETE
+	Name     string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Location string                 `protobuf:"bytes,3,opt,name=location,proto3" json:"location,omitempty"` // RESERVE, ACTIVATE, DEACTIVATE
+	Acl      string                 `protobuf:"bytes,4,opt,name=acl,proto3" json:"acl,omitempty"`           // ACTIVATE
+	// When non-zero the command applies only if the entry's mod_revision is
+	// this (compare-and-set); otherwise its result is ABORTED.
+	IfRevision    uint64 `protobuf:"varint,5,opt,name=if_revision,json=ifRevision,proto3" json:"if_revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchCommand) Reset() {
+	*x = BatchCommand{}
+	mi := &file_rookery_v1_directory_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchCommand) ProtoMessage() {}
+
+func (x *BatchCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_directory_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchCommand.ProtoReflect.Descriptor instead.
+func (*BatchCommand) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_directory_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *BatchCommand) GetOp() Operation {
+	if x != nil {
+		return x.Op
+	}
+	return Operation_OPERATION_UNSPECIFIED
+}
+
+func (x *BatchCommand) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *BatchCommand) GetLocation() string {
+	if x != nil {
+		return x.Location
+	}
+	return ""
+}
+
+func (x *BatchCommand) GetAcl() string {
+	if x != nil {
+		return x.Acl
+	}
+	return ""
+}
+
+func (x *BatchCommand) GetIfRevision() uint64 {
+	if x != nil {
+		return x.IfRevision
+	}
+	return 0
+}
+
+type BatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Applied in order, at most 10000 per call; see Directory.Batch.
+	Commands      []*BatchCommand `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchRequest) Reset() {
+	*x = BatchRequest{}
+	mi := &file_rookery_v1_directory_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchRequest) ProtoMessage() {}
+
+func (x *BatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_directory_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchRequest.ProtoReflect.Descriptor instead.
+func (*BatchRequest) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_directory_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *BatchRequest) GetCommands() []*BatchCommand {
+	if x != nil {
+		return x.Commands
+	}
+	return nil
+}
+
+// BatchResult is the outcome of one BatchCommand: code is the gRPC status
+// code the single-command RPC would have returned (0 OK, 3
+// INVALID_ARGUMENT, 5 NOT_FOUND, 6 ALREADY_EXISTS, 7 PERMISSION_DENIED,
+// 9 FAILED_PRECONDITION, 10 ABORTED).
+type BatchResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Code          int32                  `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`    // empty when code is 0
+	Revision      uint64                 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"` // revision of the change when code is 0
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchResult) Reset() {
+	*x = BatchResult{}
+	mi := &file_rookery_v1_directory_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchResult) ProtoMessage() {}
+
+func (x *BatchResult) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_directory_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchResult.ProtoReflect.Descriptor instead.
+func (*BatchResult) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_directory_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *BatchResult) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *BatchResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *BatchResult) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type BatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*BatchResult         `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`    // one per command, in order
+	Revision      uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"` // highest revision this call committed
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchResponse) Reset() {
+	*x = BatchResponse{}
+	mi := &file_rookery_v1_directory_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchResponse) ProtoMessage() {}
+
+func (x *BatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_directory_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchResponse.ProtoReflect.Descriptor instead.
+func (*BatchResponse) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_directory_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *BatchResponse) GetResults() []*BatchResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *BatchResponse) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 var File_rookery_v1_directory_proto protoreflect.FileDescriptor
 
 const file_rookery_v1_directory_proto_rawDesc = "" +
@@ -1197,7 +1583,7 @@ const file_rookery_v1_directory_proto_rawDesc = "" +
 	"\vconsistency\x18\x02 \x01(\x0e2\x17.rookery.v1.ConsistencyR\vconsistency\"X\n" +
 	"\vGetResponse\x12-\n" +
 	"\amailbox\x18\x01 \x01(\v2\x13.rookery.v1.MailboxR\amailbox\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x04R\brevision\"\xce\x01\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"\xef\x01\n" +
 	"\vListRequest\x12\x1f\n" +
 	"\vname_prefix\x18\x01 \x01(\tR\n" +
 	"namePrefix\x12'\n" +
@@ -1205,7 +1591,9 @@ const file_rookery_v1_directory_proto_rawDesc = "" +
 	"\tpage_size\x18\x03 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\x129\n" +
-	"\vconsistency\x18\x05 \x01(\x0e2\x17.rookery.v1.ConsistencyR\vconsistency\"\x85\x01\n" +
+	"\vconsistency\x18\x05 \x01(\x0e2\x17.rookery.v1.ConsistencyR\vconsistency\x12\x1f\n" +
+	"\vstart_after\x18\x06 \x01(\tR\n" +
+	"startAfter\"\x85\x01\n" +
 	"\fListResponse\x121\n" +
 	"\tmailboxes\x18\x01 \x03(\v2\x13.rookery.v1.MailboxR\tmailboxes\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1a\n" +
@@ -1229,13 +1617,15 @@ const file_rookery_v1_directory_proto_rawDesc = "" +
 	"\x04type\x18\x02 \x01(\x0e2\x15.rookery.v1.EventTypeR\x04type\x12-\n" +
 	"\amailbox\x18\x03 \x01(\v2\x13.rookery.v1.MailboxR\amailbox\x12#\n" +
 	"\rprev_location\x18\x04 \x01(\tR\fprevLocation\x12%\n" +
-	"\x02op\x18\x05 \x01(\x0e2\x15.rookery.v1.OperationR\x02op\"\xaf\x01\n" +
+	"\x02op\x18\x05 \x01(\x0e2\x15.rookery.v1.OperationR\x02op\"\xd0\x01\n" +
 	"\fWatchRequest\x12#\n" +
 	"\rfrom_revision\x18\x01 \x01(\x04R\ffromRevision\x12\x1f\n" +
 	"\vname_prefix\x18\x02 \x01(\tR\n" +
 	"namePrefix\x12'\n" +
 	"\x0flocation_prefix\x18\x03 \x01(\tR\x0elocationPrefix\x120\n" +
-	"\x14progress_interval_ms\x18\x04 \x01(\rR\x12progressIntervalMs\"V\n" +
+	"\x14progress_interval_ms\x18\x04 \x01(\rR\x12progressIntervalMs\x12\x1f\n" +
+	"\vfrom_oldest\x18\x05 \x01(\bR\n" +
+	"fromOldest\"V\n" +
 	"\rWatchResponse\x12)\n" +
 	"\x06events\x18\x01 \x03(\v2\x11.rookery.v1.EventR\x06events\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x04R\brevision\"f\n" +
@@ -1245,7 +1635,32 @@ const file_rookery_v1_directory_proto_rawDesc = "" +
 	"\x13WaitRevisionRequest\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\"2\n" +
 	"\x14WaitRevisionResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x04R\brevision*c\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\"\xcb\x01\n" +
+	"\x17ListReservationsRequest\x129\n" +
+	"\x19reserved_before_unix_nano\x18\x01 \x01(\x03R\x16reservedBeforeUnixNano\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x129\n" +
+	"\vconsistency\x18\x04 \x01(\x0e2\x17.rookery.v1.ConsistencyR\vconsistency\"@\n" +
+	"\x0eReleaseRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"\x98\x01\n" +
+	"\fBatchCommand\x12%\n" +
+	"\x02op\x18\x01 \x01(\x0e2\x15.rookery.v1.OperationR\x02op\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
+	"\blocation\x18\x03 \x01(\tR\blocation\x12\x10\n" +
+	"\x03acl\x18\x04 \x01(\tR\x03acl\x12\x1f\n" +
+	"\vif_revision\x18\x05 \x01(\x04R\n" +
+	"ifRevision\"D\n" +
+	"\fBatchRequest\x124\n" +
+	"\bcommands\x18\x01 \x03(\v2\x18.rookery.v1.BatchCommandR\bcommands\"W\n" +
+	"\vBatchResult\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\"^\n" +
+	"\rBatchResponse\x121\n" +
+	"\aresults\x18\x01 \x03(\v2\x17.rookery.v1.BatchResultR\aresults\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision*c\n" +
 	"\fMailboxState\x12\x1d\n" +
 	"\x19MAILBOX_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16MAILBOX_STATE_RESERVED\x10\x01\x12\x18\n" +
@@ -1263,7 +1678,7 @@ const file_rookery_v1_directory_proto_rawDesc = "" +
 	"\x11OPERATION_RESERVE\x10\x01\x12\x16\n" +
 	"\x12OPERATION_ACTIVATE\x10\x02\x12\x18\n" +
 	"\x14OPERATION_DEACTIVATE\x10\x03\x12\x14\n" +
-	"\x10OPERATION_DELETE\x10\x042\x9f\x04\n" +
+	"\x10OPERATION_DELETE\x10\x042\xf2\x05\n" +
 	"\tDirectory\x126\n" +
 	"\x03Get\x12\x16.rookery.v1.GetRequest\x1a\x17.rookery.v1.GetResponse\x129\n" +
 	"\x04List\x12\x17.rookery.v1.ListRequest\x1a\x18.rookery.v1.ListResponse\x12@\n" +
@@ -1273,7 +1688,10 @@ const file_rookery_v1_directory_proto_rawDesc = "" +
 	"Deactivate\x12\x1d.rookery.v1.DeactivateRequest\x1a\x19.rookery.v1.WriteResponse\x12>\n" +
 	"\x06Delete\x12\x19.rookery.v1.DeleteRequest\x1a\x19.rookery.v1.WriteResponse\x12>\n" +
 	"\x05Watch\x12\x18.rookery.v1.WatchRequest\x1a\x19.rookery.v1.WatchResponse0\x01\x12Q\n" +
-	"\fWaitRevision\x12\x1f.rookery.v1.WaitRevisionRequest\x1a .rookery.v1.WaitRevisionResponseB7Z5github.com/rookery/rookery/proto/rookery/v1;rookeryv1b\x06proto3"
+	"\fWaitRevision\x12\x1f.rookery.v1.WaitRevisionRequest\x1a .rookery.v1.WaitRevisionResponse\x12Q\n" +
+	"\x10ListReservations\x12#.rookery.v1.ListReservationsRequest\x1a\x18.rookery.v1.ListResponse\x12@\n" +
+	"\aRelease\x12\x1a.rookery.v1.ReleaseRequest\x1a\x19.rookery.v1.WriteResponse\x12<\n" +
+	"\x05Batch\x12\x18.rookery.v1.BatchRequest\x1a\x19.rookery.v1.BatchResponseB7Z5github.com/rookery/rookery/proto/rookery/v1;rookeryv1b\x06proto3"
 
 var (
 	file_rookery_v1_directory_proto_rawDescOnce sync.Once
@@ -1288,28 +1706,34 @@ func file_rookery_v1_directory_proto_rawDescGZIP() []byte {
 }
 
 var file_rookery_v1_directory_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_rookery_v1_directory_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_rookery_v1_directory_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_rookery_v1_directory_proto_goTypes = []any{
-	(MailboxState)(0),            // 0: rookery.v1.MailboxState
-	(Consistency)(0),             // 1: rookery.v1.Consistency
-	(EventType)(0),               // 2: rookery.v1.EventType
-	(Operation)(0),               // 3: rookery.v1.Operation
-	(*Mailbox)(nil),              // 4: rookery.v1.Mailbox
-	(*GetRequest)(nil),           // 5: rookery.v1.GetRequest
-	(*GetResponse)(nil),          // 6: rookery.v1.GetResponse
-	(*ListRequest)(nil),          // 7: rookery.v1.ListRequest
-	(*ListResponse)(nil),         // 8: rookery.v1.ListResponse
-	(*ReserveRequest)(nil),       // 9: rookery.v1.ReserveRequest
-	(*ActivateRequest)(nil),      // 10: rookery.v1.ActivateRequest
-	(*DeactivateRequest)(nil),    // 11: rookery.v1.DeactivateRequest
-	(*DeleteRequest)(nil),        // 12: rookery.v1.DeleteRequest
-	(*WriteResponse)(nil),        // 13: rookery.v1.WriteResponse
-	(*Event)(nil),                // 14: rookery.v1.Event
-	(*WatchRequest)(nil),         // 15: rookery.v1.WatchRequest
-	(*WatchResponse)(nil),        // 16: rookery.v1.WatchResponse
-	(*WatchCompacted)(nil),       // 17: rookery.v1.WatchCompacted
-	(*WaitRevisionRequest)(nil),  // 18: rookery.v1.WaitRevisionRequest
-	(*WaitRevisionResponse)(nil), // 19: rookery.v1.WaitRevisionResponse
+	(MailboxState)(0),               // 0: rookery.v1.MailboxState
+	(Consistency)(0),                // 1: rookery.v1.Consistency
+	(EventType)(0),                  // 2: rookery.v1.EventType
+	(Operation)(0),                  // 3: rookery.v1.Operation
+	(*Mailbox)(nil),                 // 4: rookery.v1.Mailbox
+	(*GetRequest)(nil),              // 5: rookery.v1.GetRequest
+	(*GetResponse)(nil),             // 6: rookery.v1.GetResponse
+	(*ListRequest)(nil),             // 7: rookery.v1.ListRequest
+	(*ListResponse)(nil),            // 8: rookery.v1.ListResponse
+	(*ReserveRequest)(nil),          // 9: rookery.v1.ReserveRequest
+	(*ActivateRequest)(nil),         // 10: rookery.v1.ActivateRequest
+	(*DeactivateRequest)(nil),       // 11: rookery.v1.DeactivateRequest
+	(*DeleteRequest)(nil),           // 12: rookery.v1.DeleteRequest
+	(*WriteResponse)(nil),           // 13: rookery.v1.WriteResponse
+	(*Event)(nil),                   // 14: rookery.v1.Event
+	(*WatchRequest)(nil),            // 15: rookery.v1.WatchRequest
+	(*WatchResponse)(nil),           // 16: rookery.v1.WatchResponse
+	(*WatchCompacted)(nil),          // 17: rookery.v1.WatchCompacted
+	(*WaitRevisionRequest)(nil),     // 18: rookery.v1.WaitRevisionRequest
+	(*WaitRevisionResponse)(nil),    // 19: rookery.v1.WaitRevisionResponse
+	(*ListReservationsRequest)(nil), // 20: rookery.v1.ListReservationsRequest
+	(*ReleaseRequest)(nil),          // 21: rookery.v1.ReleaseRequest
+	(*BatchCommand)(nil),            // 22: rookery.v1.BatchCommand
+	(*BatchRequest)(nil),            // 23: rookery.v1.BatchRequest
+	(*BatchResult)(nil),             // 24: rookery.v1.BatchResult
+	(*BatchResponse)(nil),           // 25: rookery.v1.BatchResponse
 }
 var file_rookery_v1_directory_proto_depIdxs = []int32{
 	0,  // 0: rookery.v1.Mailbox.state:type_name -> rookery.v1.MailboxState
@@ -1321,27 +1745,37 @@ var file_rookery_v1_directory_proto_depIdxs = []int32{
 	4,  // 6: rookery.v1.Event.mailbox:type_name -> rookery.v1.Mailbox
 	3,  // 7: rookery.v1.Event.op:type_name -> rookery.v1.Operation
 	14, // 8: rookery.v1.WatchResponse.events:type_name -> rookery.v1.Event
-	5,  // 9: rookery.v1.Directory.Get:input_type -> rookery.v1.GetRequest
-	7,  // 10: rookery.v1.Directory.List:input_type -> rookery.v1.ListRequest
-	9,  // 11: rookery.v1.Directory.Reserve:input_type -> rookery.v1.ReserveRequest
-	10, // 12: rookery.v1.Directory.Activate:input_type -> rookery.v1.ActivateRequest
-	11, // 13: rookery.v1.Directory.Deactivate:input_type -> rookery.v1.DeactivateRequest
-	12, // 14: rookery.v1.Directory.Delete:input_type -> rookery.v1.DeleteRequest
-	15, // 15: rookery.v1.Directory.Watch:input_type -> rookery.v1.WatchRequest
-	18, // 16: rookery.v1.Directory.WaitRevision:input_type -> rookery.v1.WaitRevisionRequest
-	6,  // 17: rookery.v1.Directory.Get:output_type -> rookery.v1.GetResponse
-	8,  // 18: rookery.v1.Directory.List:output_type -> rookery.v1.ListResponse
-	13, // 19: rookery.v1.Directory.Reserve:output_type -> rookery.v1.WriteResponse
-	13, // 20: rookery.v1.Directory.Activate:output_type -> rookery.v1.WriteResponse
-	13, // 21: rookery.v1.Directory.Deactivate:output_type -> rookery.v1.WriteResponse
-	13, // 22: rookery.v1.Directory.Delete:output_type -> rookery.v1.WriteResponse
-	16, // 23: rookery.v1.Directory.Watch:output_type -> rookery.v1.WatchResponse
-	19, // 24: rookery.v1.Directory.WaitRevision:output_type -> rookery.v1.WaitRevisionResponse
-	17, // [17:25] is the sub-list for method output_type
-	9,  // [9:17] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	1,  // 9: rookery.v1.ListReservationsRequest.consistency:type_name -> rookery.v1.Consistency
+	3,  // 10: rookery.v1.BatchCommand.op:type_name -> rookery.v1.Operation
+	22, // 11: rookery.v1.BatchRequest.commands:type_name -> rookery.v1.BatchCommand
+	24, // 12: rookery.v1.BatchResponse.results:type_name -> rookery.v1.BatchResult
+	5,  // 13: rookery.v1.Directory.Get:input_type -> rookery.v1.GetRequest
+	7,  // 14: rookery.v1.Directory.List:input_type -> rookery.v1.ListRequest
+	9,  // 15: rookery.v1.Directory.Reserve:input_type -> rookery.v1.ReserveRequest
+	10, // 16: rookery.v1.Directory.Activate:input_type -> rookery.v1.ActivateRequest
+	11, // 17: rookery.v1.Directory.Deactivate:input_type -> rookery.v1.DeactivateRequest
+	12, // 18: rookery.v1.Directory.Delete:input_type -> rookery.v1.DeleteRequest
+	15, // 19: rookery.v1.Directory.Watch:input_type -> rookery.v1.WatchRequest
+	18, // 20: rookery.v1.Directory.WaitRevision:input_type -> rookery.v1.WaitRevisionRequest
+	20, // 21: rookery.v1.Directory.ListReservations:input_type -> rookery.v1.ListReservationsRequest
+	21, // 22: rookery.v1.Directory.Release:input_type -> rookery.v1.ReleaseRequest
+	23, // 23: rookery.v1.Directory.Batch:input_type -> rookery.v1.BatchRequest
+	6,  // 24: rookery.v1.Directory.Get:output_type -> rookery.v1.GetResponse
+	8,  // 25: rookery.v1.Directory.List:output_type -> rookery.v1.ListResponse
+	13, // 26: rookery.v1.Directory.Reserve:output_type -> rookery.v1.WriteResponse
+	13, // 27: rookery.v1.Directory.Activate:output_type -> rookery.v1.WriteResponse
+	13, // 28: rookery.v1.Directory.Deactivate:output_type -> rookery.v1.WriteResponse
+	13, // 29: rookery.v1.Directory.Delete:output_type -> rookery.v1.WriteResponse
+	16, // 30: rookery.v1.Directory.Watch:output_type -> rookery.v1.WatchResponse
+	19, // 31: rookery.v1.Directory.WaitRevision:output_type -> rookery.v1.WaitRevisionResponse
+	8,  // 32: rookery.v1.Directory.ListReservations:output_type -> rookery.v1.ListResponse
+	13, // 33: rookery.v1.Directory.Release:output_type -> rookery.v1.WriteResponse
+	25, // 34: rookery.v1.Directory.Batch:output_type -> rookery.v1.BatchResponse
+	24, // [24:35] is the sub-list for method output_type
+	13, // [13:24] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_rookery_v1_directory_proto_init() }
@@ -1355,7 +1789,7 @@ func file_rookery_v1_directory_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rookery_v1_directory_proto_rawDesc), len(file_rookery_v1_directory_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   16,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

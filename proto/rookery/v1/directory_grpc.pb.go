@@ -23,14 +23,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Directory_Get_FullMethodName          = "/rookery.v1.Directory/Get"
-	Directory_List_FullMethodName         = "/rookery.v1.Directory/List"
-	Directory_Reserve_FullMethodName      = "/rookery.v1.Directory/Reserve"
-	Directory_Activate_FullMethodName     = "/rookery.v1.Directory/Activate"
-	Directory_Deactivate_FullMethodName   = "/rookery.v1.Directory/Deactivate"
-	Directory_Delete_FullMethodName       = "/rookery.v1.Directory/Delete"
-	Directory_Watch_FullMethodName        = "/rookery.v1.Directory/Watch"
-	Directory_WaitRevision_FullMethodName = "/rookery.v1.Directory/WaitRevision"
+	Directory_Get_FullMethodName              = "/rookery.v1.Directory/Get"
+	Directory_List_FullMethodName             = "/rookery.v1.Directory/List"
+	Directory_Reserve_FullMethodName          = "/rookery.v1.Directory/Reserve"
+	Directory_Activate_FullMethodName         = "/rookery.v1.Directory/Activate"
+	Directory_Deactivate_FullMethodName       = "/rookery.v1.Directory/Deactivate"
+	Directory_Delete_FullMethodName           = "/rookery.v1.Directory/Delete"
+	Directory_Watch_FullMethodName            = "/rookery.v1.Directory/Watch"
+	Directory_WaitRevision_FullMethodName     = "/rookery.v1.Directory/WaitRevision"
+	Directory_ListReservations_FullMethodName = "/rookery.v1.Directory/ListReservations"
+	Directory_Release_FullMethodName          = "/rookery.v1.Directory/Release"
+	Directory_Batch_FullMethodName            = "/rookery.v1.Directory/Batch"
 )
 
 // DirectoryClient is the client API for Directory service.
@@ -55,6 +58,20 @@ type DirectoryClient interface {
 	// WaitRevision returns once the serving node has applied the revision
 	// (read-your-writes for a client that wrote through another node).
 	WaitRevision(ctx context.Context, in *WaitRevisionRequest, opts ...grpc.CallOption) (*WaitRevisionResponse, error)
+	// ListReservations pages through RESERVED entries in dbname order,
+	// optionally only those reserved before a time; it costs O(reservations).
+	ListReservations(ctx context.Context, in *ListReservationsRequest, opts ...grpc.CallOption) (*ListResponse, error)
+	// Release removes a reservation only if it is still the same one
+	// (compare-and-delete on its revision): NOT_FOUND when absent,
+	// FAILED_PRECONDITION when the entry is not RESERVED, ABORTED when it
+	// changed since the given revision.
+	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*WriteResponse, error)
+	// Batch applies many writes in few raft entries (bulk import and
+	// restore-style loads). Each command is authorized and answered as its
+	// single RPC would be. The call fails (UNAVAILABLE, ...) only when its
+	// first raft entry could not be committed; a failure after that leaves
+	// the remaining results with the failure's code (outcome unknown).
+	Batch(ctx context.Context, in *BatchRequest, opts ...grpc.CallOption) (*BatchResponse, error)
 }
 
 type directoryClient struct {
@@ -154,6 +171,36 @@ func (c *directoryClient) WaitRevision(ctx context.Context, in *WaitRevisionRequ
 	return out, nil
 }
 
+func (c *directoryClient) ListReservations(ctx context.Context, in *ListReservationsRequest, opts ...grpc.CallOption) (*ListResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListResponse)
+	err := c.cc.Invoke(ctx, Directory_ListReservations_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *directoryClient) Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*WriteResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WriteResponse)
+	err := c.cc.Invoke(ctx, Directory_Release_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *directoryClient) Batch(ctx context.Context, in *BatchRequest, opts ...grpc.CallOption) (*BatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BatchResponse)
+	err := c.cc.Invoke(ctx, Directory_Batch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DirectoryServer is the server API for Directory service.
 // All implementations must embed UnimplementedDirectoryServer
 // for forward compatibility.
@@ -176,6 +223,20 @@ type DirectoryServer interface {
 	// WaitRevision returns once the serving node has applied the revision
 	// (read-your-writes for a client that wrote through another node).
 	WaitRevision(context.Context, *WaitRevisionRequest) (*WaitRevisionResponse, error)
+	// ListReservations pages through RESERVED entries in dbname order,
+	// optionally only those reserved before a time; it costs O(reservations).
+	ListReservations(context.Context, *ListReservationsRequest) (*ListResponse, error)
+	// Release removes a reservation only if it is still the same one
+	// (compare-and-delete on its revision): NOT_FOUND when absent,
+	// FAILED_PRECONDITION when the entry is not RESERVED, ABORTED when it
+	// changed since the given revision.
+	Release(context.Context, *ReleaseRequest) (*WriteResponse, error)
+	// Batch applies many writes in few raft entries (bulk import and
+	// restore-style loads). Each command is authorized and answered as its
+	// single RPC would be. The call fails (UNAVAILABLE, ...) only when its
+	// first raft entry could not be committed; a failure after that leaves
+	// the remaining results with the failure's code (outcome unknown).
+	Batch(context.Context, *BatchRequest) (*BatchResponse, error)
 	mustEmbedUnimplementedDirectoryServer()
 }
 
@@ -209,6 +270,15 @@ func (UnimplementedDirectoryServer) Watch(*WatchRequest, grpc.ServerStreamingSer
 }
 func (UnimplementedDirectoryServer) WaitRevision(context.Context, *WaitRevisionRequest) (*WaitRevisionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method WaitRevision not implemented")
+}
+func (UnimplementedDirectoryServer) ListReservations(context.Context, *ListReservationsRequest) (*ListResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListReservations not implemented")
+}
+func (UnimplementedDirectoryServer) Release(context.Context, *ReleaseRequest) (*WriteResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Release not implemented")
+}
+func (UnimplementedDirectoryServer) Batch(context.Context, *BatchRequest) (*BatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Batch not implemented")
 }
 func (UnimplementedDirectoryServer) mustEmbedUnimplementedDirectoryServer() {}
 func (UnimplementedDirectoryServer) testEmbeddedByValue()                   {}
@@ -368,6 +438,60 @@ func _Directory_WaitRevision_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Directory_ListReservations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListReservationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DirectoryServer).ListReservations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Directory_ListReservations_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DirectoryServer).ListReservations(ctx, req.(*ListReservationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Directory_Release_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DirectoryServer).Release(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Directory_Release_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DirectoryServer).Release(ctx, req.(*ReleaseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Directory_Batch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DirectoryServer).Batch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Directory_Batch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DirectoryServer).Batch(ctx, req.(*BatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Directory_ServiceDesc is the grpc.ServiceDesc for Directory service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -402,6 +526,18 @@ var Directory_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "WaitRevision",
 			Handler:    _Directory_WaitRevision_Handler,
+		},
+		{
+			MethodName: "ListReservations",
+			Handler:    _Directory_ListReservations_Handler,
+		},
+		{
+			MethodName: "Release",
+			Handler:    _Directory_Release_Handler,
+		},
+		{
+			MethodName: "Batch",
+			Handler:    _Directory_Batch_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,192 @@
+package fsm
+
+import (
+	"iter"
+	"strings"
+
+	"github.com/google/btree"
+)
+
+// index holds the secondary indexes over the live tree. Both are
+// copy-on-write B-trees of the same immutable *record pointers as the main
+// tree, updated in the same commit and cloned with it, so a View sees all
+// three at one revision.
+//
+//   - byServer orders every entry by (server part of its location, key):
+//     one server's entries are a contiguous range in dbname order, so a
+//     location listing (MUPDATE LIST, gRPC List by location, ctl_mboxlist
+//     -m) costs O(that server's entries) instead of a scan of the directory.
+//   - reserved holds the RESERVED entries by key: stuck reservations are
+//     listed in O(reservations).
+//
+// The price is one more pointer slot per entry in byServer's nodes (about
+// 12 bytes per mailbox at degree 32) and one more tree update per change.
+type index struct {
+	byServer *btree.BTreeG[*record]
+	reserved *btree.BTreeG[*record]
+}
+
+func newIndex() index {
+	return index{
+		byServer: btree.NewG(btreeDegree, lessByServer),
+		reserved: btree.NewG(btreeDegree, lessRecord),
+	}
+}
+
+// lessByServer orders by server part, then by key. The server is found in
+// the interned location on each comparison rather than stored, which would
+// cost a string header per meta.
+func lessByServer(a, b *record) bool {
+	sa, sb := ServerOf(a.meta.loc), ServerOf(b.meta.loc)
+	if sa != sb {
+		return sa < sb
+	}
+	return a.key < b.key
+}
+
+// serverProbe returns a lookup record that sorts before every entry of
+// server whose key is ≥ key.
+func serverProbe(server, key string) *record {
+	return &record{key: key, meta: &meta{metaKey: metaKey{loc: server}}}
+}
+
+// put records r, which replaces old (nil when r is new).
+func (ix *index) put(old, r *record) {
+	if old != nil && ServerOf(old.meta.loc) != ServerOf(r.meta.loc) {
+		ix.byServer.Delete(old)
+	}
+	ix.byServer.ReplaceOrInsert(r)
+	switch {
+	case r.meta.state == StateReserved:
+		ix.reserved.ReplaceOrInsert(r)
+	case old != nil && old.meta.state == StateReserved:
+		ix.reserved.Delete(old)
+	}
+}
+
+// remove forgets a deleted entry.
+func (ix *index) remove(old *record) {
+	ix.byServer.Delete(old)
+	if old.meta.state == StateReserved {
+		ix.reserved.Delete(old)
+	}
+}
+
+// clone returns a copy-on-write copy; the caller holds the store lock.
+func (ix *index) clone() index {
+	return index{byServer: ix.byServer.Clone(), reserved: ix.reserved.Clone()}
+}
+
+// scanServer visits the entries of one server with key > after (every
+// entry when after is ""), in key order, until fn returns false. It
+// reports whether fn wanted more.
+func scanServer(t *btree.BTreeG[*record], server, afterKey string, fn func(*record) bool) bool {
+	start := ""
+	if afterKey != "" {
+		start = afterKey + "\x00"
+	}
+	more := true
+	t.AscendGreaterOrEqual(serverProbe(server, start), func(r *record) bool {
+		if ServerOf(r.meta.loc) != server {
+			return false
+		}
+		more = fn(r)
+		return more
+	})
+	return more
+}
+
+// serversWithPrefix lists the distinct servers whose name starts with
+// prefix, in order, by hopping from one server's range to the next: it
+// costs O(servers × log n), not O(entries).
+func serversWithPrefix(t *btree.BTreeG[*record], prefix string) []string {
+	var out []string
+	from := prefix
+	for {
+		var next string
+		found := false
+		t.AscendGreaterOrEqual(serverProbe(from, ""), func(r *record) bool {
+			next, found = ServerOf(r.meta.loc), true
+			return false
+		})
+		if !found || !strings.HasPrefix(next, prefix) {
+			return out
+		}
+		out = append(out, next)
+		from = next + "\x00" // the smallest server name after next
+	}
+}
+
+// scanLocation visits the entries whose location starts with prefix and
+// whose key is > afterKey, in key (Compare) order.
+//
+// With a '!' in the prefix only one server can match. Without one, every
+// matching entry's server starts with the prefix, and the servers' ranges
+// are merged back into key order.
+func (ix *index) scanLocation(prefix, afterKey string, fn func(*record) bool) {
+	match := func(r *record) bool { return strings.HasPrefix(r.meta.loc, prefix) }
+	if i := strings.IndexByte(prefix, '!'); i >= 0 {
+		scanServer(ix.byServer, prefix[:i], afterKey, func(r *record) bool {
+			if !match(r) {
+				return true
+			}
+			return fn(r)
+		})
+		return
+	}
+	servers := serversWithPrefix(ix.byServer, prefix)
+	switch len(servers) {
+	case 0:
+		return
+	case 1:
+		scanServer(ix.byServer, servers[0], afterKey, fn)
+		return
+	}
+	mergeServers(ix.byServer, servers, afterKey, fn)
+}
+
+// mergeServers merges several servers' ranges (each in key order) into
+// one stream in key order.
+func mergeServers(t *btree.BTreeG[*record], servers []string, afterKey string, fn func(*record) bool) {
+	type cursor struct {
+		next func() (*record, bool)
+		stop func()
+		head *record
+	}
+	cs := make([]*cursor, 0, len(servers))
+	defer func() {
+		for _, c := range cs {
+			c.stop()
+		}
+	}()
+	for _, srv := range servers {
+		seq := iter.Seq[*record](func(yield func(*record) bool) {
+			scanServer(t, srv, afterKey, yield)
+		})
+		next, stop := iter.Pull(seq)
+		c := &cursor{next: next, stop: stop}
+		cs = append(cs, c)
+		if r, ok := next(); ok {
+			c.head = r
+		}
+	}
+	for {
+		var best *cursor
+		for _, c := range cs {
+			if c.head != nil && (best == nil || c.head.key < best.head.key) {
+				best = c
+			}
+		}
+		if best == nil {
+			return
+		}
+		if !fn(best.head) {
+			return
+		}
+		if r, ok := best.next(); ok {
+			best.head = r
+		} else {
+			best.head = nil
+		}
+	}
+}
