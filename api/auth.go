@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
@@ -140,7 +141,7 @@ func newAuthenticator(cfg Config, peerRoots *x509.CertPool, log *slog.Logger) (*
 		a.tokens[h] = t.Identity
 	}
 	if cfg.PeerSecret != "" {
-		sum := sha256.Sum256([]byte(cfg.PeerSecret))
+		sum := sha256.Sum256([]byte(peerToken(cfg.PeerSecret)))
 		a.peerHash = sum[:]
 	}
 	a.enabled = len(a.tokens) > 0 || a.users != nil || cfg.TLS.ClientCAFile != ""
@@ -396,6 +397,16 @@ type peerCreds struct {
 }
 
 func (p peerCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{PeerTokenMetadata: p.secret}, nil
+	return map[string]string{PeerTokenMetadata: peerToken(p.secret)}, nil
+}
+
+// peerToken is what a node presents on Peer RPCs: a MAC of a fixed label
+// under the cluster secret, never the secret itself. Over plaintext gRPC an
+// observer learns a token that opens the Peer service, but not the secret
+// that authenticates and encrypts raft links (docs/raft-link.md).
+func peerToken(secret string) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte("rookery peer rpc token v1"))
+	return hex.EncodeToString(m.Sum(nil))
 }
 func (p peerCreds) RequireTransportSecurity() bool { return p.tls }

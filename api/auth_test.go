@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -33,6 +34,9 @@ func TestMethodAccessClassifiesEveryRPC(t *testing.T) {
 		"/rookery.v1.Cluster/RemoveServer":                               accessAdmin,
 		"/rookery.v1.Cluster/TransferLeadership":                         accessAdmin,
 		"/rookery.v1.Cluster/Snapshot":                                   accessAdmin,
+		"/rookery.v1.Cluster/CheckConsistency":                           accessAdmin,
+		"/rookery.v1.Peer/ConsistencyHash":                               accessPeer,
+		"/rookery.v1.Peer/CheckConsistency":                              accessPeer,
 		"/rookery.v1.Peer/Apply":                                         accessPeer,
 		"/rookery.v1.Peer/ReadIndex":                                     accessPeer,
 		"/rookery.v1.Peer/Join":                                          accessPeer,
@@ -152,4 +156,33 @@ func FuzzDecodePageToken(f *testing.F) {
 			t.Fatalf("accepted a token without a position: %q", s)
 		}
 	})
+}
+
+// TestPeerCredentialsNeverCarryTheSecret: Peer RPCs present a token derived
+// from the cluster secret, so plaintext gRPC never shows the secret that
+// also keys the raft links; the derived token is what the server accepts.
+func TestPeerCredentialsNeverCarryTheSecret(t *testing.T) {
+	const secret = "cluster-secret-0123456789"
+	md, err := PeerCredentials(secret, false).GetRequestMetadata(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := md[PeerTokenMetadata]
+	if tok == "" || strings.Contains(tok, secret) {
+		t.Fatalf("peer token %q: empty or carries the secret", tok)
+	}
+	a, err := newAuthenticator(Config{PeerSecret: secret}, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		token string
+		ok    bool
+	}{{tok, true}, {secret, false}, {peerToken("another-secret-000000"), false}} {
+		ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs(PeerTokenMetadata, tc.token))
+		id, err := a.authenticate(ctx)
+		if got := err == nil && id.Peer; got != tc.ok {
+			t.Errorf("token %q: peer=%v err=%v, want accepted=%v", tc.token, id.Peer, err, tc.ok)
+		}
+	}
 }

@@ -121,6 +121,7 @@ type Authenticator struct {
 	idents  *failureLimiter
 	sources *failureLimiter
 	known   *knownSources
+	failing oneAtATime // identities with failures: one check at a time
 	now     func() time.Time
 	c       counters
 
@@ -287,6 +288,13 @@ func (a *Authenticator) check(ctx context.Context, username, hash string, known 
 		return ErrThrottled
 	}
 	clean := knownSource || a.idents.clean(username, now)
+	if !clean {
+		if !a.failing.begin(username) {
+			a.c.throttledIdent.Add(1)
+			return ErrThrottled
+		}
+		defer a.failing.end(username)
+	}
 	err := a.compare(ctx, source, clean, hash, known, password)
 	switch {
 	case err == nil:

@@ -41,8 +41,11 @@ type LimitsConfig struct {
 	// MinBackoff is the first back-off; MaxBackoff bounds the doubling.
 	MinBackoff time.Duration
 	MaxBackoff time.Duration
-	// MaxPendingPerSource bounds password checks queued for the bcrypt
-	// workers per source address (ErrBusy beyond).
+	// MaxPendingPerSource bounds the password checks of identities with
+	// recent failures queued for the bcrypt slots per source address
+	// (ErrBusy beyond). Such an identity also gets one check at a time
+	// (ErrThrottled for the others), so a burst of guesses when its
+	// back-off ends costs one bcrypt at a time, not one per guess.
 	MaxPendingPerSource int
 	// KnownSourceTTL is how long a successful login exempts its
 	// (identity, address) pair from the identity's back-off (zero: the
@@ -211,6 +214,31 @@ func (l *failureLimiter) evictLocked(now time.Time) {
 	}
 }
 
+// oneAtATime lets one check run per key.
+type oneAtATime struct {
+	mu  sync.Mutex
+	run map[string]bool
+}
+
+func (o *oneAtATime) begin(key string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.run[key] {
+		return false
+	}
+	if o.run == nil {
+		o.run = map[string]bool{}
+	}
+	o.run[key] = true
+	return true
+}
+
+func (o *oneAtATime) end(key string) {
+	o.mu.Lock()
+	delete(o.run, key)
+	o.mu.Unlock()
+}
+
 // knownSources remembers (identity, address) pairs that logged in.
 type knownSources struct {
 	ttl time.Duration
@@ -277,6 +305,7 @@ type fairQueue struct {
 type semWaiter struct {
 	ch      chan struct{}
 	granted bool
+	counted bool // in pending: the identity had failures
 }
 
 func newFairSem(slots, maxPending int) *fairSem {
@@ -300,17 +329,21 @@ func (s *fairSem) acquire(ctx context.Context, source string, clean bool) error 
 		s.mu.Unlock()
 		return nil
 	}
-	if s.maxPending > 0 && s.pending[source] >= s.maxPending {
+	// Only checks of identities with failures count against the
+	// address: clean ones are few (one per real identity) and go first.
+	if !clean && s.maxPending > 0 && s.pending[source] >= s.maxPending {
 		s.mu.Unlock()
 		return ErrBusy
 	}
-	w := &semWaiter{ch: make(chan struct{})}
+	w := &semWaiter{ch: make(chan struct{}), counted: !clean}
 	q := &s.classes[class]
 	if len(q.bySource[source]) == 0 {
 		q.ring = append(q.ring, source)
 	}
 	q.bySource[source] = append(q.bySource[source], w)
-	s.pending[source]++
+	if w.counted {
+		s.pending[source]++
+	}
 	s.mu.Unlock()
 
 	select {
@@ -324,7 +357,7 @@ func (s *fairSem) acquire(ctx context.Context, source string, clean bool) error 
 		s.release()
 	} else {
 		q.remove(source, w)
-		s.donePending(source)
+		s.donePending(source, w)
 		s.mu.Unlock()
 	}
 	return ctx.Err()
@@ -336,7 +369,7 @@ func (s *fairSem) release() {
 	defer s.mu.Unlock()
 	for i := range s.classes {
 		if src, w := s.classes[i].pop(); w != nil {
-			s.donePending(src)
+			s.donePending(src, w)
 			w.granted = true
 			close(w.ch)
 			return
@@ -345,7 +378,10 @@ func (s *fairSem) release() {
 	s.free++
 }
 
-func (s *fairSem) donePending(source string) {
+func (s *fairSem) donePending(source string, w *semWaiter) {
+	if !w.counted {
+		return
+	}
 	if s.pending[source]--; s.pending[source] <= 0 {
 		delete(s.pending, source)
 	}

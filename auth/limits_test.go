@@ -124,8 +124,10 @@ func TestFairSemaphoreServesCleanIdentitiesAndOtherSourcesFirst(t *testing.T) {
 		for {
 			s.mu.Lock()
 			got := 0
-			for _, p := range s.pending {
-				got += p
+			for _, q := range s.classes {
+				for _, ws := range q.bySource {
+					got += len(ws)
+				}
 			}
 			s.mu.Unlock()
 			if got == n {
@@ -163,14 +165,17 @@ func TestFairSemaphoreServesCleanIdentitiesAndOtherSourcesFirst(t *testing.T) {
 
 func TestPendingChecksPerSourceAreBounded(t *testing.T) {
 	a, _ := limitedAuth(t)
+	// One failure each: these identities are no longer clean.
+	for i, u := range []string{"mupdate", "be1", "be2"} {
+		a.Authenticate(from(fmt.Sprintf("10.4.4.%d", i)), "", u, "guess")
+	}
 	free := fillHashSlots(a)
 	defer free()
 	ctx, cancel := context.WithTimeout(from("10.5.5.5"), 5*time.Second)
 	defer cancel()
 	errs := make(chan error, 2)
-	for i := range 2 {
-		// Different passwords: equal ones would share one check.
-		go func() { _, err := a.Authenticate(ctx, "", "mupdate", fmt.Sprint("x", i)); errs <- err }()
+	for _, u := range []string{"mupdate", "be1"} {
+		go func() { _, err := a.Authenticate(ctx, "", u, "x"); errs <- err }()
 	}
 	waitPending := time.Now().Add(5 * time.Second)
 	for {
@@ -185,19 +190,24 @@ func TestPendingChecksPerSourceAreBounded(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if _, err := a.Authenticate(ctx, "", "be1", "x"); !errors.Is(err, ErrBusy) {
+	if _, err := a.Authenticate(ctx, "", "be2", "x"); !errors.Is(err, ErrBusy) {
 		t.Fatalf("third queued check from one address: %v, want ErrBusy", err)
 	}
-	other, cancelOther := context.WithTimeout(from("10.6.6.6"), 50*time.Millisecond)
-	defer cancelOther()
-	if _, err := a.Authenticate(other, "", "be1", "be1pw"); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("another address queues (no slot is free): %v", err)
+	// A second check of an identity with failures waits for nothing.
+	if _, err := a.Authenticate(from("10.6.6.6"), "", "mupdate", "mupdatepw"); !errors.Is(err, ErrThrottled) {
+		t.Fatalf("concurrent check of a failing identity: %v, want ErrThrottled", err)
+	}
+	// A clean identity from the same address still queues (and goes first).
+	clean, cancelClean := context.WithTimeout(from("10.5.5.5"), 50*time.Millisecond)
+	defer cancelClean()
+	if _, err := a.Authenticate(clean, "", "fe", "fepw"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("clean identity from a busy address: %v, want to queue", err)
 	}
 	cancel()
 	for range 2 {
 		<-errs
 	}
-	if c := a.Counters(); c.Busy != 1 {
+	if c := a.Counters(); c.Busy != 1 || c.ThrottledIdent != 1 {
 		t.Fatalf("counters %+v", c)
 	}
 }

@@ -26,6 +26,7 @@ func TestRaftAdvertiseIsWhatPeersAreTold(t *testing.T) {
 			cfg.RaftAdvertise = tc.advertise
 			cfg.APIAddr = "127.0.0.1:1"
 			cfg.DataDir = t.TempDir()
+			cfg.RaftSecret = []byte(testRaftSecret)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			n, err := Open(ctx, cfg)

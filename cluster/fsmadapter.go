@@ -58,17 +58,20 @@ func newFSMAdapter(store *fsm.Store, logger *slog.Logger) *fsmAdapter {
 // (Node.Failure), and by the responses to entries it did not apply.
 var ErrHalted = errors.New("cluster: state machine halted")
 
-// applyError is the response for an entry that was not applied.
+// applyError is the response for an entry this node did not apply. The
+// entry is committed and other nodes may well have applied it (the damage
+// can be local), so for the proposer the write's outcome is unknown: it
+// wraps ErrUnavailable as well as the cause.
 type applyError struct {
 	index, term uint64
 	err         error
 }
 
 func (e *applyError) Error() string {
-	return fmt.Sprintf("cluster: log entry %d (term %d) not applied: %v", e.index, e.term, e.err)
+	return fmt.Sprintf("cluster: log entry %d (term %d) not applied on this node, outcome unknown: %v", e.index, e.term, e.err)
 }
 
-func (e *applyError) Unwrap() error { return e.err }
+func (e *applyError) Unwrap() []error { return []error{ErrUnavailable, e.err} }
 
 // Apply applies one entry; raft uses ApplyBatch, this keeps raft.FSM whole.
 func (a *fsmAdapter) Apply(l *raft.Log) any {

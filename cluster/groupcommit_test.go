@@ -18,10 +18,11 @@ func TestWritersInFlightShareTheNextEntry(t *testing.T) {
 	const writers = 16
 	c := newTestCluster(t, 3, func(cfg *Config) {
 		// The leader must keep leading without its followers while the
-		// writes queue.
-		cfg.HeartbeatTimeout = 10 * time.Second
-		cfg.ElectionTimeout = 10 * time.Second
-		cfg.LeaderLeaseTimeout = 10 * time.Second
+		// writes queue; the first election (1–2× the heartbeat timeout)
+		// must still come within waitLeader's 15 s.
+		cfg.HeartbeatTimeout = 5 * time.Second
+		cfg.ElectionTimeout = 5 * time.Second
+		cfg.LeaderLeaseTimeout = 5 * time.Second
 		cfg.MaxProposalsInFlight = 1
 	})
 	leader := c.leader().node

@@ -210,7 +210,14 @@ func (n *Node) initCluster(ctx context.Context) error {
 	case n.cfg.Bootstrap:
 		return n.bootstrap([]Peer{{ID: n.cfg.NodeID, RaftAddr: string(n.trans.LocalAddr()), APIAddr: n.cfg.APIAddr}})
 	case len(n.cfg.Peers) > 0:
-		return n.bootstrap(n.cfg.Peers)
+		err := n.bootstrap(n.cfg.Peers)
+		if errors.Is(err, raft.ErrCantBootstrap) {
+			// The other members bootstrapped from the same list, elected a
+			// leader and replicated it here between raft's start and ours.
+			n.logger.Info("configuration already received from the leader; not bootstrapping")
+			return nil
+		}
+		return err
 	case len(n.cfg.Join) > 0:
 		return n.join(ctx)
 	}

@@ -20,18 +20,29 @@ import (
 )
 
 // openVerifiedStorage opens the node's storage and checks it before raft
-// reads any of it (docs/integrity.md): interrupted snapshot temp dirs are
-// removed; a raft.db shorter than its own meta page says is refused before
-// bbolt maps it (reading a page past the end of a mapped file is a SIGBUS
-// no Go code can recover from), and so is a raft-wal tail segment whose
-// damage raft-wal would take for a torn write (checkWALTail); every log entry is read and its checksum
-// verified; every snapshot is read and verified. Damage ends in an error
-// naming the file and the way out, or, for a damaged snapshot whose entries
-// the log still holds, in recovery that is logged. Panics and memory
-// faults of the store libraries while opening become errors too.
+// reads any of it (docs/integrity.md): a raft.db shorter than its own meta
+// page says is refused before bbolt maps it (reading a page past the end of
+// a mapped file is a SIGBUS no Go code can recover from), and so is a
+// raft-wal tail segment whose damage raft-wal would take for a torn write
+// (checkWALTail); interrupted snapshot temp dirs are removed; every log
+// entry is read and its checksum verified; every snapshot is read and
+// verified. Damage ends in an error naming the file and the way out, or,
+// for a damaged snapshot whose entries the log still holds, in recovery
+// that is logged. Panics and memory faults of the store libraries while
+// opening become errors too.
 func openVerifiedStorage(dir, kind string, retain int, logger *slog.Logger) (*storage, error) {
-	if err := removeSnapshotTemps(dir, logger); err != nil {
+	// The file checks run before the store is opened (and locked): a
+	// probe of the lock first, so a data dir in use by another process is
+	// reported as that rather than as damage seen mid-write.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("cluster: data dir %s: %w", dir, err)
+	}
+	lock, err := lockDataDir(dir)
+	if err != nil {
 		return nil, err
+	}
+	if err := lock.Close(); err != nil {
+		return nil, fmt.Errorf("cluster: data dir lock in %s: %w", dir, err)
 	}
 	check := func() error { return checkBoltSize(filepath.Join(dir, raftDBName)) }
 	if kind == LogStoreWAL {
@@ -45,6 +56,9 @@ func openVerifiedStorage(dir, kind string, retain int, logger *slog.Logger) (*st
 		return nil, err
 	}
 	verify := func() (*storage, error) {
+		if err := removeSnapshotTemps(dir, logger); err != nil {
+			return nil, err
+		}
 		if err := verifyLog(st.logs, logFileOf(dir, kind), logger); err != nil {
 			return nil, fmt.Errorf("%w%s", err, wayOut(dir))
 		}
@@ -86,8 +100,8 @@ func newRaftGuarded(conf *raft.Config, f raft.FSM, st *storage, trans raft.Trans
 // removeSnapshotTemps deletes snapshot directories left by an interrupted
 // snapshot (raft writes into "<id>.tmp" and renames when done). Raft
 // ignores them and never removes them; at a million mailboxes each is
-// about 13 MB. No snapshot can be in progress: the data dir lock is not
-// even taken yet, and it is taken by the only process that writes here.
+// about 13 MB. It runs once this process holds the data dir lock, so no
+// snapshot can be in progress.
 func removeSnapshotTemps(dir string, logger *slog.Logger) error {
 	entries, err := os.ReadDir(filepath.Join(dir, snapshotsDir))
 	if errors.Is(err, os.ErrNotExist) {

@@ -173,3 +173,38 @@ func assertNoAccept(t *testing.T, s *secretStreamLayer) {
 	case <-time.After(100 * time.Millisecond):
 	}
 }
+
+// A node whose raft port anyone could use is refused at Open, naming the
+// settings, unless RaftInsecure says so.
+func TestOpenRefusesUnauthenticatedRaft(t *testing.T) {
+	tests := []struct {
+		name    string
+		tweak   func(*Config)
+		wantErr string // "" = accepted
+	}{
+		{"neither secret nor TLS", func(c *Config) { c.RaftSecret = nil }, "raft connections would be unauthenticated: set RaftSecret"},
+		{"secret too short", func(c *Config) { c.RaftSecret = []byte("short") }, "RaftSecret is 5 bytes"},
+		{"explicitly insecure", func(c *Config) { c.RaftSecret, c.RaftInsecure = nil, true }, ""},
+		{"secret", func(*Config) {}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t, "n1")
+			cfg.Bootstrap = true
+			tc.tweak(&cfg)
+			n, err := Open(testCtx(t), cfg)
+			if n != nil {
+				defer n.Close()
+			}
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Open: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("Open: %v; want an error containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}

@@ -16,6 +16,10 @@ import (
 	"github.com/rookery/rookery/internal/testcluster"
 )
 
+// adminCred is the unbound writer of boundCluster. (testcluster's own
+// client picks any writer, possibly a bound one.)
+const adminCred = "admin:adminpw"
+
 // boundCluster starts three rookeryd processes where be1 and be2 are
 // writers bound to servers be1 and be2 (mupdate.backend_servers).
 func boundCluster(t *testing.T) *testcluster.Cluster {
@@ -55,23 +59,30 @@ func isMupdateNO(err error, text string) bool {
 	return errors.As(err, &se) && se.Status == "NO" && se.Text == text
 }
 
-// TestStaleFollowerDeleteRace moves a mailbox with the admin through the
+// TestBoundBackendAuthorization runs both checks on one cluster (starting
+// one costs a build and an election).
+func TestBoundBackendAuthorization(t *testing.T) {
+	rc := boundCluster(t)
+	t.Run("stale follower delete race", func(t *testing.T) { staleFollowerDeleteRace(t, rc) })
+	t.Run("no hijack", func(t *testing.T) { boundBackendCannotHijack(t, rc) })
+}
+
+// staleFollowerDeleteRace moves a mailbox with the admin through the
 // leader and, as soon as the leader acknowledges, has be1 delete it through
 // a follower that may not have applied the move yet. The decision is taken
 // on the committed entry, so a mailbox just moved to be2 is never deleted
 // by be1 and one just moved to be1 always is, through MUPDATE and gRPC.
-func TestStaleFollowerDeleteRace(t *testing.T) {
+func staleFollowerDeleteRace(t *testing.T, rc *testcluster.Cluster) {
 	const runs = 200
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	rc := boundCluster(t)
 	leader, err := rc.WaitLeader(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	follower := (leader + 1) % len(rc.Nodes)
-	admin := rc.NodeClient(leader)
-	followerAdmin := rc.NodeClient(follower)
+	admin := grpcAs(t, rc.Nodes[leader].GRPCAddr, adminCred)
+	followerAdmin := grpcAs(t, rc.Nodes[follower].GRPCAddr, adminCred)
 	be1Mupdate := mupdateLogin(ctx, t, rc.Nodes[follower].MupdateAddr, "be1", "be1pw")
 	be1GRPC := grpcAs(t, rc.Nodes[follower].GRPCAddr, "be1:be1pw")
 
@@ -136,14 +147,13 @@ func TestStaleFollowerDeleteRace(t *testing.T) {
 	}
 }
 
-// TestBoundBackendCannotHijack: be1 may not take over, or reserve to
+// boundBackendCannotHijack: be1 may not take over, or reserve to
 // itself, a mailbox that is ACTIVE on be2, through MUPDATE or gRPC, on the
 // leader or a follower. The entry, ACL included, stays as it was.
-func TestBoundBackendCannotHijack(t *testing.T) {
+func boundBackendCannotHijack(t *testing.T, rc *testcluster.Cluster) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	rc := boundCluster(t)
-	admin := rc.Client()
+	admin := grpcAs(t, rc.Nodes[0].GRPCAddr, adminCred)
 	const acl = "victim\tlrswipkxtecdan\t"
 	for i, n := range rc.Nodes {
 		victim := fmt.Sprintf("user.victim%d", i)

@@ -28,6 +28,8 @@ import (
 // first time (a bcrypt each). Every attacker reconnects when it is closed.
 // It prints the figures; it fails only if creates fail.
 // ROOKERY_FLOOD_NO_ATTACK=1 runs the same without attackers, as a baseline.
+// ROOKERY_FLOOD_PER_SOURCE=1 keeps the per-address limits, which on one
+// address treat the backend like the attackers.
 //
 // Everything runs on 127.0.0.1, so attackers and the backend share one
 // source address, and the per-address limits are turned off here: they
@@ -58,15 +60,18 @@ func TestLoginFlood(t *testing.T) {
 		n := fmt.Sprintf("late%02d", i)
 		users[n], admins = n+"pw", append(admins, n)
 	}
+	args := []string{"-mupdate.backend_servers", "be1=be1", "-log.level", "info"}
+	if os.Getenv("ROOKERY_FLOOD_PER_SOURCE") == "" { // =1 keeps them, to see what they do here
+		args = append(args, "-auth.failed_logins_per_source", "0", "-mupdate.max_preauth_per_source", "0")
+	}
 	rc := testcluster.Start(t, testcluster.Options{
 		Users: users, Admins: admins,
-		ExtraArgs: []string{"-mupdate.backend_servers", "be1=be1", "-auth.failed_logins_per_source", "0",
-			"-mupdate.max_preauth_per_source", "0", "-log.level", "info",
+		ExtraArgs: append(args,
 			// The flood saturates the CPU; with 200 ms heartbeats the raft
 			// leader changes several times a minute on a loaded 2-core
 			// machine, and creates then get "try again". This test is
 			// about the login path, so raft gets room.
-			"-raft.heartbeat_timeout", "1s", "-raft.election_timeout", "1s", "-raft.leader_lease_timeout", "500ms"},
+			"-raft.heartbeat_timeout", "1s", "-raft.election_timeout", "1s", "-raft.leader_lease_timeout", "500ms"),
 	})
 	target := rc.Nodes[0].MupdateAddr
 	m := murder.Start(t, murder.Options{

@@ -44,8 +44,10 @@ var murderCaps = imap.CapSet{
 
 // murderCapsAfterLogin is the CAPABILITY list imapserver gives in the
 // authenticated state with murderCaps (its own CAPABILITY answer is
-// replaced by the interceptor's, which adds the extensions it serves).
-const murderCapsAfterLogin = "IMAP4rev1 SASL-IR LITERAL- UNSELECT ENABLE IDLE UTF8=ACCEPT NAMESPACE UIDPLUS ESEARCH LIST-EXTENDED LIST-STATUS MOVE STATUS=SIZE BINARY CHILDREN SPECIAL-USE LITERAL+"
+// replaced by the interceptor's, which adds the extensions it serves),
+// less UTF8=ACCEPT: imapserver would accept the ENABLE without the
+// backends knowing, and they would then refuse UTF-8 names.
+const murderCapsAfterLogin = "IMAP4rev1 SASL-IR LITERAL- UNSELECT ENABLE IDLE NAMESPACE UIDPLUS ESEARCH LIST-EXTENDED LIST-STATUS MOVE STATUS=SIZE BINARY CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LITERAL+"
 
 // imapHandoff runs the shared imapserver for logged-in murder sessions.
 type imapHandoff struct {

@@ -1,8 +1,12 @@
 package gateway
 
 import (
+	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -169,4 +173,89 @@ func TestIMAPMurderUnavailableMailboxesAreTemporaryFailures(t *testing.T) {
 	c.expect("c NO [UNAVAILABLE]")
 	c.send("d SELECT INBOX\r\n")
 	c.until("d OK")
+}
+
+// TestIMAPMurderShowsSpecialUseFromTheINBOXBackend creates a folder with a
+// special use through the gateway; LIST, answered from the replica, must
+// show the attribute the INBOX backend keeps.
+func TestIMAPMurderShowsSpecialUseFromTheINBOXBackend(t *testing.T) {
+	m := murder(t)
+	rep := replicaFromMaster(t, m)
+	g := startGateway(t, testConfig(m), rep)
+	c := murderLogin(t, g.imap)
+	name := fmt.Sprintf("Drafts-%d", time.Now().UnixNano())
+	if err := c.Create(name, &imap.CreateOptions{SpecialUse: []imap.MailboxAttr{imap.MailboxAttrDrafts}}).Wait(); err != nil {
+		t.Fatalf("CREATE %s (USE (\\Drafts)): %v", name, err)
+	}
+	entries, err := m.Directory(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep.Reset(entries, rep.Revision()+1) // as the Watch stream would deliver the new name
+	c2 := murderLogin(t, g.imap)
+	list, err := c2.List("", name, nil).Collect()
+	if err != nil || len(list) != 1 {
+		t.Fatalf("LIST %s: %v %v", name, list, err)
+	}
+	if !slices.Contains(list[0].Attrs, imap.MailboxAttrDrafts) {
+		t.Errorf("LIST %s attributes %v, want \\Drafts from the backend", name, list[0].Attrs)
+	}
+}
+
+// TestIMAPMurderMovesAcrossBackendsKeepingFlagsAndDate moves a message
+// from alice's INBOX (be1) to shared.proj (be2): it must arrive with its
+// flags and internal date, and leave the source.
+func TestIMAPMurderMovesAcrossBackendsKeepingFlagsAndDate(t *testing.T) {
+	m := murder(t)
+	murderFolders(t, m)
+	g := startGateway(t, testConfig(m), replicaFromMaster(t, m))
+	c := murderLogin(t, g.imap)
+	subject := fmt.Sprintf("move-%d", time.Now().UnixNano())
+	msg := "Subject: " + subject + "\r\n\r\nmoved\r\n"
+	date := time.Date(2020, 5, 17, 10, 11, 12, 0, time.UTC)
+	ac := c.Append("INBOX", int64(len(msg)), &imap.AppendOptions{Flags: []imap.Flag{imap.FlagFlagged}, Time: date})
+	ac.Write([]byte(msg))
+	ac.Close()
+	if _, err := ac.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	find := func(mailbox string) []imap.UID {
+		t.Helper()
+		if _, err := c.Select(mailbox, nil).Wait(); err != nil {
+			t.Fatalf("SELECT %s: %v", mailbox, err)
+		}
+		data, err := c.UIDSearch(&imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: subject}}}, nil).Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data.AllUIDs()
+	}
+	uids := find("INBOX")
+	if len(uids) != 1 {
+		t.Fatalf("appended message: UIDs %v", uids)
+	}
+	md, err := c.Move(imap.UIDSetNum(uids...), "Shared Folders/shared/proj").Wait()
+	if err != nil {
+		t.Fatalf("MOVE to a mailbox on be2: %v", err)
+	}
+	if md.UIDValidity == 0 {
+		t.Errorf("MOVE across backends reported no COPYUID: %+v", md)
+	}
+	if left := find("INBOX"); len(left) != 0 {
+		t.Errorf("source still holds the message: %v", left)
+	}
+	moved := find("Shared Folders/shared/proj")
+	if len(moved) != 1 {
+		t.Fatalf("destination holds %v", moved)
+	}
+	msgs, err := c.Fetch(imap.UIDSetNum(moved...), &imap.FetchOptions{Flags: true, InternalDate: true}).Collect()
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("FETCH: %v %v", msgs, err)
+	}
+	if !slices.Contains(msgs[0].Flags, imap.FlagFlagged) || !msgs[0].InternalDate.Equal(date) {
+		t.Errorf("moved message has flags %v date %v, want \\Flagged and %v", msgs[0].Flags, msgs[0].InternalDate, date)
+	}
 }

@@ -46,6 +46,7 @@ func DefaultCrashLoopConfig() CrashLoopConfig {
 		Seed:    uint64(time.Now().UnixNano()),
 		Cluster: ClusterConfig{
 			Nodes:             3,
+			Direct:            true,
 			WriteTimeout:      2 * time.Second,
 			SnapshotThreshold: 2000,
 			TrailingLogs:      500,

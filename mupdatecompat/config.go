@@ -155,7 +155,7 @@ func DefaultConfig() Config {
 		},
 
 		PreAuthTimeout:      30 * time.Second,
-		MaxPreAuthPerSource: 64,
+		MaxPreAuthPerSource: 256,
 		PreAuthGrace:        200 * time.Millisecond,
 	}
 }

@@ -28,12 +28,7 @@ type conn struct {
 	log *slog.Logger
 
 	raw         net.Conn // the accepted connection
-	source      string   // remote address without the port
-	accepted    time.Time
-	preElem     *list.Element          // in Server.pre while not logged in
-	evicted     atomic.Pointer[string] // BYE text once replaced by a newer connection
-	checking    atomic.Bool            // a password check is running: not replaceable
-	nc          net.Conn               // the transport in use: raw or its *tls.Conn
+	nc          net.Conn // the transport in use: raw or its *tls.Conn
 	implicitTLS bool
 	tls         bool
 	deflate     *flate.Writer // non-nil once COMPRESS is active
@@ -42,6 +37,13 @@ type conn struct {
 	br           *bufio.Reader // buffered transport input (or inflated input)
 	r            *wire.Reader
 	w            *wire.Writer
+
+	// Before login (preauth.go).
+	source   string // remote address without the port
+	accepted time.Time
+	preElem  *list.Element          // in Server.pre while not logged in
+	evicted  atomic.Pointer[string] // BYE text once replaced by a newer connection
+	checking atomic.Bool            // a password check is running: not replaceable
 
 	authed  bool
 	result  string // kind of the last tagged reply, for ObserveCommand

@@ -25,7 +25,7 @@ import (
 //     closed to make room.
 //
 // So to lock clients out, a flood must open more than cap/PreAuthGrace
-// connections per second (5,000/s at the defaults for the server, 320/s
+// connections per second (5,000/s at the defaults for the server, 1,280/s
 // per address) for as long as it lasts, instead of opening them once and
 // holding them, as issue 10's flood did.
 //

@@ -86,16 +86,28 @@ func memberReseed(ctx context.Context, e *env, args []string) error {
 func (e *env) reseedRemove(ctx context.Context, target *rookeryv1.Member, others []*rookeryv1.Member) error {
 	id := target.GetId()
 	// The remaining voters must still have a majority up, or the removal
-	// (and everything after it) would stall the cluster.
-	voters, up := 0, 0
+	// (and everything after it) would stall the cluster. An election in
+	// progress is waited out for a few seconds.
 	var dataDir, condition string
-	for _, m := range others {
-		if m.GetSuffrage() != rookeryv1.Suffrage_SUFFRAGE_VOTER {
-			continue
+	voters, up := 0, 0
+	for attempt := 0; attempt < 10; attempt++ {
+		voters, up = 0, 0
+		for _, m := range others {
+			if m.GetSuffrage() != rookeryv1.Suffrage_SUFFRAGE_VOTER {
+				continue
+			}
+			voters++
+			if st, err := e.statusAt(ctx, m.GetApiAddress()); err == nil && st.GetLeaderId() != "" {
+				up++
+			}
 		}
-		voters++
-		if st, err := e.statusAt(ctx, m.GetApiAddress()); err == nil && st.GetLeaderId() != "" {
-			up++
+		if voters > 0 && up >= voters/2+1 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
 		}
 	}
 	if voters == 0 || up < voters/2+1 {

@@ -34,7 +34,7 @@ func TestReseedReplacesADivergedMembersData(t *testing.T) {
 	run("activate", "user.d", "be1!default", "a=lrs").expect(t, "activate", exitOK)
 
 	run("check", "consistency").expect(t, "check", exitFailed, "n3", "diverged", "INCONSISTENT")
-	run("status").expect(t, "status of a diverged cluster", exitFailed, "Diverged (Follower)", "n3: diverged: directory hash", "reads refused")
+	run("status").expect(t, "status of a diverged cluster", exitFailed, "Diverged (", "n3: diverged: directory hash", "reads refused")
 
 	// The re-seed removes n3, waits for the operator to wipe and restart
 	// it, adds it back and checks.
@@ -100,4 +100,15 @@ func isMember(t *testing.T, n *cluster.Node, id string) bool {
 		}
 	}
 	return false
+}
+
+func TestReseedRefusesWhenTheOthersHaveNoMajorityUp(t *testing.T) {
+	bin := buildCtl(t)
+	c := apitest.Start(t, apitest.Options{Cluster: func(_ int, cfg *cluster.Config) { cfg.ConsistencyCheckInterval = -1 }})
+	c.Stop(1) // n2 down: removing n3 would leave n1 alone
+	eps := "--endpoints=" + c.Nodes[0].APIAddr + "," + c.Nodes[2].APIAddr
+	ctl(t, bin, eps, "member", "reseed", "n3", "--wait=0").expect(t, "reseed with n2 down", exitFailed, "refusing to remove n3", "only 1 of the 2 other voters")
+	if !isMember(t, c.Nodes[0].Node(), "n3") {
+		t.Fatal("n3 was removed anyway")
+	}
 }

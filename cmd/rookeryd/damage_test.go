@@ -86,27 +86,40 @@ func (d *daemon) wait(t *testing.T, limit time.Duration) int {
 	}
 }
 
-// write activates mailboxes [from, to) through the node, retrying until
-// it has a leader.
-func (d *daemon) write(t *testing.T, from, to int) {
+// write activates mailboxes [from, to) through the node over workers
+// concurrent calls, retrying each until it has a leader. Concurrent
+// writes share log entries; one worker writes one entry per mailbox.
+func (d *daemon) write(t *testing.T, from, to, workers int) {
 	t.Helper()
 	cl, err := client.Dial([]string{d.grpc}, client.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	for i := from; i < to; i++ {
-		for {
-			_, err := cl.Activate(ctx, fmt.Sprintf("user.u%05d", i), "be1!default", "anyone\tlrs\t")
-			if err == nil {
-				break
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		go func(w int) {
+			for i := from + w; i < to; i += workers {
+				for {
+					_, err := cl.Activate(ctx, fmt.Sprintf("user.u%05d", i), "be1!default", "anyone\tlrs\t")
+					if err == nil {
+						break
+					}
+					if ctx.Err() != nil {
+						errs <- fmt.Errorf("activate %d: %w", i, err)
+						return
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
 			}
-			if ctx.Err() != nil {
-				t.Fatalf("activate %d: %v\n%s", i, err, d.stderr.String())
-			}
-			time.Sleep(50 * time.Millisecond)
+			errs <- nil
+		}(w)
+	}
+	for w := 0; w < workers; w++ {
+		if err := <-errs; err != nil {
+			t.Fatalf("%v\n%s", err, d.stderr.String())
 		}
 	}
 }
@@ -207,11 +220,18 @@ func waitSnapshot(t *testing.T, dataDir string) {
 	t.Fatalf("no snapshot in %s after 20s", dataDir)
 }
 
-func TestRookerydRefusesDamagedDataDirNamingTheFile(t *testing.T) {
+// TestRookerydOnDamagedState runs both process-level cases on one build
+// of the binary.
+func TestRookerydOnDamagedState(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the rookeryd binary")
 	}
 	bin := testcluster.Build(t, t.TempDir())
+	t.Run("refuses a damaged data dir naming the file", func(t *testing.T) { refusesDamagedDataDirNamingTheFile(t, bin) })
+	t.Run("exits when it cannot apply a committed entry", func(t *testing.T) { exitsWhenItCannotApplyACommittedEntry(t, bin) })
+}
+
+func refusesDamagedDataDirNamingTheFile(t *testing.T, bin string) {
 	// Snapshot after 20 entries and keep 5 behind it, so the log no
 	// longer holds what a snapshot covers.
 	snapshots := []string{"-raft.snapshot_threshold", "20", "-raft.trailing_logs", "5", "-raft.snapshot_interval", "100ms"}
@@ -258,7 +278,7 @@ func TestRookerydRefusesDamagedDataDirNamingTheFile(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			d := newDaemon(t, bin, filepath.Join(t.TempDir(), "n1"), tt.extra...)
 			d.start(t, bin, "-raft.bootstrap")
-			d.write(t, 0, 60)
+			d.write(t, 0, 60, 4)
 			if len(tt.extra) > 0 && tt.extra[0] == snapshots[0] {
 				waitSnapshot(t, d.dataDir)
 			}
@@ -305,11 +325,7 @@ func flipNameInPlace(t *testing.T, path, name string) int {
 // instead of skipping the entry and running diverged. Here the damage is
 // on the leader's disk, under the running leader, in an entry old enough
 // to be read back from raft.db when a new member catches up.
-func TestRookerydExitsWhenItCannotApplyACommittedEntry(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the rookeryd binary")
-	}
-	bin := testcluster.Build(t, t.TempDir())
+func exitsWhenItCannotApplyACommittedEntry(t *testing.T, bin string) {
 	dir := t.TempDir()
 	secret := filepath.Join(dir, "secret")
 	if err := os.WriteFile(secret, []byte("integrity-test-secret-0123456789"), 0o600); err != nil {
@@ -320,7 +336,7 @@ func TestRookerydExitsWhenItCannotApplyACommittedEntry(t *testing.T) {
 	n1.start(t, bin, "-raft.bootstrap")
 	// More entries than the leader keeps in memory (cluster.logCacheSize),
 	// so the early ones are read from raft.db when n2 catches up.
-	n1.write(t, 0, 700)
+	n1.write(t, 0, 700, 1)
 	if flipNameInPlace(t, filepath.Join(n1.dataDir, "raft.db"), "user.u00007") == 0 {
 		t.Fatal("entry not found in raft.db")
 	}

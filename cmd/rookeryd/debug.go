@@ -34,6 +34,9 @@ func serveDebug(ctx context.Context, ln net.Listener, node *cluster.Node, ms *mu
 			"status":              st,
 			"mupdate_connections": ms.Connections(),
 			"mailboxes":           node.Store().Stats(),
+			// raft connections closed because the peer did not prove the
+			// cluster secret (strangers, wrong secret, stalled handshakes)
+			"raft_refused_connections": node.RaftRefusedConnections(),
 		})
 	})
 	httpserve.Serve(ctx, ln, mux, "debug", logger)

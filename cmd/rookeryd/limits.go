@@ -14,7 +14,7 @@ import (
 
 func setLoginDefaults(c *Config) {
 	c.Mupdate.PreAuthTimeout = config.Duration(30 * time.Second)
-	c.Mupdate.MaxPreAuthPerSource = 64
+	c.Mupdate.MaxPreAuthPerSource = mupdatecompat.DefaultConfig().MaxPreAuthPerSource
 	l := auth.DefaultLimits()
 	c.Auth.FailedLoginsPerIdentity = l.IdentityFailures
 	c.Auth.FailedLoginsPerSource = l.SourceFailures

@@ -237,6 +237,22 @@ func TestDebugListenerServesStatusAndProfiles(t *testing.T) {
 	if status["NodeID"] != "n1" || status["LogStore"] != cluster.LogStoreWAL {
 		t.Fatalf("/debug/vars status does not name the node and its wal log store: %v", vars)
 	}
+	// A stranger on the raft port is refused and counted.
+	if conn, err := net.Dial("tcp", c.Raft.Address); err == nil {
+		_, _ = conn.Write([]byte("GET / HTTP/1.1\r\nHost: raft\r\n\r\nxxxxxxxxxxxxx"))
+		_, _ = io.Copy(io.Discard, conn) // until the node closes it
+		conn.Close()
+	}
+	for vars["raft_refused_connections"] != float64(1) {
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			t.Fatalf("/debug/vars raft_refused_connections = %v after a stranger's connection, want 1", vars["raft_refused_connections"])
+		}
+		time.Sleep(50 * time.Millisecond)
+		if resp, err := get("/debug/vars"); err == nil {
+			_ = json.NewDecoder(resp.Body).Decode(&vars)
+			resp.Body.Close()
+		}
+	}
 	resp, err := get("/debug/pprof/goroutine?debug=1")
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("/debug/pprof/goroutine: %v %v", resp, err)

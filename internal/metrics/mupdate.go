@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rookery/rookery/mupdatecompat"
 )
 
 // Mupdate is what the MUPDATE metrics read; *mupdatecompat.Server
@@ -12,6 +14,43 @@ type Mupdate interface {
 	Connections() int
 	Streams() int
 	FullDumps() uint64
+	Refusals() mupdatecompat.Refusals
+}
+
+// refusalReasons name the fields of mupdatecompat.Refusals.
+var refusalReasons = []struct {
+	reason string
+	get    func(mupdatecompat.Refusals) uint64
+}{
+	{"server_full", func(r mupdatecompat.Refusals) uint64 { return r.ServerFull }},
+	{"source_full", func(r mupdatecompat.Refusals) uint64 { return r.SourceFull }},
+	{"evicted_per_source", func(r mupdatecompat.Refusals) uint64 { return r.EvictedPerSource }},
+	{"evicted_server_full", func(r mupdatecompat.Refusals) uint64 { return r.EvictedServerFull }},
+	{"preauth_timeout", func(r mupdatecompat.Refusals) uint64 { return r.PreAuthTimeouts }},
+	{"tls_required", func(r mupdatecompat.Refusals) uint64 { return r.TLSRequired }},
+	{"auth_failed", func(r mupdatecompat.Refusals) uint64 { return r.AuthFailures }},
+	{"auth_throttled", func(r mupdatecompat.Refusals) uint64 { return r.AuthThrottled }},
+	{"read_only_write", func(r mupdatecompat.Refusals) uint64 { return r.ReadOnlyWrites }},
+	{"permission_denied", func(r mupdatecompat.Refusals) uint64 { return r.PermissionDenied }},
+}
+
+// refusalCollector exports mupdatecompat.Server.Refusals.
+type refusalCollector struct{ srv func() Mupdate }
+
+var descRefusals = prometheus.NewDesc("rookery_mupdate_refusals_total",
+	"MUPDATE connections and commands refused by the login protection and roles, by reason.", []string{"reason"}, nil)
+
+func (c refusalCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descRefusals }
+
+func (c refusalCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.srv()
+	if s == nil {
+		return
+	}
+	r := s.Refusals()
+	for _, f := range refusalReasons {
+		ch <- prometheus.MustNewConstMetric(descRefusals, prometheus.CounterValue, float64(f.get(r)), f.reason)
+	}
 }
 
 // MupdateMetrics counts MUPDATE commands (through
@@ -46,7 +85,7 @@ func NewMupdateMetrics(reg prometheus.Registerer, auth *AuthFailures, srv func()
 			return 0
 		})
 	}
-	reg.MustRegister(m.commands, m.duration,
+	reg.MustRegister(m.commands, m.duration, refusalCollector{srv},
 		gauge("rookery_mupdate_connections", "Open MUPDATE connections.",
 			func(s Mupdate) float64 { return float64(s.Connections()) }),
 		gauge("rookery_mupdate_streams", "Open MUPDATE UPDATE streams (Cyrus frontend slaves).",

@@ -15,7 +15,14 @@ type Node interface {
 	Status() cluster.Status
 	LeaderChanges() uint64
 	Store() *fsm.Store
+	Alarms() []cluster.Alarm
+	LastConsistencyCheck() (cluster.ConsistencyReport, bool)
 }
+
+// alarmKinds are exported at 0 when inactive, so alerts see the series
+// before the first alarm; other kinds appear when raised.
+var alarmKinds = []string{cluster.AlarmDiverged, cluster.AlarmInconsistent, cluster.AlarmDataCheck,
+	cluster.AlarmDiskLog, cluster.AlarmDiskStable, cluster.AlarmDiskSnapshot, cluster.AlarmHalted}
 
 var (
 	descHasLeader = prometheus.NewDesc("rookery_server_has_leader",
@@ -46,6 +53,17 @@ var (
 		"Directory revision applied on this node.", nil, nil)
 	descReservedAge = prometheus.NewDesc("rookery_directory_reserved_oldest_age_seconds",
 		"Age of the oldest RESERVED mailbox (a create or move that never finished); 0 when none.", nil, nil)
+	descAlarm = prometheus.NewDesc("rookery_server_alarm",
+		"1 while the alarm is active on this node (diverged, inconsistent, data-check, disk-log, disk-stable, disk-snapshot, halted, ...).",
+		[]string{"alarm"}, nil)
+	descReadsRefused = prometheus.NewDesc("rookery_server_reads_refused",
+		"1 while an alarm makes this node refuse reads (its data cannot be trusted).", nil, nil)
+	descCheckTime = prometheus.NewDesc("rookery_consistency_last_check_timestamp_seconds",
+		"When this node last ran a cross-member consistency check (Unix time); absent before the first.", nil, nil)
+	descCheckOK = prometheus.NewDesc("rookery_consistency_last_check_consistent",
+		"1 if every member held the majority's directory hash in the last check this node ran.", nil, nil)
+	descCheckDiverged = prometheus.NewDesc("rookery_consistency_diverged_members",
+		"Members whose directory hash differed from the majority's in the last check this node ran.", nil, nil)
 )
 
 // NodeCollector reads a node's status at scrape time.
@@ -76,7 +94,8 @@ func NewNodeCollector(node Node) *NodeCollector {
 // Describe implements prometheus.Collector.
 func (c *NodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descHasLeader, descIsLeader, descLeaderChanges, descTerm, descCommit,
-		descApplied, descLastLog, descSnapshot, descPeerContact, descMembers, descMailboxes, descRevision, descReservedAge} {
+		descApplied, descLastLog, descSnapshot, descPeerContact, descMembers, descMailboxes, descRevision, descReservedAge,
+		descAlarm, descReadsRefused, descCheckTime, descCheckOK, descCheckDiverged} {
 		ch <- d
 	}
 }
@@ -118,6 +137,30 @@ func (c *NodeCollector) Collect(ch chan<- prometheus.Metric) {
 		age = max(0, now.Sub(time.Unix(0, at)).Seconds())
 	}
 	gauge(descReservedAge, age)
+	c.collectHealth(gauge)
+}
+
+// collectHealth exports the node's alarms and its last consistency check.
+func (c *NodeCollector) collectHealth(gauge func(*prometheus.Desc, float64, ...string)) {
+	active := map[string]bool{}
+	refused := false
+	for _, a := range c.node.Alarms() {
+		active[a.Kind] = true
+		refused = refused || a.BlocksReads
+	}
+	for _, k := range alarmKinds {
+		gauge(descAlarm, boolValue(active[k]), k)
+		delete(active, k)
+	}
+	for k := range active {
+		gauge(descAlarm, 1, k)
+	}
+	gauge(descReadsRefused, boolValue(refused))
+	if rep, ok := c.node.LastConsistencyCheck(); ok {
+		gauge(descCheckTime, float64(rep.At.UnixNano())/1e9)
+		gauge(descCheckOK, boolValue(rep.Consistent))
+		gauge(descCheckDiverged, float64(len(rep.Diverged())))
+	}
 }
 
 // oldestReserved returns when the oldest reservation was made.
