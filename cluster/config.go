@@ -143,9 +143,9 @@ type Config struct {
 }
 
 // DefaultConfig returns settings tuned for a LAN: 200 ms heartbeat and
-// election timeouts give sub-second failover (raft-performance.md §3.2),
-// and the leader lease as long as the heartbeat timeout lets a leader ride
-// out stalls up to 200 ms (docs/raft-timeouts.md); writes without quorum
+// election timeouts give sub-second failover, and the leader lease as long
+// as the heartbeat timeout lets a leader ride out stalls up to 200 ms
+// (docs/raft-timeouts.md has both measurements); writes without quorum
 // fail after 5 s.
 func DefaultConfig() Config {
 	return Config{

@@ -139,7 +139,7 @@ func TestCyrusMurderRunsOnRookery(t *testing.T) {
 
 	t.Run("ctl_mboxlist -m on each backend exits 0 and changes nothing", func(t *testing.T) {
 		// Cyrus itself sends "server!" with an empty partition for renamed
-		// and delayed-deleted mailboxes (reference §2.1.3); its first
+		// and delayed-deleted mailboxes (docs/mupdate.md §5, §10); its first
 		// ctl_mboxlist -m re-activates those with the backend's partition,
 		// against the real Cyrus master too. That is the only change the
 		// first run may make; the second run must change nothing.

@@ -32,8 +32,8 @@ func (st *state) setPeer(id, addr string) {
 	st.peers[strings.Clone(id)] = strings.Clone(addr)
 }
 
-// decide is the MUPDATE standard-mode semantics (reference §0 items 6-7,
-// §1.6.8-§1.6.11): given the command and the current record (nil if
+// decide is the MUPDATE standard-mode semantics of the write commands
+// (docs/mupdate.md §5): given the command and the current record (nil if
 // absent) it returns the new interned fields, or a failure code. For a
 // DELETE the returned metaKey is unused.
 func decide(c *Command, old *record) (metaKey, Code) {

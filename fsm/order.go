@@ -5,7 +5,7 @@ import "strings"
 // DBNameKey maps a Cyrus internal mailbox name to the key Cyrus 3.6+ uses in
 // mailboxes.db ("dbname"), whose bytewise order is the order in which Cyrus
 // iterates mailboxes and in which ctl_mboxlist -m and the mupdate slave expect
-// LIST and UPDATE output (reference §1.10, cyrus-imapd #4946).
+// LIST and UPDATE output (docs/mupdate.md §9, cyrus-imapd #4946).
 //
 // The domain part ends at the first '!' and becomes domain+0x1D; every '.'
 // after it (every '.' when there is no domain) becomes 0x1F. So

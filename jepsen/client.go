@@ -265,7 +265,7 @@ func newMupdateWorker(h *History, n *Node, user, password string, w worker) *wor
 }
 
 // mupdateWriteResult classifies a MUPDATE write's answer by the texts real
-// Cyrus sends (reference §1.8); any other NO (no quorum, directory error)
+// Cyrus sends (docs/mupdate.md §5); any other NO (no quorum, directory error)
 // and any transport failure leave the write possibly applied.
 func mupdateWriteResult(err error) Result {
 	if err == nil {

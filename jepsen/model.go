@@ -45,8 +45,8 @@ type modelOutput struct {
 	Read    mailbox // for reads; zero = absent
 }
 
-// decide is the Cyrus standard-mode semantics of one command (the
-// reference's §1.6.8–§1.6.11, as fsm.decide implements them, written again
+// decide is the Cyrus standard-mode semantics of one command
+// (docs/mupdate.md §5, as fsm.decide implements them, written again
 // here so a bug there is not copied): the verdict, and the state after.
 func decide(s mailbox, in modelInput) (Code, mailbox) {
 	switch in.Kind {

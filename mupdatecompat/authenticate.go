@@ -29,10 +29,10 @@ const (
 	textAuthTemporary   = "temporary failure"
 )
 
-// authenticate runs AUTHENTICATE mech [initial-response] (reference
-// §1.6.1): the mechanism may be quoted, a literal or an atom; the initial
-// response a string, or the atom "=" for an empty one; continuation lines
-// are bare base64 both ways, and "*" cancels.
+// authenticate runs AUTHENTICATE mech [initial-response]
+// (docs/mupdate.md §4): the mechanism may be quoted, a literal or an atom;
+// the initial response a string, or the atom "=" for an empty one;
+// continuation lines are bare base64 both ways, and "*" cancels.
 func (c *conn) authenticate(cmd *wire.Command) bool {
 	tag := cmd.Tag
 	if c.authed {

@@ -93,7 +93,7 @@ var benchIR = plainIR("mupdate", "mupdatepw")
 // BenchmarkBackendCreate measures what a Cyrus backend does for every
 // CREATE: a new connection, banner, SASL PLAIN login (production bcrypt
 // cost, answered from the verification cache), RESERVE, ACTIVATE, LOGOUT
-// (reference §2.1.1).
+// (docs/mupdate.md §10).
 func BenchmarkBackendCreate(b *testing.B) {
 	for _, conns := range []int{1, 8} {
 		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {

@@ -11,7 +11,7 @@ import (
 
 // Order is the order of LIST and UPDATE output. Cyrus clients merge-join
 // that output with their own mailboxes.db, so it must match the client's
-// version (reference §1.10, cyrus-imapd #4946).
+// version (docs/mupdate.md §9, cyrus-imapd #4946).
 type Order uint8
 
 const (

@@ -2,12 +2,12 @@
 // 2.4–3.x backends, frontend mupdate slaves and tools use unchanged, in
 // front of rookery's replicated directory.
 //
-// It speaks what Cyrus actually sends and expects (reference
-// mupdate-and-murder.md §0 and §1): the banner, SASL PLAIN and LOGIN with
-// bare base64 continuation lines, {N+} literals in both directions, tagged
-// MAILBOX/RESERVE data for FIND, LIST and UPDATE in mailboxes.db order, an
-// UPDATE stream fed from the directory's change history as soon as changes
-// are applied, and NOOP on a stream as a read-your-writes barrier.
+// It speaks what Cyrus actually sends and expects (docs/mupdate.md): the
+// banner, SASL PLAIN and LOGIN with bare base64 continuation lines, {N+}
+// literals in both directions, tagged MAILBOX/RESERVE data for FIND, LIST
+// and UPDATE in mailboxes.db order, an UPDATE stream fed from the
+// directory's change history as soon as changes are applied, and NOOP on a
+// stream as a read-your-writes barrier.
 //
 // The syntax lives in package wire; this package holds the session state
 // machine, and talks to the directory through the Directory interface.

@@ -59,8 +59,8 @@ const (
 	streaming
 )
 
-// TestReplyTextsAndStateRestrictions checks every error text of reference
-// §1.5 and §1.8 in the state where it applies.
+// TestReplyTextsAndStateRestrictions checks every error text of
+// docs/mupdate.md §3 and §5-§7 in the state where it applies.
 func TestReplyTextsAndStateRestrictions(t *testing.T) {
 	hosts31 := strings.Repeat(` "h"`, 31)
 	tests := []struct {
@@ -158,7 +158,7 @@ func TestReplyTextsAndStateRestrictions(t *testing.T) {
 }
 
 // TestWriteSemanticsLikeCyrusMaster runs the command sequences of
-// reference §1.6.8-§1.6.11 on one connection, with the argument forms Cyrus
+// docs/mupdate.md §5 on one connection, with the argument forms Cyrus
 // and other clients use.
 func TestWriteSemanticsLikeCyrusMaster(t *testing.T) {
 	c := newEnv(t, nil).dial()

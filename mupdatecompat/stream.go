@@ -14,7 +14,7 @@ const maxUpdateHosts = 30
 
 // update runs UPDATE: a full (or per-host) dump from one consistent view,
 // `OK "streaming starts"`, then every change applied after that view,
-// streamed as soon as it is applied (reference §1.6.12).
+// streamed as soon as it is applied (docs/mupdate.md §7).
 func (c *conn) update(cmd *wire.Command) bool {
 	var hosts map[string]bool
 	for _, a := range cmd.Args {
@@ -121,7 +121,7 @@ func (s *streamer) line(l string) error {
 
 var errStreamEnded = errors.New("mupdatecompat: stream ended")
 
-// barrier runs NOOP on a stream (reference §1.11): it proves that the local
+// barrier runs NOOP on a stream (docs/mupdate.md §8): it proves that the local
 // store holds every write committed before the NOOP, then has the streamer
 // write every change up to that point before `OK "Noop done"`. If the proof
 // does not come within BarrierTimeout, the connection is closed so that the

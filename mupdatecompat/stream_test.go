@@ -108,9 +108,9 @@ func (d *laggingDirectory) Sync(ctx context.Context) error {
 
 func (d *laggingDirectory) Store() *fsm.Store { return d.local.Store() }
 
-// TestNoopBarrierFlushesEveryCommittedWrite proves §1.11: writes committed
-// before a NOOP but not yet applied on the serving node appear on the
-// stream before the NOOP's OK.
+// TestNoopBarrierFlushesEveryCommittedWrite proves docs/mupdate.md §8:
+// writes committed before a NOOP but not yet applied on the serving node
+// appear on the stream before the NOOP's OK.
 func TestNoopBarrierFlushesEveryCommittedWrite(t *testing.T) {
 	dir := &laggingDirectory{local: NewLocalDirectory(fsm.New(fsm.DefaultConfig()))}
 	env := newEnvDir(t, dir, nil)

@@ -9,7 +9,7 @@ import (
 	"github.com/rookery/rookery/mupdatecompat/wire"
 )
 
-// startTLS runs STARTTLS (reference §1.6.2): refusals with Cyrus's texts,
+// startTLS runs STARTTLS (docs/mupdate.md §4): refusals with Cyrus's texts,
 // `OK "Begin TLS negotiation now"`, the handshake, then the banner again
 // without the STARTTLS line. Input the client pipelined after the command
 // is discarded, as Cyrus does, so nothing sent in the clear is ever taken
@@ -45,7 +45,7 @@ func (c *conn) startTLS(cmd *wire.Command) bool {
 	return c.flush() == nil
 }
 
-// compress runs COMPRESS "DEFLATE" (reference §1.6.3): after
+// compress runs COMPRESS "DEFLATE" (docs/mupdate.md §4): after
 // `OK "DEFLATE active"` both directions are raw DEFLATE, output flushed with
 // a sync flush after each burst. Unlike Cyrus it is refused before login
 // (dispatch), because the deflate state costs about 1 MiB per connection.

@@ -140,7 +140,7 @@ func drive(ctx context.Context, n int, d time.Duration, op func(ctx context.Cont
 	return merge(parts, time.Since(start))
 }
 
-// createNewConn is the Cyrus backend pattern (reference §1.16(a)): every
+// createNewConn is the Cyrus backend pattern (docs/mupdate.md §1, §10): every
 // create opens a new TCP connection, reads the banner, AUTHENTICATEs, sends
 // RESERVE then ACTIVATE, then LOGOUT without waiting for the answer.
 func (b *bench) createNewConn(ctx context.Context, n int) *sample {
