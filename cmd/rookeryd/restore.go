@@ -1,17 +1,14 @@
 package main
 
 import (
-	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
-	"github.com/hashicorp/raft"
-
+	"github.com/rookery/rookery/cluster"
 	"github.com/rookery/rookery/fsm"
 )
 
@@ -113,23 +110,6 @@ const restoreProcedure = `Restoring a cluster from a snapshot (every node starts
 Watch clients resume from their revision or re-list; nothing else is needed.
 `
 
-// Seeding writes what a node would hold after installing a raft snapshot:
-// the snapshot store under the data dir with one snapshot whose
-// configuration names the new voters. The layout and framing must match
-// the cluster package's (snapshots/ under the data dir, the "RKYSNAP1"
-// header carrying the applied index, then the fsm snapshot format); they
-// are repeated here because cluster does not export them. If cluster grows
-// a seeding function, this file should call it instead.
-const (
-	seedRaftDB       = "raft.db"
-	seedWALDir       = "wal"
-	seedSnapshotsDir = "snapshots"
-	seedTerm         = 1
-)
-
-// seedMagic opens every raft snapshot the cluster package writes.
-const seedMagic = "RKYSNAP1"
-
 type seedResult struct {
 	revision, index uint64
 	mailboxes       int
@@ -142,18 +122,17 @@ type seedResult struct {
 // the raft index is placed after the snapshot's, so new revisions keep
 // growing.
 func seedDataDir(dir string, snap io.Reader, peers []peer) (seedResult, error) {
-	if err := checkEmptyDataDir(dir); err != nil {
-		return seedResult{}, err
-	}
 	store := fsm.New(fsm.DefaultConfig())
 	if err := store.Restore(snap); err != nil {
 		return seedResult{}, fmt.Errorf("snapshot: %w", err)
 	}
 	var cmds []fsm.Command
+	var voters []cluster.Peer
 	keep := map[string]bool{}
 	for _, p := range peers {
 		keep[p.ID] = true
 		cmds = append(cmds, fsm.Command{Op: fsm.OpSetPeer, Name: p.ID, Location: p.APIAddr})
+		voters = append(voters, cluster.Peer{ID: p.ID, RaftAddr: p.RaftAddr, APIAddr: p.APIAddr})
 	}
 	for id := range store.Peers() {
 		if !keep[id] {
@@ -166,55 +145,8 @@ func seedDataDir(dir string, snap io.Reader, peers []peer) (seedResult, error) {
 			return seedResult{}, fmt.Errorf("peer %q: %s", cmds[i].Name, r.Code.Text())
 		}
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := cluster.SeedDataDir(dir, store, index, voters); err != nil {
 		return seedResult{}, err
 	}
-	snaps, err := raft.NewFileSnapshotStore(dir, 2, io.Discard)
-	if err != nil {
-		return seedResult{}, fmt.Errorf("snapshot store in %s: %w", dir, err)
-	}
-	var conf raft.Configuration
-	for _, p := range peers {
-		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr)})
-	}
-	// Create encodes the legacy peer list through a transport; an
-	// in-memory one encodes addresses exactly as the TCP transport does.
-	_, trans := raft.NewInmemTransport("")
-	defer trans.Close()
-	sink, err := snaps.Create(raft.SnapshotVersionMax, index, seedTerm, conf, index, trans)
-	if err != nil {
-		return seedResult{}, fmt.Errorf("create raft snapshot: %w", err)
-	}
-	var hdr [16]byte
-	copy(hdr[:], seedMagic)
-	binary.BigEndian.PutUint64(hdr[8:], index)
-	_, err = sink.Write(hdr[:])
-	if err == nil {
-		_, err = store.Snapshot().WriteTo(sink)
-	}
-	if err != nil {
-		sink.Cancel()
-		return seedResult{}, fmt.Errorf("write raft snapshot: %w", err)
-	}
-	if err := sink.Close(); err != nil {
-		return seedResult{}, fmt.Errorf("write raft snapshot: %w", err)
-	}
 	return seedResult{revision: store.Revision(), index: index, mailboxes: store.Len()}, nil
-}
-
-// checkEmptyDataDir refuses to seed over an existing node's state.
-func checkEmptyDataDir(dir string) error {
-	for _, log := range []string{seedRaftDB, seedWALDir} {
-		if _, err := os.Stat(filepath.Join(dir, log)); err == nil {
-			return fmt.Errorf("%s already holds raft state (%s); restore needs an empty data dir", dir, log)
-		}
-	}
-	ents, err := os.ReadDir(filepath.Join(dir, seedSnapshotsDir))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	if len(ents) > 0 {
-		return fmt.Errorf("%s already holds snapshots; restore needs an empty data dir", dir)
-	}
-	return nil
 }
