@@ -34,12 +34,14 @@ func newIndex() index {
 }
 
 // lessByServer orders by server part, then by key. The server is found in
-// the interned location on each comparison rather than stored, which would
-// cost a string header per meta.
+// the location on each comparison rather than stored, which would cost a
+// string header per meta. Locations are interned, so the common case —
+// two records at the same location — is a pointer comparison.
 func lessByServer(a, b *record) bool {
-	sa, sb := ServerOf(a.meta.loc), ServerOf(b.meta.loc)
-	if sa != sb {
-		return sa < sb
+	if la, lb := a.meta.loc, b.meta.loc; la != lb {
+		if sa, sb := ServerOf(la), ServerOf(lb); sa != sb {
+			return sa < sb
+		}
 	}
 	return a.key < b.key
 }
