@@ -6,7 +6,7 @@ PKGS      := ./...
 GOFLAGS   ?=
 export GOFLAGS
 
-.PHONY: all build test test-go deps run proto bench bench-raft bench-fsm bench-mupdate bench-api bench-gateway jepsen jepsen-short fuzz lint vet fmt clean
+.PHONY: all build test test-go deps run proto bench bench-raft bench-fsm bench-mupdate bench-api bench-gateway jepsen jepsen-short crashloop flood fuzz lint vet fmt clean
 
 all: build
 
@@ -66,6 +66,16 @@ jepsen: build
 ## jepsen-short: the short fault-injection runs that `make test` also runs
 jepsen-short:
 	$(GO) test -count=1 -v -run 'TestJepsen$$|TestUnsafeStaleReadsAreCaught|TestIsolating' ./jepsen/
+
+## crashloop: CRASHLOOP_ROUNDS (default 100) rounds per log store of write load, kill -9 of all
+## three nodes, restart, and a check that every acknowledged write is on every node
+crashloop: build
+	$(GO) test -count=1 -timeout 0 -v -run 'TestCrashLoop$$' ./jepsen/ -args -crash-rounds=$${CRASHLOOP_ROUNDS:-100} \
+		-crash-stores=$${CRASHLOOP_STORES:-bolt,wal} -rookeryd=$(CURDIR)/$(BIN)/rookeryd
+
+## flood: issue 10's login flood against one node while real Cyrus creates mailboxes (ROOKERY_FLOOD_TIME, default 60s)
+flood:
+	ROOKERY_FLOOD=1 $(GO) test -count=1 -timeout 20m -v -run 'TestLoginFlood$$' ./e2e/
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 fuzz:

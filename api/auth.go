@@ -228,12 +228,21 @@ func (a *authenticator) password(ctx context.Context, user, pass string) (Identi
 	if user == "" {
 		return Identity{}, status.Error(codes.Unauthenticated, "empty user name")
 	}
-	id, err := a.users.Authenticate(ctx, "", user, pass)
+	remote := ""
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		remote = p.Addr.String()
+	}
+	// The source address feeds the failed-login back-off and the fair
+	// bcrypt queue shared with MUPDATE.
+	id, err := a.users.Authenticate(auth.WithSource(ctx, remote), "", user, pass)
 	switch {
 	case errors.Is(err, auth.ErrNoRole):
 		return Identity{}, status.Errorf(codes.PermissionDenied, "identity %q has no role (neither writer nor reader)", user)
+	case errors.Is(err, auth.ErrThrottled), errors.Is(err, auth.ErrBusy):
+		a.log.Warn("grpc authentication throttled", "user", user, "remote", remote, "err", err)
+		return Identity{}, status.Error(codes.ResourceExhausted, "too many failed logins; try again later")
 	case err != nil:
-		a.log.Info("grpc authentication failed", "user", user)
+		a.log.Info("grpc authentication failed", "user", user, "remote", remote)
 		return Identity{}, status.Error(codes.Unauthenticated, "invalid user name or password")
 	}
 	return Identity{Name: id.Name, Via: "password", Writer: id.CanWrite(), Server: id.Server}, nil

@@ -41,11 +41,8 @@ func (d *directoryServer) Batch(ctx context.Context, req *rookeryv1.BatchRequest
 			Op: opFromProto(bc.GetOp()), Name: bc.GetName(), Location: bc.GetLocation(),
 			ACL: bc.GetAcl(), IfRevision: bc.GetIfRevision(), Time: now,
 		}
-		err := checkBatchOp(bc.GetOp(), cmd)
-		if err == nil {
-			err = d.authorizeWrite(ctx, &cmd)
-		}
-		if err != nil {
+		stampIdentity(ctx, &cmd)
+		if err := checkBatchOp(bc.GetOp(), cmd); err != nil {
 			resp.Results[i] = batchError(err)
 			continue
 		}

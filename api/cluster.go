@@ -50,7 +50,21 @@ func (c *clusterServer) Status(ctx context.Context, _ *rookeryv1.StatusRequest) 
 	for _, s := range stats.Servers {
 		resp.Servers = append(resp.Servers, &rookeryv1.ServerCount{Server: s.Server, Active: s.Active, Reserved: s.Reserved})
 	}
+	resp.Condition, resp.Alarms, resp.DataDir = st.Condition, cluster.AlarmsToProto(st.Alarms), st.DataDir
+	if st.LastConsistencyCheck != nil {
+		resp.LastConsistencyCheck = cluster.ConsistencyReportToProto(*st.LastConsistencyCheck)
+	}
 	return resp, nil
+}
+
+// CheckConsistency compares every member's directory hash now.
+func (c *clusterServer) CheckConsistency(ctx context.Context, _ *rookeryv1.CheckConsistencyRequest) (*rookeryv1.ConsistencyReport, error) {
+	rep, err := c.s.node.CheckConsistency(ctx)
+	if err != nil {
+		return nil, nodeStatus("check consistency", err)
+	}
+	c.s.log.Info("consistency check", "summary", rep.Summary, "by", callerName(ctx))
+	return cluster.ConsistencyReportToProto(rep), nil
 }
 
 // compactRevision is the oldest from_revision Watch can resume from here.

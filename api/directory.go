@@ -26,6 +26,9 @@ func (d *directoryServer) readView(ctx context.Context, c rookeryv1.Consistency)
 			return nil, nodeStatus("linearizable read", err)
 		}
 	case rookeryv1.Consistency_CONSISTENCY_STALE:
+		if err := d.s.node.CheckReads(); err != nil {
+			return nil, nodeStatus("stale read", err)
+		}
 	default:
 		return nil, invalid("consistency", "unknown value %d", int32(c))
 	}
@@ -75,9 +78,7 @@ func (d *directoryServer) write(ctx context.Context, cmd fsm.Command) (*rookeryv
 	if err := validateCommand(cmd); err != nil {
 		return nil, err
 	}
-	if err := d.authorizeWrite(ctx, &cmd); err != nil {
-		return nil, err
-	}
+	stampIdentity(ctx, &cmd)
 	cmd.Time = time.Now().UnixNano()
 	res, err := d.s.node.Apply(ctx, []fsm.Command{cmd})
 	if err != nil {
@@ -92,39 +93,14 @@ func (d *directoryServer) write(ctx context.Context, cmd fsm.Command) (*rookeryv
 	return &rookeryv1.WriteResponse{Revision: res[0].Revision}, nil
 }
 
-// authorizeWrite checks the caller may issue cmd and stamps its identity.
-// Every write path (single RPCs and Batch) goes through it.
-func (d *directoryServer) authorizeWrite(ctx context.Context, cmd *fsm.Command) error {
-	id, ok := IdentityFromContext(ctx)
-	if !ok {
-		return nil
+// stampIdentity records who issues cmd. The role was checked by the
+// interceptor; the server binding is decided by the state machine on the
+// committed entry (fsm authorize), so every write path (single RPCs and
+// Batch) only stamps.
+func stampIdentity(ctx context.Context, cmd *fsm.Command) {
+	if id, ok := IdentityFromContext(ctx); ok {
+		cmd.Identity, cmd.Bound = id.Name, id.Server
 	}
-	if err := d.mayWrite(id, *cmd); err != nil {
-		return err
-	}
-	cmd.Identity = id.Name
-	return nil
-}
-
-// mayWrite enforces a backend identity's server binding, as the MUPDATE
-// listener does: it may only write entries located on its own server. For
-// DELETE, which names no location, the entry's current location counts.
-func (d *directoryServer) mayWrite(id Identity, cmd fsm.Command) error {
-	if id.Server == "" {
-		return nil
-	}
-	loc := cmd.Location
-	if cmd.Op == fsm.OpDelete {
-		e, ok := d.s.node.Store().Get(cmd.Name)
-		if !ok {
-			return nil // the apply answers NOT_FOUND
-		}
-		loc = e.Location
-	}
-	if srv := fsm.ServerOf(loc); srv != id.Server {
-		return status.Errorf(codes.PermissionDenied, "identity %q may only write mailboxes on server %q, not %q", id.Name, id.Server, srv)
-	}
-	return nil
 }
 
 // validateCommand names the offending field; fsm.Validate has the final

@@ -28,6 +28,8 @@ func codeStatus(c fsm.Code, name string) error {
 		return status.Errorf(codes.FailedPrecondition, "%s: %s", name, c.Text())
 	case fsm.CodeInvalid:
 		return status.Errorf(codes.InvalidArgument, "%s: %s", name, c.Text())
+	case fsm.CodePermissionDenied:
+		return status.Errorf(codes.PermissionDenied, "%s: %s: the entry is, or would be, on a server this identity is not bound to", name, c.Text())
 	case fsm.CodeConflict:
 		// ABORTED: a compare-and-set lost; re-read and decide again.
 		return status.Errorf(codes.Aborted, "%s: %s", name, c.Text())

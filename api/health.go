@@ -12,7 +12,9 @@ import (
 
 // healthServer implements grpc.health.v1 from the node's raft view: a node
 // is SERVING while it knows a leader, because only then can it forward
-// writes and serve linearizable reads. Load balancers and rookeryctl use it.
+// writes and serve linearizable reads, and has no active alarm (a failing
+// disk, a diverged or damaged directory). Load balancers and rookeryctl
+// use it.
 type healthServer struct {
 	healthpb.UnimplementedHealthServer
 	s *Server
@@ -22,7 +24,7 @@ type healthServer struct {
 func healthServices() []string { return []string{"", "rookery.v1.Directory", "rookery.v1.Cluster"} }
 
 func (h *healthServer) current() healthpb.HealthCheckResponse_ServingStatus {
-	if h.s.node.Leader().ID != "" {
+	if h.s.node.Leader().ID != "" && len(h.s.node.Alarms()) == 0 {
 		return healthpb.HealthCheckResponse_SERVING
 	}
 	return healthpb.HealthCheckResponse_NOT_SERVING

@@ -34,6 +34,12 @@ type Node interface {
 	AddNonvoter(ctx context.Context, p cluster.Peer) error
 	RemoveServer(ctx context.Context, id string) error
 	TransferLeadership(ctx context.Context, id string) error
+
+	// Health: active alarms (health answers NOT_SERVING while any is),
+	// whether reads are served at all, and the consistency check.
+	Alarms() []cluster.Alarm
+	CheckReads() error
+	CheckConsistency(ctx context.Context) (cluster.ConsistencyReport, error)
 }
 
 var _ Node = (*cluster.Node)(nil)

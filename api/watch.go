@@ -30,9 +30,15 @@ func (d *directoryServer) Watch(req *rookeryv1.WatchRequest, stream grpc.ServerS
 	if ms := req.GetProgressIntervalMs(); ms > 0 {
 		interval = max(time.Duration(ms)*time.Millisecond, d.s.cfg.MinWatchProgressInterval)
 	}
+	if err := d.s.node.CheckReads(); err != nil {
+		return nodeStatus("watch", err)
+	}
 	store := d.s.node.Store()
 	pos := req.GetFromRevision()
-	if pos == 0 {
+	switch {
+	case pos == 0 && req.GetFromOldest():
+		pos = compactRevision(store)
+	case pos == 0:
 		pos = store.Revision()
 	}
 	if err := stream.Send(&rookeryv1.WatchResponse{Revision: pos}); err != nil {

@@ -46,20 +46,14 @@ func (r Role) String() string {
 type Identity struct {
 	Name string
 	Role Role
-	// Server, when set, restricts writes to locations whose server part
-	// (the text before the first '!') equals it: a backend may then only
-	// reserve, activate, deactivate and delete its own mailboxes.
+	// Server, when set, binds the identity's writes to that Cyrus server:
+	// the front ends stamp it on every command as fsm.Command.Bound and the
+	// state machine enforces it on the committed entry (fsm authorize).
 	Server string
 }
 
 // CanWrite reports whether the identity may issue directory writes at all.
 func (id Identity) CanWrite() bool { return id.Role == RoleWriter }
-
-// MayWriteServer reports whether the identity may write an entry whose
-// location has the given server part.
-func (id Identity) MayWriteServer(server string) bool {
-	return id.CanWrite() && (id.Server == "" || id.Server == server)
-}
 
 var (
 	// ErrBadCredentials: unknown user or wrong password. Callers must not
@@ -69,8 +63,9 @@ var (
 	// writer nor a reader.
 	ErrNoRole = errors.New("auth: identity may not log in")
 	// ErrProxyDenied: an authorization identity different from the
-	// authentication identity was asked for by a non-writer, or names an
-	// identity without a role.
+	// authentication identity was asked for by an identity not listed in
+	// Config.Proxies, or names an identity with more rights than the proxy
+	// or without a role.
 	ErrProxyDenied = errors.New("auth: proxy authorization denied")
 )
 
@@ -83,6 +78,11 @@ type Config struct {
 	// Servers maps an identity to the Cyrus servername it writes for; see
 	// Identity.Server. Identities not listed may write anywhere.
 	Servers map[string]string
+	// Proxies may log in as another identity (a SASL authzid different
+	// from the authcid), as Cyrus's proxyservers may. Empty by default: a
+	// login acts as the identity that proved its password. Even a listed
+	// proxy only gets identities with no more rights than its own.
+	Proxies []string
 	// CacheTTL is how long a successful password verification is
 	// remembered. Zero disables the cache (every login costs a bcrypt).
 	CacheTTL time.Duration
@@ -90,8 +90,11 @@ type Config struct {
 	CacheSize int
 	// MaxConcurrentHashes bounds the bcrypt verifications running at once,
 	// so a flood of wrong passwords cannot take every CPU. Waiting callers
-	// give up when their context ends.
+	// give up when their context ends; they are served clean identities
+	// first, round-robin over source addresses (see LimitsConfig).
 	MaxConcurrentHashes int
+	// Limits throttle failed logins per identity and per source address.
+	Limits LimitsConfig
 }
 
 // DefaultConfig returns a five-minute cache of up to 10000 verifications
@@ -102,21 +105,28 @@ func DefaultConfig() Config {
 		CacheTTL:            5 * time.Minute,
 		CacheSize:           10000,
 		MaxConcurrentHashes: runtime.GOMAXPROCS(0),
+		Limits:              DefaultLimits(),
 	}
 }
 
 // Authenticator verifies passwords against Users and assigns roles. It is
 // safe for concurrent use.
 type Authenticator struct {
-	cfg   Config
-	roles map[string]Role
-	users atomic.Pointer[Users]
-	sem   chan struct{}
-	cache *verifyCache
+	cfg     Config
+	roles   map[string]Role
+	proxies map[string]bool
+	users   atomic.Pointer[Users]
+	sem     *fairSem
+	cache   *verifyCache
+	idents  *failureLimiter
+	sources *failureLimiter
+	known   *knownSources
+	now     func() time.Time
+	c       counters
 
 	dummyOnce sync.Once
-	dummy     []byte
-	hashes    atomic.Int64 // bcrypt comparisons run, for tests and stats
+	dummyTime time.Duration // what one bcrypt comparison takes here
+	hashes    atomic.Int64  // bcrypt comparisons run, for tests and stats
 }
 
 // New returns an Authenticator for users with the roles of cfg.
@@ -128,16 +138,35 @@ func New(cfg Config, users *Users) *Authenticator {
 	if cfg.CacheSize <= 0 {
 		cfg.CacheSize = d.CacheSize
 	}
+	l := cfg.Limits
+	if l.MaxTracked <= 0 {
+		l.MaxTracked = d.Limits.MaxTracked
+	}
+	if l.MinBackoff <= 0 {
+		l.MinBackoff = d.Limits.MinBackoff
+	}
+	if l.KnownSourceTTL <= 0 {
+		l.KnownSourceTTL = d.Limits.KnownSourceTTL
+	}
+	l.MaxBackoff = max(l.MaxBackoff, l.MinBackoff)
 	a := &Authenticator{
-		cfg:   cfg,
-		roles: map[string]Role{},
-		sem:   make(chan struct{}, cfg.MaxConcurrentHashes),
+		cfg:     cfg,
+		roles:   map[string]Role{},
+		proxies: map[string]bool{},
+		sem:     newFairSem(cfg.MaxConcurrentHashes, l.MaxPendingPerSource),
+		idents:  newFailureLimiter(l.IdentityFailures, l.IdentityWindow, l.MinBackoff, l.MaxBackoff, l.MaxTracked),
+		sources: newFailureLimiter(l.SourceFailures, l.SourceWindow, l.MinBackoff, l.MaxBackoff, l.MaxTracked),
+		known:   newKnownSources(l.KnownSourceTTL, l.MaxTracked),
+		now:     time.Now,
 	}
 	for _, n := range cfg.Readers {
 		a.roles[n] = RoleReader
 	}
 	for _, n := range cfg.Writers { // a name in both lists is a writer
 		a.roles[n] = RoleWriter
+	}
+	for _, n := range cfg.Proxies {
+		a.proxies[n] = true
 	}
 	if cfg.CacheTTL > 0 {
 		a.cache = newVerifyCache(cfg.CacheSize, cfg.CacheTTL)
@@ -157,26 +186,54 @@ func (a *Authenticator) Identity(name string) Identity {
 }
 
 // Authenticate checks username's password and returns the identity the
-// session acts as: username itself, or authzid when it is set, differs,
-// and username is a writer (Cyrus lets admins proxy the same way).
+// session acts as: username itself, or authzid when it is set and differs.
+// Acting as another identity is proxy authorization (Cyrus proxyservers):
+// only identities in Config.Proxies may, and only as an identity with a
+// role that has no more rights than the proxy's own (never a writer for a
+// reader proxy, never an unbound or otherwise-bound writer for a proxy
+// bound to a server). Anything else is ErrProxyDenied.
 func (a *Authenticator) Authenticate(ctx context.Context, authzid, username, password string) (Identity, error) {
 	if err := a.verify(ctx, username, password); err != nil {
 		return Identity{}, err
 	}
 	id := a.Identity(username)
 	if authzid != "" && authzid != username {
-		if !id.CanWrite() {
+		target := a.Identity(authzid)
+		if !a.proxies[username] || !id.covers(target) {
+			a.c.proxyDenied.Add(1)
 			return Identity{}, ErrProxyDenied
 		}
-		id = a.Identity(authzid)
-		if id.Role == RoleNone {
-			return Identity{}, ErrProxyDenied
-		}
+		id = target
 	}
 	if id.Role == RoleNone {
 		return Identity{}, ErrNoRole
 	}
 	return id, nil
+}
+
+// covers reports whether acting as target gains the proxy id no right: the
+// target has a role no higher than the proxy's, and a writer target is
+// bound to the proxy's server when the proxy is bound.
+func (id Identity) covers(target Identity) bool {
+	if target.Role == RoleNone || target.Role > id.Role {
+		return false
+	}
+	return target.Role != RoleWriter || id.Server == "" || target.Server == id.Server
+}
+
+// Counters returns the refusals and checks so far.
+func (a *Authenticator) Counters() Counters {
+	return Counters{
+		Failures:         a.c.failures.Load(),
+		ThrottledIdent:   a.c.throttledIdent.Load(),
+		ThrottledSource:  a.c.throttledSource.Load(),
+		Busy:             a.c.busy.Load(),
+		ProxyDenied:      a.c.proxyDenied.Load(),
+		Hashes:           uint64(a.hashes.Load()),
+		CacheHits:        a.c.cacheHits.Load(),
+		BackoffsIdentity: a.c.backoffsIdent.Load(),
+		BackoffsSource:   a.c.backoffsSource.Load(),
+	}
 }
 
 // verify checks the password, from the cache when it can. Concurrent
@@ -186,11 +243,13 @@ func (a *Authenticator) Authenticate(ctx context.Context, authzid, username, pas
 func (a *Authenticator) verify(ctx context.Context, username, password string) error {
 	hash, known := a.users.Load().hash(username)
 	if !known || a.cache == nil {
-		return a.compare(ctx, hash, known, password)
+		return a.check(ctx, username, hash, known, password)
 	}
 	key := a.cache.key(username, password)
 	call, leader, cached := a.cache.join(key, hash)
 	if cached {
+		a.c.cacheHits.Add(1)
+		a.known.add(username, sourceFrom(ctx), a.now())
 		return nil
 	}
 	if !leader {
@@ -200,12 +259,13 @@ func (a *Authenticator) verify(ctx context.Context, username, password string) e
 			return fmt.Errorf("auth: %w", ctx.Err())
 		}
 		if call.err == nil && call.hash == hash {
+			a.known.add(username, sourceFrom(ctx), a.now())
 			return nil
 		}
 		// The leader failed (or verified another hash): decide alone.
-		return a.compare(ctx, hash, known, password)
+		return a.check(ctx, username, hash, known, password)
 	}
-	err := a.compare(ctx, hash, known, password)
+	err := a.check(ctx, username, hash, known, password)
 	if err == nil {
 		a.cache.add(key, hash)
 	}
@@ -213,32 +273,78 @@ func (a *Authenticator) verify(ctx context.Context, username, password string) e
 	return err
 }
 
-// compare runs one bcrypt comparison, bounded by MaxConcurrentHashes.
-func (a *Authenticator) compare(ctx context.Context, hash string, known bool, password string) error {
-	select {
-	case a.sem <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("auth: %w", ctx.Err())
+// check applies the failed-login limits around one password comparison
+// and records its outcome against the identity and the source address.
+func (a *Authenticator) check(ctx context.Context, username, hash string, known bool, password string) error {
+	source, now := sourceFrom(ctx), a.now()
+	knownSource := a.known.has(username, source, now)
+	if !knownSource && a.idents.blocked(username, now) {
+		a.c.throttledIdent.Add(1)
+		return ErrThrottled
 	}
-	defer func() { <-a.sem }()
-	a.hashes.Add(1)
+	if source != "" && a.sources.blocked(source, now) {
+		a.c.throttledSource.Add(1)
+		return ErrThrottled
+	}
+	clean := knownSource || a.idents.clean(username, now)
+	err := a.compare(ctx, source, clean, hash, known, password)
+	switch {
+	case err == nil:
+		a.idents.succeed(username)
+		a.known.add(username, source, a.now())
+	case errors.Is(err, ErrBadCredentials):
+		a.c.failures.Add(1)
+		now = a.now()
+		if a.idents.fail(username, now) {
+			a.c.backoffsIdent.Add(1)
+		}
+		if source != "" && a.sources.fail(source, now) {
+			a.c.backoffsSource.Add(1)
+		}
+	case errors.Is(err, ErrBusy):
+		a.c.busy.Add(1)
+	}
+	return err
+}
+
+// compare runs one bcrypt comparison in a slot of the fair semaphore. An
+// unknown user costs no CPU: the caller waits as long as a comparison
+// takes, so that response times do not tell which names exist, and
+// guesses at made-up names cannot crowd out real logins.
+func (a *Authenticator) compare(ctx context.Context, source string, clean bool, hash string, known bool, password string) error {
 	if !known {
-		// Spend the same time as for a wrong password, so that response
-		// times do not reveal which user names exist.
-		bcrypt.CompareHashAndPassword(a.dummyHash(), []byte(password))
-		return ErrBadCredentials
+		t := time.NewTimer(a.dummyDuration())
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return ErrBadCredentials
+		case <-ctx.Done():
+			return fmt.Errorf("auth: %w", ctx.Err())
+		}
 	}
+	if err := a.sem.acquire(ctx, source, clean); err != nil {
+		if errors.Is(err, ErrBusy) {
+			return err
+		}
+		return fmt.Errorf("auth: %w", err)
+	}
+	defer a.sem.release()
+	a.hashes.Add(1)
 	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {
 		return ErrBadCredentials
 	}
 	return nil
 }
 
-func (a *Authenticator) dummyHash() []byte {
+// dummyDuration measures once what a comparison at the default cost takes.
+func (a *Authenticator) dummyDuration() time.Duration {
 	a.dummyOnce.Do(func() {
-		a.dummy, _ = bcrypt.GenerateFromPassword([]byte("rookery-dummy-password"), bcrypt.DefaultCost)
+		h, _ := bcrypt.GenerateFromPassword([]byte("rookery-dummy-password"), bcrypt.DefaultCost)
+		start := time.Now()
+		bcrypt.CompareHashAndPassword(h, []byte("rookery-other-password"))
+		a.dummyTime = time.Since(start)
 	})
-	return a.dummy
+	return a.dummyTime
 }
 
 // verifyCache remembers successful verifications. Keys are HMAC-SHA256

@@ -27,6 +27,10 @@ func testUsers(t testing.TB) *Users {
 	u, err := NewUsers(map[string]string{
 		"mupdate": fastHash(t, "mupdatepw"),
 		"be1":     fastHash(t, "be1pw"),
+		"be2":     fastHash(t, "be2pw"),
+		"gw":      fastHash(t, "gwpw"),
+		"rgw":     fastHash(t, "rgwpw"),
+		"bgw":     fastHash(t, "bgwpw"),
 		"fe":      fastHash(t, "fepw"),
 		"nobody":  fastHash(t, "nobodypw"),
 	})
@@ -38,9 +42,10 @@ func testUsers(t testing.TB) *Users {
 
 func testConfig() Config {
 	cfg := DefaultConfig()
-	cfg.Writers = []string{"mupdate", "be1"}
-	cfg.Readers = []string{"fe"}
-	cfg.Servers = map[string]string{"be1": "be1"}
+	cfg.Writers = []string{"mupdate", "be1", "be2", "gw", "bgw"}
+	cfg.Readers = []string{"fe", "rgw"}
+	cfg.Servers = map[string]string{"be1": "be1", "be2": "be2", "bgw": "be1"}
+	cfg.Proxies = []string{"gw", "rgw", "bgw"}
 	return cfg
 }
 
@@ -124,9 +129,16 @@ func TestAuthenticateRoles(t *testing.T) {
 		{"no role", "", "nobody", "nobodypw", Identity{}, ErrNoRole},
 		{"wrong password", "", "mupdate", "wrong", Identity{}, ErrBadCredentials},
 		{"unknown user", "", "ghost", "mupdatepw", Identity{}, ErrBadCredentials},
-		{"writer proxies for reader", "fe", "mupdate", "mupdatepw", Identity{Name: "fe", Role: RoleReader}, nil},
+		{"unlisted writer may not proxy", "fe", "mupdate", "mupdatepw", Identity{}, ErrProxyDenied},
+		{"bound backend may not become admin", "mupdate", "be1", "be1pw", Identity{}, ErrProxyDenied},
+		{"bound backend may not become another backend", "be2", "be1", "be1pw", Identity{}, ErrProxyDenied},
 		{"reader may not proxy", "mupdate", "fe", "fepw", Identity{}, ErrProxyDenied},
-		{"proxy to identity without role", "nobody", "mupdate", "mupdatepw", Identity{}, ErrProxyDenied},
+		{"listed proxy acts as a reader", "fe", "gw", "gwpw", Identity{Name: "fe", Role: RoleReader}, nil},
+		{"listed proxy acts as a bound writer", "be1", "gw", "gwpw", Identity{Name: "be1", Role: RoleWriter, Server: "be1"}, nil},
+		{"listed reader proxy may not become a writer", "mupdate", "rgw", "rgwpw", Identity{}, ErrProxyDenied},
+		{"listed bound proxy may not leave its server", "mupdate", "bgw", "bgwpw", Identity{}, ErrProxyDenied},
+		{"listed bound proxy acts for its own server", "be1", "bgw", "bgwpw", Identity{Name: "be1", Role: RoleWriter, Server: "be1"}, nil},
+		{"proxy to identity without role", "nobody", "gw", "gwpw", Identity{}, ErrProxyDenied},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -138,34 +150,16 @@ func TestAuthenticateRoles(t *testing.T) {
 	}
 }
 
-func TestIdentityWriteRules(t *testing.T) {
-	tests := []struct {
-		id     Identity
-		server string
-		want   bool
-	}{
-		{Identity{Role: RoleWriter}, "be2", true},
-		{Identity{Role: RoleWriter, Server: "be1"}, "be1", true},
-		{Identity{Role: RoleWriter, Server: "be1"}, "be2", false},
-		{Identity{Role: RoleReader}, "be1", false},
-		{Identity{Role: RoleNone}, "be1", false},
-	}
-	for _, tt := range tests {
-		if got := tt.id.MayWriteServer(tt.server); got != tt.want {
-			t.Errorf("%+v.MayWriteServer(%q) = %v", tt.id, tt.server, got)
-		}
-	}
-}
-
 // fillHashSlots occupies every bcrypt slot, so that only cache hits can
 // succeed; it returns the function that frees them.
 func fillHashSlots(a *Authenticator) func() {
-	for i := 0; i < cap(a.sem); i++ {
-		a.sem <- struct{}{}
-	}
+	a.sem.mu.Lock()
+	n := a.sem.free
+	a.sem.free = 0
+	a.sem.mu.Unlock()
 	return func() {
-		for i := 0; i < cap(a.sem); i++ {
-			<-a.sem
+		for range n {
+			a.sem.release()
 		}
 	}
 }

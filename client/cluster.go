@@ -90,6 +90,17 @@ func (c *Client) TransferLeadership(ctx context.Context, id string) (string, err
 	return resp.GetLeaderId(), err
 }
 
+// CheckConsistency has the answering node compare every member's
+// directory hash at its current revision (see cluster.Node.CheckConsistency).
+func (c *Client) CheckConsistency(ctx context.Context) (*rookeryv1.ConsistencyReport, error) {
+	var resp *rookeryv1.ConsistencyReport
+	err := c.do(ctx, read, func(ctx context.Context, ep *endpoint) (err error) {
+		resp, err = ep.cl.CheckConsistency(ctx, &rookeryv1.CheckConsistencyRequest{})
+		return err
+	})
+	return resp, err
+}
+
 // Snapshot writes a consistent FSM snapshot (the fsm's versioned format)
 // to w and returns its revision and size. It fails over to another node
 // only until the first byte has been written.

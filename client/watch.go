@@ -51,6 +51,9 @@ type WatchOptions struct {
 	// FromNow (with FromRevision 0) skips the initial Reset and delivers
 	// only changes made after the watch started.
 	FromNow bool
+	// FromOldest (with FromRevision 0) skips the initial Reset and
+	// delivers every change the serving node still keeps, oldest first.
+	FromOldest bool
 	// At most one of NamePrefix and LocationPrefix. A location filter
 	// also matches changes whose previous location matched.
 	NamePrefix     string
@@ -75,8 +78,8 @@ func (c *Client) WatchDirectory(ctx context.Context, opts WatchOptions, fn func(
 		opts:      opts,
 		fn:        fn,
 		rev:       opts.FromRevision,
-		needReset: opts.FromRevision == 0 && !opts.FromNow,
-		fromNow:   opts.FromRevision == 0 && opts.FromNow,
+		needReset: opts.FromRevision == 0 && !opts.FromNow && !opts.FromOldest,
+		fromNow:   opts.FromRevision == 0 && (opts.FromNow || opts.FromOldest),
 		idx:       int(c.preferred.Load()),
 		backoff:   c.cfg.BackoffBase,
 	}
@@ -145,6 +148,7 @@ func (w *watcher) stream(ctx context.Context, ep *endpoint) error {
 	defer cancel()
 	req := &rookeryv1.WatchRequest{
 		FromRevision:       w.rev,
+		FromOldest:         w.opts.FromOldest && w.rev == 0,
 		NamePrefix:         w.opts.NamePrefix,
 		LocationPrefix:     w.opts.LocationPrefix,
 		ProgressIntervalMs: uint32(w.c.cfg.WatchProgressInterval / time.Millisecond),
@@ -184,7 +188,8 @@ func (w *watcher) stream(ctx context.Context, ep *endpoint) error {
 // revision already delivered (a resumed stream never repeats a change).
 func (w *watcher) deliver(resp *rookeryv1.WatchResponse) error {
 	if w.fromNow {
-		// The first message of a "from now" stream names the start.
+		// The first message of a "from now" (or "from oldest") stream
+		// names the start.
 		w.fromNow = false
 		w.rev = max(w.rev, resp.GetRevision())
 	}

@@ -48,6 +48,7 @@ func (n *Node) apply(ctx context.Context, cmds []fsm.Command, waitLocal bool) ([
 	defer cancel()
 	results, index, err := n.applyAnywhere(ctx, cmds)
 	if err != nil {
+		n.proposalFailed(err)
 		return nil, err
 	}
 	if waitLocal && index > 0 {

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"errors"
 	"fmt"
 	"testing"
 
@@ -77,33 +76,6 @@ func TestMixedBatchKeepsOrderAndSkipsInvalid(t *testing.T) {
 	for i, r := range res {
 		if r.Code != want[i] {
 			t.Fatalf("result %d: %v, want %v (all: %+v)", i, r.Code, want[i], res)
-		}
-	}
-}
-
-func TestUndecodableLogEntryDoesNotStopTheNode(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	l := c.leader()
-	f := l.node.raft.Apply([]byte{0xff, 0xfe, 0x00, 0x42}, l.node.cfg.WriteTimeout)
-	if err := f.Error(); err != nil {
-		t.Fatalf("raft apply: %v", err)
-	}
-	var ae *applyError
-	if err, ok := f.Response().(error); !ok || !errors.As(err, &ae) {
-		t.Fatalf("response %#v, want an *applyError", f.Response())
-	}
-	// Every node skipped it and keeps applying.
-	fl := c.followers()[0]
-	res := mustApply(t, fl.node, reserve("user.after", "imap-be03!default"))
-	if res[0].Code != fsm.CodeOK {
-		t.Fatalf("write after bad entry: %+v", res[0])
-	}
-	for _, tn := range c.running() {
-		if err := tn.node.LinearizableRead(testCtx(t)); err != nil {
-			t.Fatalf("%s: %v", tn.cfg.NodeID, err)
-		}
-		if _, ok := tn.node.Store().Get("user.after"); !ok {
-			t.Fatalf("%s missing the write after the bad entry", tn.cfg.NodeID)
 		}
 	}
 }

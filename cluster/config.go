@@ -92,12 +92,31 @@ type Config struct {
 	// server and client auth; RootCAs and ClientCAs default to each other,
 	// and a ClientCAs pool makes client certificates mandatory.
 	RaftTLS *tls.Config
+	// RaftSecret authenticates raft connections when RaftTLS is nil: both
+	// ends of every connection prove they hold it before raft sees a byte,
+	// and the traffic is then encrypted under keys derived from it
+	// (docs/raft-link.md). rookeryd passes the cluster secret
+	// (raft.peer_secret_file). At least 16 bytes.
+	RaftSecret []byte
+	// RaftInsecure lets a node run raft with neither RaftTLS nor
+	// RaftSecret: plaintext, and anyone who reaches the raft port can
+	// rewrite the directory. Without it such a config is refused.
+	RaftInsecure bool
 	// PeerDialOptions are used to dial other members' gRPC servers
 	// (credentials first of all). Empty means insecure, fit for loopback only.
 	PeerDialOptions []grpc.DialOption
 
+	// ConsistencyCheckInterval is how often this node compares its
+	// directory hash with the other members' (and recomputes its own from
+	// its entries); see Node.CheckConsistency. Negative disables the
+	// periodic check (the on-demand one stays).
+	ConsistencyCheckInterval time.Duration
+
 	FSM    fsm.Config
 	Logger *slog.Logger
+
+	// Hooks feed a metrics layer (metrics.go); zero means none.
+	Hooks Hooks
 }
 
 // DefaultConfig returns settings tuned for a LAN: 200 ms heartbeat and
@@ -120,6 +139,8 @@ func DefaultConfig() Config {
 		BatchApplyCh:       false,
 		MaxBatchCommands:   1024,
 		FSM:                fsm.DefaultConfig(),
+
+		ConsistencyCheckInterval: 5 * time.Minute,
 	}
 }
 
@@ -138,6 +159,7 @@ func (c Config) withDefaults() Config {
 	setDur(&c.CommitTimeout, d.CommitTimeout)
 	setDur(&c.WriteTimeout, d.WriteTimeout)
 	setDur(&c.SnapshotInterval, d.SnapshotInterval)
+	setDur(&c.ConsistencyCheckInterval, d.ConsistencyCheckInterval)
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = d.SnapshotThreshold
 	}
@@ -206,6 +228,9 @@ func (c Config) validate() error {
 	if c.LogStore != LogStoreBolt && c.LogStore != LogStoreWAL {
 		return fmt.Errorf("cluster: config: LogStore %q: want %q or %q", c.LogStore, LogStoreBolt, LogStoreWAL)
 	}
+	if err := c.validateRaftAuth(); err != nil {
+		return err
+	}
 	if c.SnapshotRetain < 1 {
 		return errors.New("cluster: config: SnapshotRetain must be at least 1")
 	}
@@ -214,6 +239,21 @@ func (c Config) validate() error {
 	}
 	if err := raft.ValidateConfig(c.raftConfig(nil)); err != nil {
 		return fmt.Errorf("cluster: config: %w", err)
+	}
+	return nil
+}
+
+// minRaftSecretLen matches rookeryd's minimum for the cluster secret.
+const minRaftSecretLen = 16
+
+// validateRaftAuth refuses a raft transport anyone could talk to, unless
+// RaftInsecure says so.
+func (c Config) validateRaftAuth() error {
+	if len(c.RaftSecret) > 0 && len(c.RaftSecret) < minRaftSecretLen {
+		return fmt.Errorf("cluster: config: RaftSecret is %d bytes; use at least %d", len(c.RaftSecret), minRaftSecretLen)
+	}
+	if c.RaftTLS == nil && len(c.RaftSecret) == 0 && !c.RaftInsecure {
+		return errors.New("cluster: config: raft connections would be unauthenticated: set RaftSecret (the cluster secret) or RaftTLS, or RaftInsecure to accept that")
 	}
 	return nil
 }

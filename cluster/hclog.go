@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -10,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 )
 
 // hclogAdapter routes hashicorp/raft's hclog output into the node's
@@ -56,18 +58,41 @@ func (h *hclogAdapter) enabled(level hclog.Level) bool {
 }
 
 func (h *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
+	if level == hclog.Error && shutdownNoise(msg, args) {
+		level = hclog.Debug
+	}
 	if !h.enabled(level) {
 		return
 	}
 	all := make([]any, 0, len(h.args)+len(args)+2)
 	if h.name != "" {
-		all = append(all, "component", h.name)
+		// "subsystem", not "component": the node's logger already carries
+		// component=cluster, and a second key of the same name confuses
+		// every log processor.
+		all = append(all, "subsystem", h.name)
 	}
 	all = append(all, h.args...)
 	for _, a := range args {
 		all = append(all, formatArg(a))
 	}
 	h.l.Log(context.Background(), toSlogLevel(level), msg, all...)
+}
+
+// shutdownNoise recognises what raft's network transport logs for each
+// inbound connection it drops while shutting down ("failed to decode
+// incoming command" with ErrTransportShutdown). A clean shutdown is not an
+// error; such lines are demoted to debug. The same message with any other
+// error (a peer sending garbage) stays an error.
+func shutdownNoise(msg string, args []any) bool {
+	if msg != "failed to decode incoming command" {
+		return false
+	}
+	for _, a := range args {
+		if err, ok := a.(error); ok && errors.Is(err, raft.ErrTransportShutdown) {
+			return true
+		}
+	}
+	return false
 }
 
 // formatArg renders hclog.Fmt values (raft logs its configuration with

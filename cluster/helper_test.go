@@ -75,8 +75,13 @@ func testConfig(t testing.TB, id string) Config {
 	cfg.APIAddr = freeport.Addr(t)
 	cfg.DataDir = t.TempDir()
 	cfg.Logger = testLogger(t)
+	cfg.RaftSecret = []byte(testRaftSecret)
 	return cfg
 }
+
+// testRaftSecret is the cluster secret of test clusters: their raft links
+// run authenticated and sealed, as production ones do.
+const testRaftSecret = "cluster-test-secret-0123456789"
 
 // startNode opens a node and serves its Peer service on cfg.APIAddr.
 func startNode(t testing.TB, cfg Config) *testNode {

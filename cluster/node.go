@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,7 +27,10 @@ type Node struct {
 	storage *storage
 	trans   *raft.NetworkTransport
 	rt      *raftTransport // trans as raft uses it
-	raft    *raft.Raft
+	// raftStream is trans's stream layer with the secret handshake (nil
+	// with raft TLS or RaftInsecure); it counts refused connections.
+	raftStream *secretStreamLayer
+	raft       *raft.Raft
 
 	peers     *peerClients
 	proposer  *proposer
@@ -40,6 +44,11 @@ type Node struct {
 	health        *heartbeatTracker
 	observer      *raft.Observer
 	obsCh         chan raft.Observation
+	obs           observations // metrics.go
+	// alarms are the node's health conditions (alarms.go); consistency
+	// its consistency checker (consistency.go).
+	alarms      *alarmSet
+	consistency consistency
 
 	ctx       context.Context // cancelled by Close
 	cancel    context.CancelFunc
@@ -47,6 +56,11 @@ type Node struct {
 	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
+
+	// failed is closed once the state machine halted and raft was shut
+	// down; failure says why (see Failed).
+	failed  chan struct{}
+	failure error
 }
 
 // Open validates cfg, opens (or creates) the node's state in cfg.DataDir and
@@ -59,6 +73,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.NodeID)}
+	n.alarms = newAlarmSet(n.logger)
 	if err := n.start(); err != nil {
 		n.release()
 		return nil, err
@@ -74,13 +89,14 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 // goroutines.
 func (n *Node) start() error {
 	var err error
-	n.storage, err = openStorage(n.cfg.DataDir, n.cfg.LogStore, n.cfg.SnapshotRetain, n.logger)
+	n.storage, err = openVerifiedStorage(n.cfg.DataDir, n.cfg.LogStore, n.cfg.SnapshotRetain, n.logger)
 	if err != nil {
 		return err
 	}
+	newDiskHealth(n.alarms).wrap(n.storage, filepath.Join(n.cfg.DataDir, snapshotsDir))
 	n.store = fsm.New(n.cfg.FSM)
 	n.fsm = newFSMAdapter(n.store, n.logger)
-	n.trans, err = newTransport(n.cfg.RaftAddr, n.cfg.RaftAdvertise, n.cfg.RaftTLS, n.logger)
+	n.trans, n.raftStream, err = newTransport(n.cfg.RaftAddr, n.cfg.RaftAdvertise, n.cfg.RaftTLS, n.cfg.RaftSecret, n.logger)
 	if err != nil {
 		return err
 	}
@@ -95,11 +111,17 @@ func (n *Node) start() error {
 	n.health = newHeartbeatTracker()
 
 	n.rt = &raftTransport{NetworkTransport: n.trans}
-	r, err := raft.NewRaft(n.cfg.raftConfig(n.logger), n.fsm, n.storage.logs, n.storage.stable, n.storage.snaps, n.rt)
+	n.storage.logs = withStoreTiming(n.storage.logs, n.cfg.Hooks.StoreLogs)
+	r, err := newRaftGuarded(n.cfg.raftConfig(n.logger), n.fsm, n.storage, n.rt, n.cfg.DataDir)
 	if err != nil {
+		if herr := n.fsm.haltedErr(); herr != nil {
+			return fmt.Errorf("cluster: start raft from %s: %w%s", n.cfg.DataDir, herr, wayOut(n.cfg.DataDir))
+		}
 		return fmt.Errorf("cluster: start raft from %s: %w", n.cfg.DataDir, err)
 	}
+	n.fsm.setRunning()
 	n.raft = r
+	n.failed = make(chan struct{})
 	n.obsCh = make(chan raft.Observation, 64)
 	n.observer = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
@@ -109,11 +131,60 @@ func (n *Node) start() error {
 		return false
 	})
 	r.RegisterObserver(n.observer)
+	n.observeLeaderChanges()
 	n.goFunc(n.proposer.run)
 	n.goFunc(n.forwarder.run)
 	n.goFunc(n.watchLeadership)
 	n.goFunc(n.watchHeartbeats)
+	n.goFunc(n.watchHalt)
+	n.goFunc(n.runConsistencyChecks)
 	return nil
+}
+
+// Failed is closed when the node stopped by itself because its state
+// machine could not decode or apply a committed entry or snapshot (see
+// fsmAdapter): raft is shut down, nothing more is applied, and Failure
+// says which entry and what to do. The caller should Close the node and
+// exit with that message.
+func (n *Node) Failed() <-chan struct{} { return n.failed }
+
+// Failure is the reason the node failed (wrapping ErrHalted), or nil while
+// Failed is open.
+func (n *Node) Failure() error {
+	select {
+	case <-n.failed:
+		return n.failure
+	default:
+		return nil
+	}
+}
+
+// watchHalt shuts raft down once the state machine halts, so the node
+// neither votes, acknowledges nor serves reads on state it cannot trust.
+func (n *Node) watchHalt() {
+	select {
+	case <-n.fsm.halted:
+	case <-n.ctx.Done():
+		return
+	}
+	n.failure = fmt.Errorf("cluster: node %s stopped: %w%s", n.cfg.NodeID, n.fsm.haltedErr(), haltWayOut(n.cfg.DataDir))
+	n.logger.Error("node stopped: state machine halted; shutting raft down", "data_dir", n.cfg.DataDir, "error", n.failure)
+	n.alarms.raise(Alarm{Kind: AlarmHalted, Message: n.failure.Error(), BlocksReads: true, NeedsRestart: true})
+	if err := n.raft.Shutdown().Error(); err != nil {
+		n.logger.Warn("raft shutdown after halt", "error", err)
+	}
+	close(n.failed)
+}
+
+// haltWayOut is wayOut for a halt: the entry came from this node's disk or
+// from the leader's, and re-joining only helps in the first case.
+func haltWayOut(dataDir string) string {
+	return fmt.Sprintf(" (the way out: wipe this node's data dir %s and let it re-join; it catches up by snapshot. If it halts at the same entry again, or other nodes halted too, the leader's copy of the entry is damaged: see docs/integrity.md)", dataDir)
+}
+
+// wayOut is the operator's remedy appended to errors about damaged state.
+func wayOut(dataDir string) string {
+	return fmt.Sprintf(" (the way out: wipe this node's data dir %s and let it re-join; it catches up by snapshot; see docs/integrity.md)", dataDir)
 }
 
 // initCluster bootstraps or joins a node that has no state on disk.
@@ -144,7 +215,15 @@ func (n *Node) bootstrap(peers []Peer) error {
 		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr)})
 	}
 	n.logger.Info("bootstrapping cluster", "voters", len(servers))
-	if err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil {
+	err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+	if errors.Is(err, raft.ErrCantBootstrap) && len(peers) > 1 {
+		// raft runs before bootstrap; a peer that bootstrapped with the
+		// same static list first and already replicated to this node gave
+		// it the state the bootstrap would have.
+		n.logger.Info("a peer bootstrapped the cluster first; continuing from what it sent")
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("cluster: bootstrap: %w", err)
 	}
 	return nil

@@ -79,6 +79,9 @@ func (s *peerServer) Lookup(ctx context.Context, req *rookeryv1.LookupRequest) (
 	if n.closed.Load() || !n.IsLeader() {
 		return nil, status.Error(codes.FailedPrecondition, "not leader")
 	}
+	if err := n.checkReads(); err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
 	ctx, cancel := n.withWriteTimeout(ctx)
 	defer cancel()
 	e, ok, err := n.leaderGet(ctx, req.GetName())
@@ -124,6 +127,24 @@ func (s *peerServer) Join(ctx context.Context, req *rookeryv1.AddMemberRequest) 
 		return nil, toPeerError(err)
 	}
 	return &rookeryv1.AddMemberResponse{Index: index}, nil
+}
+
+// ConsistencyHash answers this node's directory hash at a revision.
+func (s *peerServer) ConsistencyHash(ctx context.Context, req *rookeryv1.ConsistencyHashRequest) (*rookeryv1.ConsistencyHashResponse, error) {
+	if s.n.closed.Load() {
+		return nil, status.Error(codes.Unavailable, ErrShutdown.Error())
+	}
+	return s.n.consistencyHash(ctx, req), nil
+}
+
+// CheckConsistency runs a consistency check on this node, at the asking
+// member's request (it found this node diverged).
+func (s *peerServer) CheckConsistency(ctx context.Context, _ *rookeryv1.CheckConsistencyRequest) (*rookeryv1.ConsistencyReport, error) {
+	rep, err := s.n.checkConsistency(ctx, false)
+	if err != nil {
+		return nil, toPeerError(err)
+	}
+	return ConsistencyReportToProto(rep), nil
 }
 
 func contains(list []string, s string) bool {

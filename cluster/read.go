@@ -27,6 +27,9 @@ func (n *Node) LinearizableRead(ctx context.Context) error {
 	if n.closed.Load() {
 		return ErrShutdown
 	}
+	if err := n.checkReads(); err != nil {
+		return err
+	}
 	ctx, cancel := n.withWriteTimeout(ctx)
 	defer cancel()
 	index, err := n.readIndex(ctx)
@@ -49,6 +52,9 @@ func (n *Node) LinearizableRead(ctx context.Context) error {
 func (n *Node) LinearizableGet(ctx context.Context, name string) (e fsm.Entry, found bool, err error) {
 	if n.closed.Load() {
 		return fsm.Entry{}, false, ErrShutdown
+	}
+	if err := n.checkReads(); err != nil {
+		return fsm.Entry{}, false, err
 	}
 	ctx, cancel := n.withWriteTimeout(ctx)
 	defer cancel()

@@ -37,6 +37,16 @@ type Status struct {
 	LastSnapshot SnapshotInfo
 	// LogStore is this node's raft log store (Config.LogStore).
 	LogStore string
+
+	// Health (alarms.go, consistency.go). Condition is "" while healthy,
+	// else one line naming the leading alarm ("Diverged: ...",
+	// "Degraded: ..."); Alarms lists every active one. LastConsistencyCheck
+	// is nil until this node ran a check.
+	Condition            string
+	Alarms               []Alarm
+	LastConsistencyCheck *ConsistencyReport
+	// DataDir is Config.DataDir, for an operator re-seeding the node.
+	DataDir string
 }
 
 // statusTimeout bounds the configuration read inside Status.
@@ -55,6 +65,12 @@ func (n *Node) Status() Status {
 		LastLogIndex: n.raft.LastIndex(),
 		Revision:     n.store.Revision(),
 		LogStore:     n.cfg.LogStore,
+		Alarms:       n.alarms.list(),
+		DataDir:      n.cfg.DataDir,
+	}
+	st.Condition = conditionOf(st.Alarms)
+	if rep, ok := n.LastConsistencyCheck(); ok {
+		st.LastConsistencyCheck = &rep
 	}
 	if n.raft.State() != raft.Leader {
 		st.LastContact = n.raft.LastContact()

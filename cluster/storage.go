@@ -48,7 +48,7 @@ const lockFileName = "LOCK"
 type storage struct {
 	logs   raft.LogStore // the chosen store behind a LogCache
 	stable raft.StableStore
-	snaps  *raft.FileSnapshotStore
+	snaps  raft.SnapshotStore
 	close  func() error
 }
 
@@ -141,6 +141,10 @@ func openWAL(dir string, logger *slog.Logger) (*storage, error) {
 	// raft-wal v0.4.0's Close leaves its bbolt meta file open (and
 	// locked); owning the meta store lets close release it.
 	meta := &metadb.BoltMetaDB{}
+	if err := repairWAL(dir, meta, logger); err != nil {
+		_ = meta.Close()
+		return nil, fmt.Errorf("cluster: raft wal %s cannot be repaired (refusing to start; remove the data dir and re-join): %w", dir, err)
+	}
 	w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithLogger(newHclog(logger, "wal")))
 	if err != nil {
 		_ = meta.Close()

@@ -20,15 +20,16 @@ const (
 	transportTimeout = 10 * time.Second
 )
 
-// newTransport binds the raft transport: plain TCP, or TLS in both
-// directions when tlsCfg is set.
+// newTransport binds the raft transport: mutual TLS when tlsCfg is set,
+// else the secret handshake and sealed frames when secret is set (the
+// returned stream layer counts refusals), else plain TCP (RaftInsecure).
 //
 // advertiseAddr, when set, is what peers are told to dial (a NAT, proxy or
 // container mapping in front of addr); otherwise addr itself is advertised.
-func newTransport(addr, advertiseAddr string, tlsCfg *tls.Config, logger *slog.Logger) (*raft.NetworkTransport, error) {
+func newTransport(addr, advertiseAddr string, tlsCfg *tls.Config, secret []byte, logger *slog.Logger) (*raft.NetworkTransport, *secretStreamLayer, error) {
 	tcpAddr, err := net.ResolveTCPAddr("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: raft address %q: %w", addr, err)
+		return nil, nil, fmt.Errorf("cluster: raft address %q: %w", addr, err)
 	}
 	// Port 0 binds an ephemeral port: advertise what was bound.
 	var advertise net.Addr
@@ -38,7 +39,7 @@ func newTransport(addr, advertiseAddr string, tlsCfg *tls.Config, logger *slog.L
 	if advertiseAddr != "" {
 		a, err := net.ResolveTCPAddr("tcp", advertiseAddr)
 		if err != nil || a.IP == nil || a.IP.IsUnspecified() || a.Port == 0 {
-			return nil, fmt.Errorf("cluster: raft advertise address %q must be a reachable IP and port", advertiseAddr)
+			return nil, nil, fmt.Errorf("cluster: raft advertise address %q must be a reachable IP and port", advertiseAddr)
 		}
 		advertise = a
 	}
@@ -47,19 +48,28 @@ func newTransport(addr, advertiseAddr string, tlsCfg *tls.Config, logger *slog.L
 		Timeout: transportTimeout,
 		Logger:  newHclog(logger, "raft-net"),
 	}
-	if tlsCfg == nil {
+	switch {
+	case tlsCfg != nil:
+		stream, err := newTLSStreamLayer(addr, advertise, tlsCfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		netCfg.Stream = stream
+		return raft.NewNetworkTransportWithConfig(netCfg), nil, nil
+	case len(secret) > 0:
+		stream, err := newSecretStreamLayer(addr, advertise, secret, logger)
+		if err != nil {
+			return nil, nil, err
+		}
+		netCfg.Stream = stream
+		return raft.NewNetworkTransportWithConfig(netCfg), stream, nil
+	default:
 		t, err := raft.NewTCPTransportWithConfig(addr, advertise, netCfg)
 		if err != nil {
-			return nil, fmt.Errorf("cluster: raft transport on %s: %w", addr, err)
+			return nil, nil, fmt.Errorf("cluster: raft transport on %s: %w", addr, err)
 		}
-		return t, nil
+		return t, nil, nil
 	}
-	stream, err := newTLSStreamLayer(addr, advertise, tlsCfg)
-	if err != nil {
-		return nil, err
-	}
-	netCfg.Stream = stream
-	return raft.NewNetworkTransportWithConfig(netCfg), nil
 }
 
 // raftTransport is the network transport as raft sees it: without
@@ -93,12 +103,21 @@ type raftTransport struct {
 
 // raft enables pre-vote and closing through these.
 var (
+	_ raft.Transport   = (*raftTransport)(nil)
 	_ raft.WithPreVote = (*raftTransport)(nil)
 	_ raft.WithClose   = (*raftTransport)(nil)
 )
 
-// AppendPipeline makes raft fall back to synchronous AppendEntries.
-func (*raftTransport) AppendPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+// The override below must carry the exact name and signature of raft's
+// Transport method: a method of any other name leaves the embedded
+// transport's pipeline in place (as an earlier "AppendPipeline" did).
+// TestRaftDoesNotPipeline proves raft really falls back.
+var _ func(*raftTransport, raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) = (*raftTransport).AppendEntriesPipeline
+
+// AppendEntriesPipeline makes raft fall back to synchronous AppendEntries:
+// raft's replication loop treats ErrPipelineReplicationNotSupported as
+// "never pipeline to this follower".
+func (*raftTransport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
 	return nil, raft.ErrPipelineReplicationNotSupported
 }
 

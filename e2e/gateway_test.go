@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rookery/rookery/internal/freeport"
+	"github.com/rookery/rookery/internal/metrics/metricstest"
 	"github.com/rookery/rookery/internal/murder"
 	"github.com/rookery/rookery/internal/testcluster"
 )
@@ -63,17 +63,12 @@ func TestGatewayRoutesFromRookeryThroughNodeFailure(t *testing.T) {
 		}
 	})
 	t.Run("metrics count the logins", func(t *testing.T) {
-		resp, err := http.Get("http://" + gw.metrics + "/metrics")
+		f, err := metricstest.Scrape(gw.metrics)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
-		var m map[string]any
-		if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
-			t.Fatal(err)
-		}
-		if n, _ := m["ConnectionsIMAP"].(float64); n < 3 {
-			t.Errorf("/metrics ConnectionsIMAP = %v, want >= 3: %v", m["ConnectionsIMAP"], m)
+		if n, _ := f.Value("rookery_gateway_connections_total", "protocol", "imap"); n < 3 {
+			t.Errorf("/metrics rookery_gateway_connections_total{protocol=imap} = %v, want >= 3", n)
 		}
 	})
 	t.Run("moved user is routed to the new backend", func(t *testing.T) {

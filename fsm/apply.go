@@ -14,6 +14,9 @@ func (st *state) apply(c *Command) Result {
 	}
 	key := DBNameKey(c.Name)
 	old, _ := st.tree.Get(probe(key))
+	if code := authorize(c, old); code != CodeOK {
+		return Result{Code: code}
+	}
 	next, code := decide(c, old)
 	if code != CodeOK {
 		return Result{Code: code}
@@ -87,6 +90,7 @@ func checkRevision(c *Command, old *record) Code {
 func (st *state) commit(c *Command, key string, old *record, next metaKey) uint64 {
 	rev := st.revision + 1
 	var ev histEvent
+	var added *record
 	if c.Op == OpDelete {
 		st.tree.Delete(old)
 		st.ix.remove(old)
@@ -106,6 +110,7 @@ func (st *state) commit(c *Command, key string, old *record, next metaKey) uint6
 			r.reservedAt = c.Time
 		}
 		st.tree.ReplaceOrInsert(r)
+		added = r
 		st.ix.put(old, r)
 		st.stats.add(r.meta)
 		ev = histEvent{key: r.key, meta: r.meta, reservedAt: r.reservedAt,
@@ -120,6 +125,7 @@ func (st *state) commit(c *Command, key string, old *record, next metaKey) uint6
 	ev.op = c.Op
 	st.revision = rev
 	st.statsCache = nil
+	st.sum.change(rev, old, added)
 	st.hist.append(ev)
 	return rev
 }

@@ -22,6 +22,7 @@ func (s *Store) Restore(r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("fsm: restore: %w", err)
 	}
+	st.sum.reset(st.revision, treeHash(st.tree))
 	s.mu.Lock()
 	s.st = st
 	s.notifyLocked()

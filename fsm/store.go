@@ -82,6 +82,7 @@ type state struct {
 	// demand and dropped by any change, so View stays cheap.
 	statsCache *Stats
 	hist       history
+	sum        stateHash // the entries' hash, per revision (hash.go)
 }
 
 func newState(historySize int) state {

@@ -111,6 +111,9 @@ const (
 	CodeNotFound  Code = 2 // DEACTIVATE or DELETE of a missing name
 	CodeNotActive Code = 3 // DEACTIVATE of an entry that is not ACTIVE
 	CodeInvalid   Code = 4 // malformed command (see Validate)
+	// CodePermissionDenied: the issuer is bound to a server (Command.Bound)
+	// and the entry is, or would end up, on another one.
+	CodePermissionDenied Code = 5
 	// CodeConflict: the command carried IfRevision and the entry's
 	// ModRevision differs (or the entry is gone). Nothing changed.
 	CodeConflict Code = 6
@@ -129,6 +132,8 @@ func (c Code) Text() string {
 		return "mailbox not currently active"
 	case CodeInvalid:
 		return "invalid command"
+	case CodePermissionDenied:
+		return "permission denied"
 	case CodeConflict:
 		return "mailbox changed since the given revision"
 	}

@@ -60,7 +60,7 @@ type Config struct {
 
 // MetricsConfig configures the operator HTTP listener of rookery-gateway.
 type MetricsConfig struct {
-	// Listen serves /metrics (counters as JSON) and /readyz (200 once the
+	// Listen serves /metrics (Prometheus text format) and /readyz (200 once the
 	// replica has caught up, 503 before: for load-balancer health checks).
 	Listen string `toml:"listen" help:"HTTP address for /metrics and /readyz (empty: off)"`
 }

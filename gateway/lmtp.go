@@ -101,16 +101,18 @@ func (ls *lmtpSession) rcpt(to string, opts *smtp.RcptOptions) error {
 	}
 	entry, ok := s.router.Lookup(r.Mailbox)
 	if !ok {
-		s.m.routingMisses.Add(1)
 		if !s.router.Ready() {
+			s.m.routingNotReady.Add(1)
 			return errRcptNotReady
 		}
+		s.m.routingMisses.Add(1)
 		return errRcptUnknown
 	}
 	if entry.State != fsm.StateActive {
 		s.m.routingReserved.Add(1)
 		return errRcptReserved
 	}
+	s.m.routed.Add(1)
 	b, err := ls.backend(entry.Server())
 	if err != nil {
 		var se *smtp.SMTPError

@@ -110,10 +110,11 @@ func (a *attempt) resolve(ctx context.Context) (route, *loginError) {
 	}
 	entry, ok := s.router.Lookup(user.Inbox())
 	if !ok {
-		s.m.routingMisses.Add(1)
 		if !s.router.Ready() {
+			s.m.routingNotReady.Add(1)
 			return route{}, a.temp("Directory not ready, try again later")
 		}
+		s.m.routingMisses.Add(1)
 		return route{}, a.fail(ctx, failAuth, "no INBOX "+user.Inbox())
 	}
 	if entry.State != fsm.StateActive {
@@ -127,6 +128,7 @@ func (a *attempt) resolve(ctx context.Context) (route, *loginError) {
 		s.log.Error("no address for backend", "server", server, "proto", a.proto, "mailbox", entry.Name)
 		return route{}, a.temp("Backend unavailable, try again later")
 	}
+	s.m.routed.Add(1)
 	r := route{user: user, server: server, addr: addr}
 	if s.cfg.Backend.Auth == AuthProxy {
 		r.creds = backendCreds{authzid: user.Login(), authcid: s.cfg.Backend.AuthName, password: s.cfg.Backend.Password}
@@ -160,7 +162,7 @@ func (a *attempt) backendFailed(ctx context.Context, r route, err error) *loginE
 
 func (a *attempt) succeeded(r route) {
 	a.s.m.loginsOK.Add(1)
-	a.s.log.Debug("login", "proto", a.proto, "user", r.user.Login(), "server", r.server)
+	a.s.log.Info("login", "proto", a.proto, "user", r.user.Login(), "ip", a.ip, "server", r.server, "backend", r.addr)
 }
 
 func (a *attempt) temp(text string) *loginError {
@@ -175,7 +177,9 @@ func (a *attempt) fail(ctx context.Context, kind failKind, why string) *loginErr
 	s := a.s
 	s.m.loginsFailed.Add(1)
 	s.logins.Fail(a.ip)
-	s.log.Info("login failed", "proto", a.proto, "ip", a.ip, "reason", why)
+	// The name as the client sent it (never the password), so an operator
+	// can tell a user's typo from a password-guessing run.
+	s.log.Info("login failed", "proto", a.proto, "user", a.creds.Identity(), "ip", a.ip, "reason", why)
 	if d := s.cfg.Limits.AuthFailureDelay.Std() - s.now().Sub(a.start); d > 0 {
 		t := time.NewTimer(d)
 		select {

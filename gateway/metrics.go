@@ -3,8 +3,8 @@ package gateway
 import "sync/atomic"
 
 // metrics are the gateway's counters. They are plain atomics so the hot
-// paths pay one atomic add; Snapshot copies them into a struct the lead
-// can export over HTTP in any format.
+// paths pay one atomic add; Snapshot copies them into a struct that
+// rookery-gateway exports in the Prometheus format (internal/metrics).
 type metrics struct {
 	connIMAP, connPOP3, connLMTP atomic.Uint64
 	active                       atomic.Int64
@@ -12,7 +12,9 @@ type metrics struct {
 	loginsOK, loginsFailed       atomic.Uint64
 	loginsRateLimited            atomic.Uint64
 	loginsTempFailed             atomic.Uint64
+	routed                       atomic.Uint64
 	routingMisses                atomic.Uint64
+	routingNotReady              atomic.Uint64
 	routingReserved              atomic.Uint64
 	backendErrors                atomic.Uint64
 	bytesToBackend               atomic.Uint64
@@ -41,9 +43,14 @@ type Metrics struct {
 	LoginsRateLimited uint64
 	LoginsTempFailed  uint64 // backend down, RESERVED, directory not ready
 
-	// RoutingMisses counts names not in the replica (logins and LMTP
-	// recipients); RoutingReserved those found RESERVED.
+	// Routing outcomes of logins and LMTP recipients: Routed found an
+	// active mailbox; RoutingMisses a name not in a caught-up replica
+	// (unknown user); RoutingNotReady a name not in a replica that is not
+	// caught up, and RoutingReserved a RESERVED mailbox (both answered with
+	// temporary failures).
+	Routed          uint64
 	RoutingMisses   uint64
+	RoutingNotReady uint64
 	RoutingReserved uint64
 	// BackendErrors counts failed dials, greetings, logins as the proxy
 	// identity, and LMTP transport failures.
@@ -76,7 +83,9 @@ func (m *metrics) snapshot() Metrics {
 		LoginsFailed:          m.loginsFailed.Load(),
 		LoginsRateLimited:     m.loginsRateLimited.Load(),
 		LoginsTempFailed:      m.loginsTempFailed.Load(),
+		Routed:                m.routed.Load(),
 		RoutingMisses:         m.routingMisses.Load(),
+		RoutingNotReady:       m.routingNotReady.Load(),
 		RoutingReserved:       m.routingReserved.Load(),
 		BackendErrors:         m.backendErrors.Load(),
 		BytesClientToBackend:  m.bytesToBackend.Load(),

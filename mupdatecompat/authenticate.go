@@ -45,6 +45,8 @@ func (c *conn) authenticate(cmd *wire.Command) bool {
 		return true
 	}
 	if c.cfg.RequireTLSForAuth && !c.tls {
+		c.srv.refused.tlsRequired.Add(1)
+		c.log.Warn("mupdate login refused: encryption required", "mech", mech)
 		c.reply(tag, "NO", textEncryptionFirst)
 		return true
 	}
@@ -64,8 +66,10 @@ func (c *conn) authenticate(cmd *wire.Command) bool {
 	)
 	check := func(authzid, username, password string) error {
 		user = username
-		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.CommandTimeout)
+		ctx, cancel := context.WithTimeout(auth.WithSource(c.ctx, c.source), c.cfg.CommandTimeout)
 		defer cancel()
+		c.checking.Store(true)
+		defer c.checking.Store(false)
 		id, authErr = c.srv.auth.Authenticate(ctx, authzid, username, password)
 		return authErr
 	}
@@ -89,7 +93,7 @@ func (c *conn) authenticate(cmd *wire.Command) bool {
 		if c.flush() != nil {
 			return false
 		}
-		c.nc.SetReadDeadline(time.Now().Add(c.cfg.IdleTimeout))
+		c.nc.SetReadDeadline(c.readDeadline())
 		line, err := c.r.ReadLine()
 		if err != nil {
 			return c.readFailed(err)
@@ -105,6 +109,10 @@ func (c *conn) authenticate(cmd *wire.Command) bool {
 		}
 	}
 
+	if !c.srv.loggedIn(c) {
+		c.closedBeforeLogin() // replaced while the password was checked
+		return false
+	}
 	c.authed = true
 	c.id = id
 	c.profile = c.cfg.profile(id.Name)
@@ -125,9 +133,13 @@ func (c *conn) authFailed(tag, mech, user string, authErr error) bool {
 		text = textNotAllowed
 	case errors.Is(authErr, auth.ErrProxyDenied):
 		text = textAuthzFailure
+	case errors.Is(authErr, auth.ErrThrottled), errors.Is(authErr, auth.ErrBusy):
+		c.srv.refused.authThrottled.Add(1)
+		text = textAuthTemporary
 	case !errors.Is(authErr, auth.ErrBadCredentials):
 		text = textAuthTemporary
 	}
+	c.srv.refused.authFailed.Add(1)
 	c.log.Warn("mupdate login failed", "mech", mech, "user", user, "reason", text, "err", authErr)
 	if c.cfg.FailedAuthDelay > 0 {
 		t := time.NewTimer(c.cfg.FailedAuthDelay)

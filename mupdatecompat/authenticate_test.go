@@ -45,9 +45,16 @@ func TestAuthenticateForms(t *testing.T) {
 			{"A01 AUTHENTICATE \"PLAIN\" \"" + plainIR("ghost", "mupdatepw") + "\"\r\n", `A01 NO "authentication failure"`}}},
 		{"malformed PLAIN blob", []step{
 			{"A01 AUTHENTICATE \"PLAIN\" \"" + b64("no-nuls") + "\"\r\n", `A01 NO "authentication failure"`}}},
-		{"authzid proxy by writer", []step{
-			{"A01 AUTHENTICATE \"PLAIN\" \"" + b64("fe\x00mupdate\x00mupdatepw") + "\"\r\n", `A01 OK "Authenticated"`},
+		{"authzid proxy by a listed proxy", []step{
+			{"A01 AUTHENTICATE \"PLAIN\" \"" + b64("fe\x00gw\x00gwpw") + "\"\r\n", `A01 OK "Authenticated"`},
 			{"R1 RESERVE \"x\" \"be1!p\"\r\n", `R1 NO "permission denied"`}}}, // acts as reader fe
+		{"authzid proxy by an unlisted writer refused", []step{
+			{"A01 AUTHENTICATE \"PLAIN\" \"" + b64("fe\x00mupdate\x00mupdatepw") + "\"\r\n", `A01 NO "authorization failure"`}}},
+		{"authzid escalation: bound backend as an unbound writer refused", []step{
+			{"A01 AUTHENTICATE \"PLAIN\" \"" + b64("mupdate\x00be1\x00be1pw") + "\"\r\n", `A01 NO "authorization failure"`},
+			{"D1 DELETE \"x\"\r\n", `D1 BAD "Please login first"`}}},
+		{"authzid escalation: bound backend as another backend refused", []step{
+			{"A01 AUTHENTICATE \"PLAIN\" \"" + b64("be2\x00be1\x00be1pw") + "\"\r\n", `A01 NO "authorization failure"`}}},
 		{"authzid proxy by reader refused", []step{
 			{"A01 AUTHENTICATE \"PLAIN\" \"" + b64("mupdate\x00fe\x00fepw") + "\"\r\n", `A01 NO "authorization failure"`}}},
 		{"LOGIN with challenges", []step{

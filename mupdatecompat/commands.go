@@ -33,14 +33,20 @@ const (
 	textDirectoryError   = "directory error"
 )
 
-// write authorizes a directory write, applies it and answers `OK "done"`
-// or NO with the text real Cyrus uses for the outcome.
+// write applies a directory write and answers `OK "done"` or NO with the
+// text real Cyrus uses for the outcome. Readers never write; everything
+// else about who may write what (the server binding of
+// mupdate.backend_servers) is decided by the state machine on the
+// committed entry (fsm authorize), from the Identity and Bound stamped here.
 func (c *conn) write(tag string, fc fsm.Command) bool {
-	if !c.mayWrite(&fc) {
+	if !c.id.CanWrite() {
+		c.srv.refused.readOnly.Add(1)
+		c.log.Warn("mupdate write refused: read-only identity", "op", fc.Op, "name", fc.Name, "identity", c.id.Name)
 		c.reply(tag, "NO", textPermissionDenied)
 		return true
 	}
 	fc.Identity = c.id.Name
+	fc.Bound = c.id.Server
 	fc.Time = time.Now().UnixNano()
 	if err := fsm.Validate(fc); err != nil {
 		c.log.Debug("mupdate write refused: invalid", "op", fc.Op, "identity", c.id.Name, "err", err)
@@ -60,35 +66,16 @@ func (c *conn) write(tag string, fc fsm.Command) bool {
 	}
 	c.log.Debug("mupdate write", "op", fc.Op, "name", fc.Name, "location", fc.Location,
 		"identity", c.id.Name, "result", res[0].Code.Text(), "revision", res[0].Revision)
-	if res[0].Code != fsm.CodeOK {
+	switch res[0].Code {
+	case fsm.CodeOK:
+		c.reply(tag, "OK", "done")
+	case fsm.CodePermissionDenied:
+		c.srv.refused.permissionDenied.Add(1)
+		c.log.Warn("mupdate write refused: entry on another server", "op", fc.Op, "name", fc.Name,
+			"location", fc.Location, "identity", c.id.Name, "bound", fc.Bound)
+		c.reply(tag, "NO", textPermissionDenied)
+	default:
 		c.reply(tag, "NO", res[0].Code.Text())
-		return true
-	}
-	c.reply(tag, "OK", "done")
-	return true
-}
-
-// mayWrite applies the roles: readers never write, and a writer bound to a
-// servername only writes entries on that server. For DELETE, which carries
-// no location, the entry's current location counts (a missing entry is
-// left to the directory, which answers "mailbox doesn't exist").
-func (c *conn) mayWrite(fc *fsm.Command) bool {
-	if !c.id.CanWrite() {
-		c.log.Warn("mupdate write refused: read-only identity", "op", fc.Op, "name", fc.Name, "identity", c.id.Name)
-		return false
-	}
-	loc := fc.Location
-	if fc.Op == fsm.OpDelete {
-		e, ok := c.srv.dir.Store().Get(fc.Name)
-		if !ok {
-			return true
-		}
-		loc = e.Location
-	}
-	if server := fsm.ServerOf(loc); !c.id.MayWriteServer(server) {
-		c.log.Warn("mupdate write refused: location on another server", "op", fc.Op, "name", fc.Name,
-			"location", loc, "identity", c.id.Name, "own_server", c.id.Server)
-		return false
 	}
 	return true
 }

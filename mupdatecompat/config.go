@@ -111,6 +111,23 @@ type Config struct {
 	// DefaultProfile applies to identities without an entry in Profiles.
 	DefaultProfile Profile
 	Profiles       map[string]Profile
+
+	// Login protection (see preauth.go).
+	//
+	// PreAuthTimeout closes a connection that has not logged in this long
+	// after it was accepted (`* BYE "Login timeout"`). Zero disables it.
+	PreAuthTimeout time.Duration
+	// MaxPreAuthPerSource bounds the connections one source address may
+	// hold open without logging in. Zero disables it.
+	MaxPreAuthPerSource int
+	// PreAuthGrace is how long a new connection is safe from being
+	// replaced at a cap before it logs in.
+	PreAuthGrace time.Duration
+
+	// ObserveCommand, when set, is called after every command with its
+	// name (upper case, "UNKNOWN" for names not in the protocol), its
+	// result ("ok", "no", "bad" or "bye") and how long it took. See metrics.go.
+	ObserveCommand func(command, result string, d time.Duration)
 }
 
 // DefaultConfig returns Cyrus-compatible defaults.
@@ -136,6 +153,10 @@ func DefaultConfig() Config {
 			MaxCommandSize: 64 << 10,
 			MaxArgs:        4,
 		},
+
+		PreAuthTimeout:      30 * time.Second,
+		MaxPreAuthPerSource: 64,
+		PreAuthGrace:        200 * time.Millisecond,
 	}
 }
 
@@ -154,7 +175,8 @@ func (c *Config) validate() error {
 		}
 	}
 	if c.MaxConnections <= 0 || c.IdleTimeout <= 0 || c.WriteTimeout <= 0 || c.HandshakeTimeout <= 0 ||
-		c.CommandTimeout <= 0 || c.BarrierTimeout <= 0 || c.StreamBatch <= 0 || c.FailedAuthDelay < 0 {
+		c.CommandTimeout <= 0 || c.BarrierTimeout <= 0 || c.StreamBatch <= 0 || c.FailedAuthDelay < 0 ||
+		c.PreAuthTimeout < 0 || c.MaxPreAuthPerSource < 0 || c.PreAuthGrace < 0 {
 		return fmt.Errorf("mupdatecompat: limits and timeouts must be positive")
 	}
 	return nil

@@ -3,6 +3,7 @@ package mupdatecompat
 import (
 	"bufio"
 	"compress/flate"
+	"container/list"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rookery/rookery/auth"
@@ -26,7 +28,12 @@ type conn struct {
 	log *slog.Logger
 
 	raw         net.Conn // the accepted connection
-	nc          net.Conn // the transport in use: raw or its *tls.Conn
+	source      string   // remote address without the port
+	accepted    time.Time
+	preElem     *list.Element          // in Server.pre while not logged in
+	evicted     atomic.Pointer[string] // BYE text once replaced by a newer connection
+	checking    atomic.Bool            // a password check is running: not replaceable
+	nc          net.Conn               // the transport in use: raw or its *tls.Conn
 	implicitTLS bool
 	tls         bool
 	deflate     *flate.Writer // non-nil once COMPRESS is active
@@ -37,6 +44,7 @@ type conn struct {
 	w            *wire.Writer
 
 	authed  bool
+	result  string // kind of the last tagged reply, for ObserveCommand
 	id      auth.Identity
 	profile Profile
 	stream  *streamer // non-nil while streaming
@@ -55,6 +63,8 @@ func newConn(s *Server, nc net.Conn, implicitTLS bool) *conn {
 		cfg:         &s.cfg,
 		log:         s.log.With("remote", nc.RemoteAddr().String()),
 		raw:         nc,
+		source:      sourceOf(nc.RemoteAddr()),
+		accepted:    time.Now(),
 		nc:          nc,
 		implicitTLS: implicitTLS,
 		ctx:         ctx,
@@ -171,9 +181,12 @@ func (c *conn) handshake(tc *tls.Conn) error {
 
 // next reads and runs one command; false ends the session.
 func (c *conn) next() bool {
-	c.nc.SetReadDeadline(time.Now().Add(c.cfg.IdleTimeout))
+	c.nc.SetReadDeadline(c.readDeadline())
 	if c.srv.closing.Load() {
 		c.final("*", "BYE", "Server shutting down")
+		return false
+	}
+	if c.closedBeforeLogin() {
 		return false
 	}
 	cmd, err := c.r.ReadCommand()
@@ -217,6 +230,7 @@ func (c *conn) readFailed(err error) bool {
 	switch {
 	case c.srv.closing.Load():
 		c.final("*", "BYE", "Server shutting down")
+	case errors.As(err, &ne) && ne.Timeout() && c.closedBeforeLogin():
 	case errors.As(err, &ne) && ne.Timeout():
 		c.log.Info("mupdate connection idle; closing", "identity", c.id.Name, "idle", c.cfg.IdleTimeout)
 		c.final("*", "BYE", "idle timeout")
@@ -230,6 +244,7 @@ func (c *conn) readFailed(err error) bool {
 // reply writes a tagged (or "*") OK/NO/BAD/BYE reply, through the streamer
 // while streaming.
 func (c *conn) reply(tag, kind, text string) {
+	c.noteResult(tag, kind)
 	if c.stream != nil {
 		c.stream.send(streamReq{tag: tag, kind: kind, text: text})
 		return
@@ -240,6 +255,7 @@ func (c *conn) reply(tag, kind, text string) {
 // final writes the last reply of the session and flushes it; while
 // streaming, the streamer writes it after what it is sending and stops.
 func (c *conn) final(tag, kind, text string) {
+	c.noteResult(tag, kind)
 	if c.stream != nil {
 		c.stream.send(streamReq{tag: tag, kind: kind, text: text, last: true})
 		c.stream.wait()
@@ -293,6 +309,7 @@ var commands = map[string]command{
 // dispatch checks a command against the session state, with the texts and
 // in the order of Cyrus's docmd, and runs it. false ends the session.
 func (c *conn) dispatch(cmd *wire.Command) bool {
+	defer c.observe(cmd, time.Now())
 	if cmd.Tag == "" {
 		c.reply("*", "BAD", "Need command")
 		return true

@@ -33,6 +33,8 @@ const (
 var testPasswords = map[string]string{
 	"mupdate": "mupdatepw", // writer
 	"be1":     "be1pw",     // writer bound to servername be1
+	"be2":     "be2pw",     // writer bound to servername be2
+	"gw":      "gwpw",      // writer allowed to proxy (auth.proxy_identities)
 	"fe":      "fepw",      // reader (frontend slave)
 	"nobody":  "nobodypw",  // no role
 }
@@ -62,9 +64,10 @@ func testUsers(t testing.TB) *auth.Users {
 
 func testAuthenticator(t testing.TB) *auth.Authenticator {
 	cfg := auth.DefaultConfig()
-	cfg.Writers = []string{"mupdate", "be1"}
+	cfg.Writers = []string{"mupdate", "be1", "be2", "gw"}
 	cfg.Readers = []string{"fe"}
-	cfg.Servers = map[string]string{"be1": "be1"}
+	cfg.Servers = map[string]string{"be1": "be1", "be2": "be2"}
+	cfg.Proxies = []string{"gw"}
 	return auth.New(cfg, testUsers(t))
 }
 

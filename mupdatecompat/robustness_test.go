@@ -90,7 +90,8 @@ func TestHostileInputGetsBadAndOthersKeepBeingServed(t *testing.T) {
 func TestConnectionLimitSaysServerUnable(t *testing.T) {
 	env := newEnv(t, func(c *Config) { c.MaxConnections = 2 })
 	a := env.dial()
-	env.dial()
+	a.login("mupdate")
+	env.dial().login("fe")
 	nc, err := net.Dial("tcp", env.addr)
 	if err != nil {
 		t.Fatal(err)

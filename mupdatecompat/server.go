@@ -58,6 +58,7 @@ import (
 	"time"
 
 	"github.com/rookery/rookery/auth"
+	"github.com/rookery/rookery/mupdatecompat/wire"
 )
 
 // Authenticator checks a SASL login. *auth.Authenticator implements it.
@@ -81,6 +82,11 @@ type Server struct {
 	closing  atomic.Bool
 	shutdown chan struct{} // closed by Shutdown: streams say BYE
 	nconns   atomic.Int64
+	pre      preauthSet
+	refused  refusals
+	// streams and fullDumps feed metrics (metrics.go).
+	streams   atomic.Int64
+	fullDumps atomic.Uint64
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -152,24 +158,27 @@ func (s *Server) serve(ln net.Listener, implicitTLS bool) error {
 	}
 }
 
-// serverUnable is what Cyrus sends beyond mupdate_connections_max.
-const serverUnable = "* BYE \"Server Unable\"\r\n"
+// serverUnableText is what Cyrus sends beyond mupdate_connections_max.
+const serverUnableText = "Server Unable"
 
 func (s *Server) accept(nc net.Conn, implicitTLS bool) {
-	if n := s.nconns.Add(1); n > int64(s.cfg.MaxConnections) {
+	s.nconns.Add(1)
+	c := newConn(s, nc, implicitTLS)
+	if bye := s.admit(c); bye != "" {
 		s.nconns.Add(-1)
-		s.log.Warn("mupdate connection refused: connection limit reached", "remote", nc.RemoteAddr().String(), "limit", s.cfg.MaxConnections)
+		s.log.Warn("mupdate connection refused: connection limit reached", "remote", nc.RemoteAddr().String(),
+			"reason", bye, "limit", s.cfg.MaxConnections, "per_source_limit", s.cfg.MaxPreAuthPerSource)
 		go func() {
 			nc.SetWriteDeadline(time.Now().Add(time.Second))
-			nc.Write([]byte(serverUnable))
+			nc.Write([]byte("* BYE " + wire.Quote(bye) + "\r\n"))
 			nc.Close()
 		}()
 		return
 	}
-	c := newConn(s, nc, implicitTLS)
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
+		s.forget(c)
 		s.nconns.Add(-1)
 		nc.Close()
 		return
@@ -180,6 +189,7 @@ func (s *Server) accept(nc net.Conn, implicitTLS bool) {
 	go func() {
 		defer s.wg.Done()
 		defer s.nconns.Add(-1)
+		defer s.forget(c)
 		defer func() {
 			s.mu.Lock()
 			delete(s.conns, c)

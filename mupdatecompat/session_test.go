@@ -242,6 +242,8 @@ func TestListMatchesLocationPrefixBytewise(t *testing.T) {
 func TestRolesLimitWhatIdentitiesMayDo(t *testing.T) {
 	env := newEnv(t, nil)
 	env.apply(fsm.Command{Op: fsm.OpActivate, Name: "on-be2", Location: "be2!default"})
+	env.apply(fsm.Command{Op: fsm.OpActivate, Name: "moving", Location: "be2!default"})
+	env.apply(fsm.Command{Op: fsm.OpDeactivate, Name: "moving", Location: "be2!default"})
 
 	reader := env.dial()
 	reader.login("fe")
@@ -273,7 +275,9 @@ func TestRolesLimitWhatIdentitiesMayDo(t *testing.T) {
 		{`B1 RESERVE "mine" "be1!default"`, `B1 OK "done"`},
 		{`B2 ACTIVATE "mine" "be1!default" ""`, `B2 OK "done"`},
 		{`B3 RESERVE "theirs" "be2!default"`, `B3 NO "permission denied"`},
-		{`B4 ACTIVATE "on-be2" "be1!default" ""`, `B4 OK "done"`}, // XFER destination activates
+		{`B4 ACTIVATE "on-be2" "be1!default" ""`, `B4 NO "permission denied"`}, // hijack of an ACTIVE be2 mailbox
+		{`B4a DEACTIVATE "on-be2" "be1!default"`, `B4a NO "permission denied"`},
+		{`B4b ACTIVATE "moving" "be1!default" ""`, `B4b OK "done"`}, // XFER destination activates
 		{`B5 ACTIVATE "x" "be10!default" ""`, `B5 NO "permission denied"`},
 		{`B6 DELETE "mine"`, `B6 OK "done"`},
 		{`B7 DELETE "nosuch"`, `B7 NO "mailbox doesn't exist"`},
@@ -286,7 +290,7 @@ func TestRolesLimitWhatIdentitiesMayDo(t *testing.T) {
 	be1.expect(`B8 NO "permission denied"`)
 
 	logs := env.logs.String()
-	for _, want := range []string{"read-only identity", "location on another server", "only admins may authenticate"} {
+	for _, want := range []string{"read-only identity", "entry on another server", "only admins may authenticate"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("refusal %q not logged", want)
 		}

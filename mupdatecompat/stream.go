@@ -49,6 +49,7 @@ func (c *conn) update(cmd *wire.Command) bool {
 		return false
 	}
 	c.log.Info("mupdate stream started", "identity", c.id.Name, "revision", view.Revision(), "hosts", len(hosts))
+	c.srv.countStream(hosts == nil)
 	c.stream = newStreamer(c, cmd.Tag, hosts, view.Revision())
 	go c.stream.run()
 	return true
@@ -142,6 +143,7 @@ func (s *streamer) barrier(tag string) bool {
 
 func (s *streamer) run() {
 	defer close(s.done)
+	defer s.c.srv.streams.Add(-1)
 	defer s.c.close() // wakes the session goroutine if it is reading
 	store := s.c.srv.dir.Store()
 	for {

@@ -70,6 +70,8 @@ func Start(t testing.TB, opts Options) *Cluster {
 		cfg.APIAddr = freeport.Addr(t)
 		cfg.DataDir = t.TempDir()
 		cfg.Logger = Logger(t)
+		// Raft links authenticated and sealed, as in production.
+		cfg.RaftSecret = []byte("apitest-raft-secret-0123456789")
 		if opts.Cluster != nil {
 			opts.Cluster(i, &cfg)
 		}
@@ -173,6 +175,22 @@ func (c *Cluster) Restart(i int) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	c.t.Fatalf("apitest: restart %s: %v", c.Nodes[i].ID, err)
+}
+
+// Wipe stops node i, empties its data directory and forgets its peer
+// list, so that Restart starts it bare: it waits to be added, as a node
+// being re-seeded does.
+func (c *Cluster) Wipe(i int) {
+	c.t.Helper()
+	c.Stop(i)
+	n := c.Nodes[i]
+	if err := os.RemoveAll(n.cfg.DataDir); err != nil {
+		c.t.Fatalf("apitest: wipe %s: %v", n.ID, err)
+	}
+	if err := os.MkdirAll(n.cfg.DataDir, 0o700); err != nil {
+		c.t.Fatalf("apitest: wipe %s: %v", n.ID, err)
+	}
+	n.cfg.Peers = nil
 }
 
 // Close stops every node.

@@ -19,6 +19,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/rookery/rookery/internal/version"
 )
 
 func main() {
@@ -38,6 +40,10 @@ func run(ctx context.Context, log *slog.Logger, args []string) error {
 	if len(args) == 0 {
 		usage()
 		return flag.ErrHelp
+	}
+	if version.Requested(args) {
+		fmt.Println(version.String("rookery-bench"))
+		return nil
 	}
 	switch args[0] {
 	case "mupdate":

@@ -34,6 +34,7 @@ import (
 	"github.com/rookery/rookery/gateway"
 	"github.com/rookery/rookery/gateway/mupdatefeed"
 	"github.com/rookery/rookery/gateway/watchfeed"
+	"github.com/rookery/rookery/internal/version"
 )
 
 func main() {
@@ -43,6 +44,10 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) int {
+	if version.Requested(args) {
+		fmt.Fprintln(os.Stdout, version.String("rookery-gateway"))
+		return 0
+	}
 	cfg, err := gateway.LoadConfig("rookery-gateway", args, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "rookery-gateway:", err)

@@ -63,6 +63,9 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	} else {
 		printStatusTable(e, eps, res, errs)
 	}
+	if failed == 0 && unhealthy(res) {
+		return exitError{exitFailed} // the alarms are printed with the table
+	}
 	if failed > 0 {
 		// Each failure is printed above; the code is the first one's when
 		// no endpoint answered, else 1 (the cluster is not all healthy).
@@ -88,7 +91,7 @@ func printStatusTable(e *env, eps []string, res []*rookeryv1.StatusResponse, err
 			fmt.Fprintf(t, "%s\t-\t%s\t\t\t\t\t\t\t\t\t\n", eps[i], state)
 			continue
 		}
-		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", eps[i], r.GetNodeId(), r.GetState(), dash(r.GetLeaderId()),
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", eps[i], r.GetNodeId(), stateOf(r), dash(r.GetLeaderId()),
 			r.GetTerm(), r.GetCommitIndex(), r.GetAppliedIndex(), r.GetRevision(), r.GetCompactRevision(),
 			r.GetMailboxesActive(), r.GetMailboxesReserved(), r.GetLastSnapshot().GetIndex())
 		if servers == nil {
@@ -96,6 +99,7 @@ func printStatusTable(e *env, eps []string, res []*rookeryv1.StatusResponse, err
 		}
 	}
 	t.Flush()
+	printConditions(e, res)
 	if len(servers) > 0 {
 		fmt.Fprintln(e.stdout)
 		t = newTable(e.stdout)
@@ -109,7 +113,7 @@ func printStatusTable(e *env, eps []string, res []*rookeryv1.StatusResponse, err
 
 func cmdMember(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return usagef("want a subcommand: list, add, add-nonvoter, remove, transfer-leader")
+		return usagef("want a subcommand: list, add, add-nonvoter, remove, reseed, transfer-leader")
 	}
 	sub, args := args[0], args[1:]
 	switch sub {
@@ -121,8 +125,10 @@ func cmdMember(ctx context.Context, e *env, args []string) error {
 		return memberRemove(ctx, e, args)
 	case "transfer-leader":
 		return memberTransfer(ctx, e, args)
+	case "reseed":
+		return memberReseed(ctx, e, args)
 	}
-	return usagef("unknown subcommand %q: want list, add, add-nonvoter, remove, transfer-leader", sub)
+	return usagef("unknown subcommand %q: want list, add, add-nonvoter, remove, reseed, transfer-leader", sub)
 }
 
 func memberList(ctx context.Context, e *env, args []string) error {

@@ -18,6 +18,10 @@ import (
 	"github.com/rookery/rookery/client"
 )
 
+// defaultEndpoints are the three nodes of `make run`, so that status shows
+// the whole local cluster and every command fails over.
+const defaultEndpoints = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103"
+
 // globalFlags are accepted before and after the command name.
 type globalFlags struct {
 	endpoints          string
@@ -32,7 +36,7 @@ type globalFlags struct {
 func (g *globalFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 	ep := getenv("ROOKERY_ENDPOINTS")
 	if ep == "" {
-		ep = "127.0.0.1:7101"
+		ep = defaultEndpoints
 	}
 	fs.StringVar(&g.endpoints, "endpoints", ep, "comma-separated gRPC endpoints host:port (env ROOKERY_ENDPOINTS)")
 	fs.StringVar(&g.output, "output", "table", "output format: table or json")

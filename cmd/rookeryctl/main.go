@@ -16,6 +16,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/rookery/rookery/internal/version"
 )
 
 const (
@@ -43,12 +45,13 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"status", "", "status of every endpoint (raft state, indexes, mailbox counts)", cmdStatus},
-		{"member", "list|add|add-nonvoter|remove|transfer-leader ...", "cluster membership", cmdMember},
+		{"member", "list|add|add-nonvoter|remove|reseed|transfer-leader ...", "cluster membership; reseed ID replaces a member's data", cmdMember},
+		{"check", "consistency", "compare every member's directory hash at one revision", cmdCheck},
 		{"get", "NAME [--stale]", "one directory entry", cmdGet},
 		{"list", "[--prefix P | --location L] [--limit N] [--after NAME] [--stale]", "directory entries in Cyrus order (streamed)", cmdList},
 		{"reservations", "[--older-than D]", "RESERVED entries: name, location, by whom, since when", cmdReservations},
 		{"release", "NAME [--revision R]", "remove a reservation if it is still the same one", cmdRelease},
-		{"watch", "[--from REV] [--prefix P | --location L] [--count N]", "follow the change feed", cmdWatch},
+		{"watch", "[--from REV|oldest|now] [--prefix P | --location L] [--count N]", "follow the change feed", cmdWatch},
 		{"reserve", "NAME LOCATION", "reserve a name (MUPDATE RESERVE)", cmdReserve},
 		{"activate", "NAME LOCATION ACL", "create or replace an active entry (MUPDATE ACTIVATE)", cmdActivate},
 		{"deactivate", "NAME LOCATION", "return an active entry to reserved (MUPDATE DEACTIVATE)", cmdDeactivate},
@@ -60,6 +63,10 @@ func commands() []command {
 
 // run is main without the process: it returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	if version.Requested(args) {
+		fmt.Fprintln(stdout, version.String("rookeryctl"))
+		return exitOK
+	}
 	e := &env{stdout: stdout, stderr: stderr, getenv: getenv}
 	gfs := newFlagSet("rookeryctl", stderr)
 	e.global.register(gfs, getenv)
@@ -98,6 +105,7 @@ func usage(w io.Writer) {
 	var g globalFlags
 	g.register(fs, func(string) string { return "" })
 	fs.PrintDefaults()
+	fmt.Fprintln(w, "\nrookeryctl --version prints the version.")
 	fmt.Fprintln(w, "\nexit codes: 0 ok, 1 operation failed, 2 usage error, 3 cluster unreachable or unavailable")
 }
 

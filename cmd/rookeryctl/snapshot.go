@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/rookery/rookery/fsm"
 )
@@ -100,12 +103,49 @@ func snapshotStatus(e *env, args []string) error {
 			hist = ce.Current - ce.Compact
 		}
 	}
+	peers := st.Peers()
+	ids := slices.Sorted(maps.Keys(peers))
+	if e.json() {
+		type server struct {
+			Server   string `json:"server"`
+			Active   uint64 `json:"active"`
+			Reserved uint64 `json:"reserved"`
+		}
+		out := struct {
+			Revision      uint64            `json:"revision"`
+			AppliedIndex  uint64            `json:"applied_index"`
+			Mailboxes     int               `json:"mailboxes"`
+			Active        uint64            `json:"active"`
+			Reserved      uint64            `json:"reserved"`
+			HistoryEvents uint64            `json:"history_events"`
+			Peers         map[string]string `json:"peers"`
+			Servers       []server          `json:"servers"`
+		}{st.Revision(), st.AppliedIndex(), st.Len(), stats.Active, stats.Reserved, hist, peers, []server{}}
+		for _, s := range stats.Servers {
+			out.Servers = append(out.Servers, server{s.Server, s.Active, s.Reserved})
+		}
+		b, err := json.Marshal(out)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(e.stdout, "%s\n", b)
+		return err
+	}
 	t := newTable(e.stdout)
 	fmt.Fprintf(t, "revision\t%d\n", st.Revision())
 	fmt.Fprintf(t, "applied index\t%d\n", st.AppliedIndex())
 	fmt.Fprintf(t, "mailboxes\t%d (%d active, %d reserved)\n", st.Len(), stats.Active, stats.Reserved)
 	fmt.Fprintf(t, "history\t%d events\n", hist)
-	fmt.Fprintf(t, "peers\t%v\n", st.Peers())
+	if len(ids) == 0 {
+		fmt.Fprintf(t, "peers\t-\n")
+	}
+	for i, id := range ids {
+		label := ""
+		if i == 0 {
+			label = "peers"
+		}
+		fmt.Fprintf(t, "%s\t%s %s\n", label, id, peers[id])
+	}
 	for _, s := range stats.Servers {
 		fmt.Fprintf(t, "server %s\t%d active, %d reserved\n", s.Server, s.Active, s.Reserved)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/rookery/rookery/api"
 	"github.com/rookery/rookery/client"
@@ -19,7 +20,7 @@ var errWatchDone = errors.New("enough events")
 // after a compaction prints the re-listed state as RESET lines.
 func cmdWatch(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet("watch", e.stderr)
-	from := fs.Uint64("from", 0, "print changes after this revision (0: from now)")
+	from := fs.String("from", "now", "print changes after this revision; \"oldest\": every change the node still keeps; \"now\": only new ones")
 	prefix := fs.String("prefix", "", "only names starting with this prefix")
 	location := fs.String("location", "", "only changes whose location (old or new) starts with this prefix")
 	count := fs.Int("count", 0, "exit after this many events (0: run until interrupted)")
@@ -33,16 +34,25 @@ func cmdWatch(ctx context.Context, e *env, args []string) error {
 	if *count < 0 {
 		return usagef("--count must not be negative")
 	}
+	opts := client.WatchOptions{NamePrefix: *prefix, LocationPrefix: *location, Progress: *progress}
+	switch *from {
+	case "now", "0":
+		opts.FromNow = true
+	case "oldest":
+		opts.FromOldest = true
+	default:
+		rev, err := strconv.ParseUint(*from, 10, 64)
+		if err != nil {
+			return usagef("--from wants a revision, \"oldest\" or \"now\", not %q", *from)
+		}
+		opts.FromRevision = rev
+	}
 	cl, err := e.client()
 	if err != nil {
 		return err
 	}
-	opts := client.WatchOptions{
-		FromRevision:   *from,
-		FromNow:        *from == 0,
-		NamePrefix:     *prefix,
-		LocationPrefix: *location,
-		Progress:       *progress,
+	if !e.json() {
+		fmt.Fprintln(e.stdout, watchHeader)
 	}
 	seen := 0
 	err = cl.WatchDirectory(ctx, opts, func(u client.Update) error {
@@ -76,6 +86,10 @@ func cmdWatch(ctx context.Context, e *env, args []string) error {
 	}
 	return err
 }
+
+// watchHeader names the tab-separated columns of watch's table output
+// (eventRow; RESET lines have the same columns).
+const watchHeader = "REVISION\tOP\tNAME\tSTATE\tLOCATION"
 
 // printReset shows a re-listing: the history the watch needed was
 // compacted, so the whole (filtered) state at a revision is printed.

@@ -35,9 +35,10 @@ type DirectoryConfig struct {
 
 // DebugConfig configures the operator HTTP listener.
 type DebugConfig struct {
-	// Listen serves /debug/pprof/ and /debug/vars (node status as JSON)
-	// for operators. Keep it on a loopback or management address.
-	Listen string `toml:"listen" help:"HTTP address for /debug/pprof and /debug/vars (empty: off)"`
+	// Listen serves /metrics (Prometheus), /debug/pprof/ and /debug/vars
+	// (node status as JSON) for operators. Keep it on a loopback or
+	// management address.
+	Listen string `toml:"listen" help:"HTTP address for /metrics (Prometheus), /debug/pprof and /debug/vars (empty: off)"`
 }
 
 // NodeConfig names the node and where it keeps its data.
@@ -70,13 +71,20 @@ type RaftConfig struct {
 	TrailingLogs       uint64          `toml:"trailing_logs" help:"log entries kept after a snapshot"`
 	HistorySize        int             `toml:"history_size" help:"change events kept for Watch/UPDATE resumption"`
 	LogStore           string          `toml:"log_store" help:"raft log store: bolt (raft.db) or wal (wal/, one fsync per append); fixed when the data dir is created"`
+	// ConsistencyCheckInterval: how often the node compares its directory
+	// hash with the other members' (0 disables the periodic check).
+	ConsistencyCheckInterval config.Duration `toml:"consistency_check_interval" help:"how often to compare the directory hash with the other members (0: only on rookeryctl check consistency)"`
 
 	TLSCert string `toml:"tls_cert" help:"PEM certificate for raft and peer traffic (enables TLS between nodes)"`
 	TLSKey  string `toml:"tls_key" help:"PEM key for tls_cert"`
 	TLSCA   string `toml:"tls_ca" help:"PEM CA that signs every node's certificate"`
 	// PeerSecretFile holds the cluster secret nodes present to each other's
 	// Peer service (forwarded writes, read index, join).
-	PeerSecretFile string `toml:"peer_secret_file" help:"file with the cluster shared secret for node-to-node gRPC"`
+	PeerSecretFile string `toml:"peer_secret_file" help:"file with the cluster shared secret for node-to-node gRPC and raft"`
+	// Insecure runs raft without authentication when neither the secret
+	// nor raft TLS is set: anyone who reaches raft.address can then rewrite
+	// the directory. Without it such a node refuses to start.
+	Insecure bool `toml:"insecure" help:"run raft unauthenticated and in plaintext when neither raft.peer_secret_file nor raft TLS is set (tests only)"`
 }
 
 // GRPCConfig configures the gRPC API listener.
@@ -112,6 +120,11 @@ type MupdateConfig struct {
 	// BackendServers binds identities to the server part they may write:
 	// identity=servername, comma separated. Unlisted writers are unrestricted.
 	BackendServers []string `toml:"backend_servers" help:"identity=servername,... restricts what each backend identity may write"`
+
+	// Login protection (limits.go).
+	RequireTLS          bool            `toml:"require_tls" help:"refuse AUTHENTICATE until STARTTLS (or on mupdate.listen_tls); needs mupdate.tls_cert"`
+	PreAuthTimeout      config.Duration `toml:"pre_auth_timeout" help:"close connections that have not logged in this long after connecting (0: off)"`
+	MaxPreAuthPerSource int             `toml:"max_preauth_per_source" help:"unauthenticated connections one address may hold; a newcomer replaces one idle for 200ms, else is refused (0: off)"`
 }
 
 // AuthConfig holds identities shared by MUPDATE and gRPC.
@@ -119,6 +132,14 @@ type AuthConfig struct {
 	UsersFile string   `toml:"users_file" help:"file of name:bcrypt-hash lines"`
 	Admins    []string `toml:"admins" help:"identities that may write"`
 	Readers   []string `toml:"readers" help:"identities that may only read (frontend slaves, tools)"`
+	// ProxyIdentities may log in as another identity (SASL authzid), as
+	// Cyrus proxyservers may, and only as one with no more rights.
+	ProxyIdentities []string `toml:"proxy_identities" help:"identities that may act as another identity (SASL authzid); empty: none"`
+
+	// Failed-login back-off, shared by MUPDATE and gRPC (limits.go).
+	FailedLoginsPerIdentity int             `toml:"failed_logins_per_identity" help:"failed logins of one identity per minute before it is throttled (0: off)"`
+	FailedLoginsPerSource   int             `toml:"failed_logins_per_source" help:"failed logins from one address per minute before it is throttled (0: off)"`
+	MaxLoginBackoff         config.Duration `toml:"max_login_backoff" help:"longest throttling back-off (it doubles from 2 s on each trip)"`
 }
 
 func defaultConfig() Config {
@@ -135,11 +156,13 @@ func defaultConfig() Config {
 	c.Raft.TrailingLogs = 50_000
 	c.Raft.HistorySize = 100_000
 	c.Raft.LogStore = cluster.LogStoreBolt
+	c.Raft.ConsistencyCheckInterval = config.Duration(5 * time.Minute)
 	c.GRPC.Listen = "127.0.0.1:7101"
 	c.Mupdate.Listen = "127.0.0.1:3905"
 	c.Mupdate.MaxConnections = 1024
 	c.Mupdate.IdleTimeout = config.Duration(30 * time.Minute)
 	c.Mupdate.NoopTimeout = config.Duration(5 * time.Second)
+	setLoginDefaults(&c)
 	return c
 }
 
@@ -216,6 +239,9 @@ func (c *Config) validate() error {
 	if c.Auth.UsersFile != "" && c.Raft.PeerSecretFile == "" && c.Raft.TLSCert == "" {
 		errs = append(errs, errors.New("auth.users_file turns authentication on: set raft.peer_secret_file (or raft TLS) so nodes can authenticate to each other"))
 	}
+	if c.Raft.PeerSecretFile == "" && c.Raft.TLSCert == "" && !c.Raft.Insecure {
+		errs = append(errs, errors.New("raft connections would be unauthenticated: set raft.peer_secret_file (the cluster secret) or raft.tls_cert/raft.tls_key/raft.tls_ca, or raft.insecure=true to accept that anyone who reaches raft.address can rewrite the directory"))
+	}
 	if c.Raft.LogStore != cluster.LogStoreBolt && c.Raft.LogStore != cluster.LogStoreWAL {
 		errs = append(errs, fmt.Errorf("raft.log_store %q: want %q or %q", c.Raft.LogStore, cluster.LogStoreBolt, cluster.LogStoreWAL))
 	}
@@ -225,5 +251,6 @@ func (c *Config) validate() error {
 	if _, err := parsePairs("mupdate.backend_servers", c.Mupdate.BackendServers); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.validateLogin()...)
 	return errors.Join(errs...)
 }

@@ -8,15 +8,20 @@ import (
 	"net/http"
 	"net/http/pprof"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/rookery/rookery/cluster"
 	"github.com/rookery/rookery/internal/httpserve"
+	"github.com/rookery/rookery/internal/metrics"
 	"github.com/rookery/rookery/mupdatecompat"
 )
 
-// serveDebug serves profiling and a JSON status page on ln until ctx ends.
-// It is off unless debug.listen is set: pprof exposes internals.
-func serveDebug(ctx context.Context, ln net.Listener, node *cluster.Node, ms *mupdatecompat.Server, logger *slog.Logger) {
+// serveDebug serves Prometheus metrics, profiling and a JSON status page on
+// ln until ctx ends. It is off unless debug.listen is set: pprof exposes
+// internals.
+func serveDebug(ctx context.Context, ln net.Listener, node *cluster.Node, ms *mupdatecompat.Server, reg *prometheus.Registry, logger *slog.Logger) {
 	mux := http.NewServeMux()
+	mux.Handle("/metrics", metrics.Handler(reg))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

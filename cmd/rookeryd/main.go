@@ -5,6 +5,7 @@
 //	rookeryd -config /etc/rookery/node.toml
 //	rookeryd -node.id n1 -node.data_dir ./data/n1 -raft.bootstrap ...
 //	rookeryd hash-password < password.txt   # prints a bcrypt hash for auth.users_file
+//	rookeryd --version
 package main
 
 import (
@@ -20,6 +21,7 @@ import (
 	"syscall"
 
 	"github.com/rookery/rookery/config"
+	"github.com/rookery/rookery/internal/version"
 )
 
 func main() {
@@ -29,6 +31,13 @@ func main() {
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "hash-password" {
 		return hashPassword(stdin, stdout, stderr)
+	}
+	if version.Requested(args) {
+		fmt.Fprintln(stdout, version.String("rookeryd"))
+		return 0
+	}
+	if wantsHelp(args) {
+		fmt.Fprint(stderr, usageHeader)
 	}
 	cfg := defaultConfig()
 	if err := config.Load("rookeryd", args, &cfg, stderr); err != nil {
@@ -47,14 +56,38 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "rookeryd: %v\n", err)
 		return 2
 	}
+	reg, err := newRegistry()
+	if err != nil {
+		fmt.Fprintf(stderr, "rookeryd: %v\n", err)
+		return 1
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := serve(ctx, cfg, logger); err != nil {
+	if err := serve(ctx, cfg, logger, reg); err != nil {
 		logger.Error("rookeryd stopped", "err", err)
 		fmt.Fprintf(stderr, "rookeryd: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// usageHeader comes before the list of settings that -h prints.
+const usageHeader = `usage: rookeryd [-config FILE] [-SETTING=VALUE ...]   run a node
+       rookeryd hash-password < FILE                  print a bcrypt hash of the password
+                                                      read from stdin, for auth.users_file
+       rookeryd --version                             print the version and exit
+
+Every setting can be given in the TOML file or as a flag named after its path:
+`
+
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
 }
 
 func indent(s string) string { return "  " + strings.ReplaceAll(s, "\n", "\n  ") }

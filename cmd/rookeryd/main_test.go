@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/rookery/rookery/client"
 	"github.com/rookery/rookery/cluster"
 	"github.com/rookery/rookery/config"
@@ -40,9 +42,11 @@ func TestRunRefusesBadConfigurationNamingTheSetting(t *testing.T) {
 		{"no identities at all", []string{"-node.id", "n1", "-node.data_dir", dir, "-mupdate.listen", ""}, "no identities configured"},
 		{"unknown key in file", []string{"-config", typo}, "raft.adress"},
 		{"bad duration", append(base, "-raft.write_timeout", "soon"), "raft.write_timeout"},
-		{"bad log level", append(base, "-log.level", "loud", "-raft.bootstrap"), "log.level"},
+		{"bad log level", append(base, "-log.level", "loud", "-raft.bootstrap", "-raft.insecure"), "log.level"},
 		{"bad backend servers", append(base, "-mupdate.backend_servers", "be1"), "mupdate.backend_servers"},
 		{"unknown log store", append(base, "-raft.log_store", "leveldb"), `raft.log_store "leveldb"`},
+		{"raft with neither secret nor TLS", base, "raft connections would be unauthenticated: set raft.peer_secret_file"},
+		{"require_tls without a certificate", append(base, "-mupdate.require_tls"), "mupdate.require_tls needs mupdate.tls_cert"},
 		{"negative reservation ttl", append(base, "-directory.reservation_ttl", "-1m"), "directory.reservation_ttl"},
 	}
 	for _, tc := range tests {
@@ -67,7 +71,26 @@ func testConfig(t *testing.T, dataDir string) Config {
 	c.GRPC.Listen = "127.0.0.1:" + strconv.Itoa(ports[1])
 	c.Mupdate.Listen = ""
 	c.GRPC.Unauthenticated = true
+	secret := filepath.Join(t.TempDir(), "cluster-secret")
+	if err := os.WriteFile(secret, []byte("rookeryd-test-secret-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.Raft.PeerSecretFile = secret
 	return c
+}
+
+// A node with raft.insecure and neither secret nor TLS starts (the
+// explicit opt-out); validate refuses the same config without it.
+func TestRaftInsecureIsAnExplicitOptOut(t *testing.T) {
+	c := testConfig(t, t.TempDir())
+	c.Raft.PeerSecretFile = ""
+	if err := c.validate(); err == nil || !strings.Contains(err.Error(), "raft.insecure=true") {
+		t.Fatalf("validate without raft authentication: %v; want a refusal naming raft.insecure", err)
+	}
+	c.Raft.Insecure = true
+	if err := c.validate(); err != nil {
+		t.Fatalf("validate with raft.insecure: %v", err)
+	}
 }
 
 func TestServeRefusesPortInUse(t *testing.T) {
@@ -78,7 +101,7 @@ func TestServeRefusesPortInUse(t *testing.T) {
 	defer ln.Close()
 	c := testConfig(t, t.TempDir())
 	c.GRPC.Listen = ln.Addr().String()
-	err = serve(context.Background(), c, slog.New(slog.DiscardHandler))
+	err = serve(context.Background(), c, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err == nil || !strings.Contains(err.Error(), "grpc.listen") || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("serve with the gRPC port taken: %v", err)
 	}
@@ -89,7 +112,7 @@ func TestServeRefusesCorruptStore(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "raft.db"), bytes.Repeat([]byte("garbage!"), 1024), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err := serve(context.Background(), testConfig(t, dir), slog.New(slog.DiscardHandler))
+	err := serve(context.Background(), testConfig(t, dir), slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err == nil || !strings.Contains(err.Error(), "raft.db") {
 		t.Fatalf("serve over a corrupt raft.db: %v", err)
 	}
@@ -104,7 +127,7 @@ func TestServeRestartKeepsDirectory(t *testing.T) {
 	startNode := func(c Config) (stop func()) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- serve(ctx, c, logger) }()
+		go func() { done <- serve(ctx, c, logger, prometheus.NewRegistry()) }()
 		return func() {
 			cancel()
 			if err := <-done; err != nil {
@@ -186,7 +209,7 @@ func TestDebugListenerServesStatusAndProfiles(t *testing.T) {
 	c.Debug.Listen = "127.0.0.1:" + strconv.Itoa(freeport.T(t, 1)[0])
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, c, slog.New(slog.DiscardHandler)) }()
+	go func() { done <- serve(ctx, c, slog.New(slog.DiscardHandler), prometheus.NewRegistry()) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -219,4 +242,20 @@ func TestDebugListenerServesStatusAndProfiles(t *testing.T) {
 		t.Fatalf("/debug/pprof/goroutine: %v %v", resp, err)
 	}
 	resp.Body.Close()
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"--version"}, strings.NewReader(""), &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "rookeryd ") || !strings.Contains(stdout.String(), "go1.") {
+		t.Fatalf("--version: exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+	stdout.Reset()
+	if code := run([]string{"-h"}, strings.NewReader(""), &stdout, &stderr); code != 0 {
+		t.Fatalf("-h: exit %d", code)
+	}
+	for _, want := range []string{"rookeryd hash-password", "--version", "-raft.address"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("-h output lacks %q:\n%s", want, stderr.String())
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/rookery/rookery/auth"
 	"github.com/rookery/rookery/cluster"
@@ -47,12 +48,14 @@ func temporary(err error) error {
 	return err
 }
 
-func newMupdateServer(cfg Config, node *cluster.Node, authn *auth.Authenticator, logger *slog.Logger) (*mupdatecompat.Server, error) {
+func newMupdateServer(cfg Config, node *cluster.Node, authn *auth.Authenticator, logger *slog.Logger,
+	observe func(command, result string, d time.Duration)) (*mupdatecompat.Server, error) {
 	mc := mupdatecompat.DefaultConfig()
+	mc.ObserveCommand = observe
 	if cfg.Mupdate.Servername != "" {
 		mc.ServerName = cfg.Mupdate.Servername
 	}
-	mc.Version = version
+	mc.Version = bannerVersion
 	if cfg.Mupdate.MaxConnections > 0 {
 		mc.MaxConnections = cfg.Mupdate.MaxConnections
 	}
@@ -65,6 +68,7 @@ func newMupdateServer(cfg Config, node *cluster.Node, authn *auth.Authenticator,
 		}
 		mc.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	}
+	applyLoginProtection(cfg.Mupdate, &mc)
 	mc.Profiles = map[string]mupdatecompat.Profile{}
 	for _, id := range cfg.Mupdate.QuotedOutput {
 		p := mc.Profiles[id]
@@ -98,5 +102,5 @@ func serveMupdate(ms *mupdatecompat.Server, lns *listeners, logger *slog.Logger)
 	run("mupdate.listen_tls", lns.mupdateTLS, ms.ServeTLS)
 }
 
-// version is reported in the MUPDATE banner.
-const version = "rookery-0.1"
+// bannerVersion is reported in the MUPDATE banner.
+const bannerVersion = "rookery-0.1"

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -72,7 +73,7 @@ func listen(cfg Config) (*listeners, error) {
 
 // serve runs the node until ctx ends, then shuts down in order: stop
 // accepting MUPDATE and gRPC, finish in-flight work, leave raft cleanly.
-func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
+func serve(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.Registry) error {
 	lns, err := listen(cfg)
 	if err != nil {
 		return err
@@ -91,13 +92,16 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	obs := newNodeMetrics(reg)
+	ccfg.Hooks = obs.cluster.Hooks()
+	ccfg.Logger = quietOnShutdown(ctx, ccfg.Logger)
 	node, err := cluster.Open(ctx, ccfg)
 	if err != nil {
 		return fmt.Errorf("open node (data dir %s): %w", cfg.Node.DataDir, err)
 	}
 	defer node.Close()
 
-	gs, err := newGRPCServer(cfg, node, authn, peerSecret, logger)
+	gs, err := newGRPCServer(cfg, node, authn, peerSecret, logger, obs.grpc.ServerOptions()...)
 	if err != nil {
 		return err
 	}
@@ -108,13 +112,14 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}()
 	defer stopGRPC(gs)
 
-	ms, err := newMupdateServer(cfg, node, authn, logger)
+	ms, err := newMupdateServer(cfg, node, authn, logger, obs.mupdate.ObserveCommand)
 	if err != nil {
 		return err
 	}
+	obs.watch(node, ms)
 	serveMupdate(ms, lns, logger)
 	if lns.debug != nil {
-		serveDebug(ctx, lns.debug, node, ms, logger)
+		serveDebug(ctx, lns.debug, node, ms, reg, logger)
 	}
 	logger.Info("rookeryd serving", "node", cfg.Node.ID, "raft", node.RaftAddr(),
 		"grpc", lns.grpc.Addr().String(), "mupdate", cfg.Mupdate.Listen, "mupdate_tls", cfg.Mupdate.ListenTLS)
@@ -123,14 +128,22 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if ttl := time.Duration(cfg.Directory.ReservationTTL); ttl > 0 {
 		go reservations.Run(ctx, node, reservations.Config{TTL: ttl, Logger: logger.With("component", "reservations")})
 	}
-	<-ctx.Done()
-	logger.Info("shutting down")
+	var failure error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case <-node.Failed():
+		// The state machine met an entry or snapshot it cannot apply
+		// (docs/integrity.md): stop serving and exit non-zero.
+		failure = fmt.Errorf("node stopped (data dir %s): %w", cfg.Node.DataDir, node.Failure())
+		logger.Error("node failed; shutting down", "err", failure)
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := ms.Shutdown(sctx); err != nil && !errors.Is(err, mupdatecompat.ErrServerClosed) {
 		logger.Warn("mupdate shutdown", "err", err)
 	}
-	return nil
+	return failure
 }
 
 // reloadUsersOnHUP re-reads auth.users_file on SIGHUP, so passwords can be
@@ -175,6 +188,8 @@ func newAuthenticator(cfg Config) (*auth.Authenticator, error) {
 	acfg := auth.DefaultConfig()
 	acfg.Writers = cfg.Auth.Admins
 	acfg.Readers = cfg.Auth.Readers
+	acfg.Proxies = cfg.Auth.ProxyIdentities
+	acfg.Limits = loginLimits(cfg.Auth)
 	servers, err := parsePairs("mupdate.backend_servers", cfg.Mupdate.BackendServers)
 	if err != nil {
 		return nil, err
@@ -228,6 +243,10 @@ func clusterConfig(cfg Config, grpcAddr, peerSecret string, logger *slog.Logger)
 	c.LeaderLeaseTimeout = cfg.Raft.LeaderLeaseTimeout.Std()
 	c.WriteTimeout = cfg.Raft.WriteTimeout.Std()
 	c.SnapshotInterval = cfg.Raft.SnapshotInterval.Std()
+	c.ConsistencyCheckInterval = cfg.Raft.ConsistencyCheckInterval.Std()
+	if c.ConsistencyCheckInterval == 0 {
+		c.ConsistencyCheckInterval = -1 // disabled
+	}
 	c.SnapshotThreshold = cfg.Raft.SnapshotThreshold
 	c.TrailingLogs = cfg.Raft.TrailingLogs
 	c.LogStore = cfg.Raft.LogStore
@@ -240,6 +259,12 @@ func clusterConfig(cfg Config, grpcAddr, peerSecret string, logger *slog.Logger)
 		return c, err
 	}
 	c.RaftTLS = peerTLS
+	// Without raft TLS the cluster secret authenticates and seals the raft
+	// links (with it, the certificates do).
+	if peerTLS == nil && peerSecret != "" {
+		c.RaftSecret = []byte(peerSecret)
+	}
+	c.RaftInsecure = cfg.Raft.Insecure
 	creds := insecure.NewCredentials()
 	if peerTLS != nil {
 		creds = credentials.NewTLS(peerTLS.Clone())
@@ -282,7 +307,7 @@ func raftTLS(r RaftConfig) (*tls.Config, error) {
 	}, nil
 }
 
-func newGRPCServer(cfg Config, node *cluster.Node, authn *auth.Authenticator, peerSecret string, logger *slog.Logger) (*grpc.Server, error) {
+func newGRPCServer(cfg Config, node *cluster.Node, authn *auth.Authenticator, peerSecret string, logger *slog.Logger, opts ...grpc.ServerOption) (*grpc.Server, error) {
 	acfg := api.DefaultConfig()
 	acfg.TLS = api.TLSConfig{CertFile: cfg.GRPC.TLSCert, KeyFile: cfg.GRPC.TLSKey, ClientCAFile: cfg.GRPC.ClientCA}
 	if cfg.Auth.UsersFile != "" {
@@ -295,5 +320,5 @@ func newGRPCServer(cfg Config, node *cluster.Node, authn *auth.Authenticator, pe
 	if err != nil {
 		return nil, fmt.Errorf("grpc: %w", err)
 	}
-	return srv.NewGRPCServer(), nil
+	return srv.NewGRPCServer(opts...), nil
 }

@@ -60,6 +60,7 @@ func Run(ctx context.Context, c *client.Client, rep *gateway.Replica, cfg Config
 		}
 		if !rep.Ready() {
 			rep.SetReady(true)
+			log.Info("directory replica caught up; routing again", "revision", rep.Revision())
 		}
 		return nil
 	}
@@ -83,19 +84,34 @@ func Run(ctx context.Context, c *client.Client, rep *gateway.Replica, cfg Config
 }
 
 // staleness marks the replica not ready when the feed has been silent for
-// longer than after; the next update marks it ready again.
+// longer than after; the next update marks it ready again. While the
+// directory stays out of reach (no endpoint answers) it warns again every
+// 3×after, so the outage shows in the log and not only on /readyz.
 func staleness(ctx context.Context, rep *gateway.Replica, after time.Duration, log *slog.Logger) {
 	t := time.NewTicker(after / 4)
 	defer t.Stop()
+	start := time.Now()
+	var lastWarn time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case now := <-t.C:
 			st := rep.Stats()
-			if st.Ready && st.SinceContact > after {
+			silent := st.SinceContact > after || (st.LastContact.IsZero() && now.Sub(start) > after)
+			switch {
+			case st.Ready && silent:
 				rep.SetReady(false)
+				lastWarn = now
 				log.Warn("directory feed silent; replica marked not ready", "since", st.SinceContact, "revision", st.Revision)
+			case !st.Ready && silent && now.Sub(lastWarn) >= 3*after:
+				lastWarn = now
+				since := st.SinceContact
+				if st.LastContact.IsZero() {
+					since = now.Sub(start)
+				}
+				log.Warn("directory unreachable: no endpoint has answered; logins and deliveries get temporary failures",
+					"since", since.Round(time.Second), "revision", st.Revision)
 			}
 		}
 	}

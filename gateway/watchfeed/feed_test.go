@@ -2,6 +2,9 @@ package watchfeed
 
 import (
 	"context"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -9,6 +12,7 @@ import (
 	"github.com/rookery/rookery/client"
 	"github.com/rookery/rookery/fsm"
 	"github.com/rookery/rookery/gateway"
+	"github.com/rookery/rookery/internal/freeport"
 )
 
 // TestFeedTracksARealClusterThroughOutageAndRestart runs a real one-node
@@ -99,4 +103,51 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestWarnsWhileEveryEndpointIsUnreachable: with no directory node
+// answering, the feed says so in the log, and keeps saying so, instead of
+// only turning /readyz to 503.
+func TestWarnsWhileEveryEndpointIsUnreachable(t *testing.T) {
+	ccfg := client.DefaultConfig()
+	ccfg.Logger = apitest.Logger(t)
+	c, err := client.Dial([]string{freeport.Addr(t)}, ccfg) // nothing listens there
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	rep := gateway.NewReplica(gateway.DefaultReplicaConfig())
+	go func() {
+		done <- Run(ctx, c, rep, Config{StaleAfter: 100 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	}()
+	waitFor(t, "two unreachable warnings", func() bool {
+		return strings.Count(logs.String(), "directory unreachable") >= 2
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || rep.Ready() {
+		t.Fatalf("want warnings and a replica that is not ready:\n%s", logs.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -41,6 +41,7 @@ type Node struct {
 	RaftAddr    string
 	GRPCAddr    string
 	MupdateAddr string
+	DebugAddr   string // debug.listen: /metrics, /debug/vars, pprof
 	DataDir     string
 	LogPath     string
 
@@ -91,14 +92,15 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if err := os.WriteFile(secret, []byte("test-cluster-secret-0123456789"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ports := freeport.T(t, 3*opts.Nodes)
+	ports := freeport.T(t, 4*opts.Nodes)
 	var peers []string
 	for i := 0; i < opts.Nodes; i++ {
 		n := &Node{
 			ID:          fmt.Sprintf("n%d", i+1),
-			RaftAddr:    fmt.Sprintf("127.0.0.1:%d", ports[3*i]),
-			GRPCAddr:    fmt.Sprintf("127.0.0.1:%d", ports[3*i+1]),
-			MupdateAddr: fmt.Sprintf("127.0.0.1:%d", ports[3*i+2]),
+			RaftAddr:    fmt.Sprintf("127.0.0.1:%d", ports[4*i]),
+			GRPCAddr:    fmt.Sprintf("127.0.0.1:%d", ports[4*i+1]),
+			MupdateAddr: fmt.Sprintf("127.0.0.1:%d", ports[4*i+2]),
+			DebugAddr:   fmt.Sprintf("127.0.0.1:%d", ports[4*i+3]),
 			DataDir:     filepath.Join(dir, fmt.Sprintf("n%d", i+1)),
 		}
 		n.LogPath = n.DataDir + ".log"
@@ -112,6 +114,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 			"-raft.peer_secret_file", secret,
 			"-grpc.listen", n.GRPCAddr,
 			"-mupdate.listen", n.MupdateAddr, "-mupdate.servername", "rookery-" + n.ID,
+			"-debug.listen", n.DebugAddr,
 			"-auth.users_file", users,
 			"-auth.admins", strings.Join(opts.Admins, ","),
 			"-auth.readers", strings.Join(opts.Readers, ","),

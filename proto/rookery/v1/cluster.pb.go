@@ -338,8 +338,16 @@ type StatusResponse struct {
 	MailboxesReserved   uint64                 `protobuf:"varint,13,opt,name=mailboxes_reserved,json=mailboxesReserved,proto3" json:"mailboxes_reserved,omitempty"`
 	Servers             []*ServerCount         `protobuf:"bytes,14,rep,name=servers,proto3" json:"servers,omitempty"`
 	LastContactUnixNano int64                  `protobuf:"varint,15,opt,name=last_contact_unix_nano,json=lastContactUnixNano,proto3" json:"last_contact_unix_nano,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Node health (fields from 30 on: consistency and degraded state).
+	// condition is "" while healthy, else one line such as "Diverged: ..."
+	// or "Degraded: raft log writes failing since ...: ..."; alarms lists
+	// every active condition.
+	Condition            string             `protobuf:"bytes,30,opt,name=condition,proto3" json:"condition,omitempty"`
+	Alarms               []*Alarm           `protobuf:"bytes,31,rep,name=alarms,proto3" json:"alarms,omitempty"`
+	LastConsistencyCheck *ConsistencyReport `protobuf:"bytes,32,opt,name=last_consistency_check,json=lastConsistencyCheck,proto3" json:"last_consistency_check,omitempty"` // unset until a check ran
+	DataDir              string             `protobuf:"bytes,33,opt,name=data_dir,json=dataDir,proto3" json:"data_dir,omitempty"`                                          // this node's data directory (for re-seeding)
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -477,6 +485,311 @@ func (x *StatusResponse) GetLastContactUnixNano() int64 {
 	return 0
 }
 
+func (x *StatusResponse) GetCondition() string {
+	if x != nil {
+		return x.Condition
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetAlarms() []*Alarm {
+	if x != nil {
+		return x.Alarms
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetLastConsistencyCheck() *ConsistencyReport {
+	if x != nil {
+		return x.LastConsistencyCheck
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetDataDir() string {
+	if x != nil {
+		return x.DataDir
+	}
+	return ""
+}
+
+// Alarm is one condition that makes a node unhealthy (grpc.health answers
+// NOT_SERVING while any is active).
+type Alarm struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"` // diverged, data-check, disk-log, disk-stable, disk-snapshot, ...
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	SinceUnixNano int64                  `protobuf:"varint,3,opt,name=since_unix_nano,json=sinceUnixNano,proto3" json:"since_unix_nano,omitempty"`
+	BlocksReads   bool                   `protobuf:"varint,4,opt,name=blocks_reads,json=blocksReads,proto3" json:"blocks_reads,omitempty"`    // the node refuses reads while it is active
+	NeedsRestart  bool                   `protobuf:"varint,5,opt,name=needs_restart,json=needsRestart,proto3" json:"needs_restart,omitempty"` // it will not clear by itself
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Alarm) Reset() {
+	*x = Alarm{}
+	mi := &file_rookery_v1_cluster_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Alarm) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Alarm) ProtoMessage() {}
+
+func (x *Alarm) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_cluster_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Alarm.ProtoReflect.Descriptor instead.
+func (*Alarm) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_cluster_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Alarm) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Alarm) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Alarm) GetSinceUnixNano() int64 {
+	if x != nil {
+		return x.SinceUnixNano
+	}
+	return 0
+}
+
+func (x *Alarm) GetBlocksReads() bool {
+	if x != nil {
+		return x.BlocksReads
+	}
+	return false
+}
+
+func (x *Alarm) GetNeedsRestart() bool {
+	if x != nil {
+		return x.NeedsRestart
+	}
+	return false
+}
+
+// MemberHash is one member's answer in a consistency check.
+type MemberHash struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Hash          []byte                 `protobuf:"bytes,2,opt,name=hash,proto3" json:"hash,omitempty"`       // 16 bytes; empty when unavailable
+	Verdict       string                 `protobuf:"bytes,3,opt,name=verdict,proto3" json:"verdict,omitempty"` // match, diverged, unavailable
+	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`     // why unavailable, or a failed local verification
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberHash) Reset() {
+	*x = MemberHash{}
+	mi := &file_rookery_v1_cluster_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberHash) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberHash) ProtoMessage() {}
+
+func (x *MemberHash) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_cluster_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberHash.ProtoReflect.Descriptor instead.
+func (*MemberHash) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_cluster_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *MemberHash) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *MemberHash) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+func (x *MemberHash) GetVerdict() string {
+	if x != nil {
+		return x.Verdict
+	}
+	return ""
+}
+
+func (x *MemberHash) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// ConsistencyReport is the outcome of comparing every member's directory
+// hash at one revision.
+type ConsistencyReport struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	CheckedBy     string                 `protobuf:"bytes,2,opt,name=checked_by,json=checkedBy,proto3" json:"checked_by,omitempty"`
+	AtUnixNano    int64                  `protobuf:"varint,3,opt,name=at_unix_nano,json=atUnixNano,proto3" json:"at_unix_nano,omitempty"`
+	QuorumHash    []byte                 `protobuf:"bytes,4,opt,name=quorum_hash,json=quorumHash,proto3" json:"quorum_hash,omitempty"` // the hash a majority of voters hold; empty if none
+	Consistent    bool                   `protobuf:"varint,5,opt,name=consistent,proto3" json:"consistent,omitempty"`                  // every member answered and matched
+	Members       []*MemberHash          `protobuf:"bytes,6,rep,name=members,proto3" json:"members,omitempty"`
+	Summary       string                 `protobuf:"bytes,7,opt,name=summary,proto3" json:"summary,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsistencyReport) Reset() {
+	*x = ConsistencyReport{}
+	mi := &file_rookery_v1_cluster_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsistencyReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsistencyReport) ProtoMessage() {}
+
+func (x *ConsistencyReport) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_cluster_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsistencyReport.ProtoReflect.Descriptor instead.
+func (*ConsistencyReport) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_cluster_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ConsistencyReport) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ConsistencyReport) GetCheckedBy() string {
+	if x != nil {
+		return x.CheckedBy
+	}
+	return ""
+}
+
+func (x *ConsistencyReport) GetAtUnixNano() int64 {
+	if x != nil {
+		return x.AtUnixNano
+	}
+	return 0
+}
+
+func (x *ConsistencyReport) GetQuorumHash() []byte {
+	if x != nil {
+		return x.QuorumHash
+	}
+	return nil
+}
+
+func (x *ConsistencyReport) GetConsistent() bool {
+	if x != nil {
+		return x.Consistent
+	}
+	return false
+}
+
+func (x *ConsistencyReport) GetMembers() []*MemberHash {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *ConsistencyReport) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+type CheckConsistencyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckConsistencyRequest) Reset() {
+	*x = CheckConsistencyRequest{}
+	mi := &file_rookery_v1_cluster_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckConsistencyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckConsistencyRequest) ProtoMessage() {}
+
+func (x *CheckConsistencyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_cluster_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckConsistencyRequest.ProtoReflect.Descriptor instead.
+func (*CheckConsistencyRequest) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_cluster_proto_rawDescGZIP(), []int{8}
+}
+
 type MembersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -485,7 +798,7 @@ type MembersRequest struct {
 
 func (x *MembersRequest) Reset() {
 	*x = MembersRequest{}
-	mi := &file_rookery_v1_cluster_proto_msgTypes[5]
+	mi := &file_rookery_v1_cluster_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -497,7 +810,7 @@ func (x *MembersRequest) String() string {
 func (*MembersRequest) ProtoMessage() {}
 
 func (x *MembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_cluster_proto_msgTypes[5]
+	mi := &file_rookery_v1_cluster_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -510,7 +823,7 @@ func (x *MembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersRequest.ProtoReflect.Descriptor instead.
 func (*MembersRequest) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_cluster_proto_rawDescGZIP(), []int{5}
+	return file_rookery_v1_cluster_proto_rawDescGZIP(), []int{9}
 }
 
 type MembersResponse struct {
@@ -522,7 +835,7 @@ type MembersResponse struct {
 
 func (x *MembersResponse) Reset() {
 	*x = MembersResponse{}
-	mi := &file_rookery_v1_cluster_proto_msgTypes[6]
+	mi := &file_rookery_v1_cluster_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -534,7 +847,7 @@ func (x *MembersResponse) String() string {
 func (*MembersResponse) ProtoMessage() {}
 
 func (x *MembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_cluster_proto_msgTypes[6]
+	mi := &file_rookery_v1_cluster_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -547,7 +860,7 @@ func (x *MembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MembersResponse.ProtoReflect.Descriptor instead.
 func (*MembersResponse) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_cluster_proto_rawDescGZIP(), []int{6}
+	return file_rookery_v1_cluster_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MembersResponse) GetMembers() []*Member {
@@ -568,7 +881,7 @@ type AddMemberRequest struct {
 
 func (x *AddMemberRequest) Reset() {
 	*x = AddMemberRequest{}
-	mi := &file_rookery_v1_cluster_proto_msgTypes[7]
+	mi := &file_rookery_v1_cluster_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -580,7 +893,7 @@ func (x *AddMemberRequest) String() string {
 func (*AddMemberRequest) ProtoMessage() {}
 
 func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_cluster_proto_msgTypes[7]
+	mi := &file_rookery_v1_cluster_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -593,7 +906,7 @@ func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
 func (*AddMemberRequest) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_cluster_proto_rawDescGZIP(), []int{7}
+	return file_rookery_v1_cluster_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AddMemberRequest) GetId() string {
@@ -626,7 +939,7 @@ type AddMemberResponse struct {
 
 func (x *AddMemberResponse) Reset() {
 	*x = AddMemberResponse{}
-	mi := &file_rookery_v1_cluster_proto_msgTypes[8]
+	mi := &file_rookery_v1_cluster_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -638,7 +951,7 @@ func (x *AddMemberResponse) String() string {
 func (*AddMemberResponse) ProtoMessage() {}
 
 func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_cluster_proto_msgTypes[8]
+	mi := &file_rookery_v1_cluster_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -651,7 +964,7 @@ func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberResponse.ProtoReflect.Descriptor instead.
 func (*AddMemberResponse) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_cluster_proto_rawDescGZIP(), []int{8}
+	return file_rookery_v1_cluster_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AddMemberResponse) GetIndex() uint64 {
@@ -670,7 +983,7 @@ type RemoveServerRequest struct {
 
 func (x *RemoveServerRequest) Reset() {
 	*x = RemoveServerRequest{}
-	mi := &file_rookery_v1_cluster_proto_msgTypes[9]
+	mi := &file_rookery_v1_cluster_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -682,7 +995,7 @@ func (x *RemoveServerRequest) String() string {
 func (*RemoveServerRequest) ProtoMessage() {}
 
 func (x *RemoveServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_cluster_proto_msgTypes[9]
+	mi := &file_rookery_v1_cluster_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -695,7 +1008,7 @@ func (x *RemoveServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServerRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServerRequest) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_cluster_proto_rawDescGZIP(), []int{9}
+	return file_rookery_v1_cluster_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RemoveServerRequest) GetId() string {
@@ -714,7 +1027,7 @@ type RemoveServerResponse struct {
 
 func (x *RemoveServerResponse) Reset() {
 	*x = RemoveServerResponse{}
-	mi := &file_rookery_v1_cluster_proto_msgTypes[10]
+	mi := &file_rookery_v1_cluster_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -726,7 +1039,7 @@ func (x *RemoveServerResponse) String() string {
 func (*RemoveServerResponse) ProtoMessage() {}
 
 func (x *RemoveServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_cluster_proto_msgTypes[10]
+	mi := &file_rookery_v1_cluster_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -739,7 +1052,7 @@ func (x *RemoveServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServerResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServerResponse) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_cluster_proto_rawDescGZIP(), []int{10}
+	return file_rookery_v1_cluster_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RemoveServerResponse) GetIndex() uint64 {
@@ -758,7 +1071,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_rookery_v1_cluster_proto_msgTypes[11]
+	mi := &file_rookery_v1_cluster_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -770,7 +1083,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_cluster_proto_msgTypes[11]
+	mi := &file_rookery_v1_cluster_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -783,7 +1096,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_cluster_proto_rawDescGZIP(), []int{11}
+	return file_rookery_v1_cluster_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *TransferLeadershipRequest) GetId() string {
@@ -802,7 +1115,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_rookery_v1_cluster_proto_msgTypes[12]
+	mi := &file_rookery_v1_cluster_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -814,7 +1127,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_cluster_proto_msgTypes[12]
+	mi := &file_rookery_v1_cluster_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -827,7 +1140,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_cluster_proto_rawDescGZIP(), []int{12}
+	return file_rookery_v1_cluster_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TransferLeadershipResponse) GetLeaderId() string {
@@ -845,7 +1158,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_rookery_v1_cluster_proto_msgTypes[13]
+	mi := &file_rookery_v1_cluster_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +1170,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_cluster_proto_msgTypes[13]
+	mi := &file_rookery_v1_cluster_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +1183,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_cluster_proto_rawDescGZIP(), []int{13}
+	return file_rookery_v1_cluster_proto_rawDescGZIP(), []int{17}
 }
 
 type SnapshotChunk struct {
@@ -883,7 +1196,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_rookery_v1_cluster_proto_msgTypes[14]
+	mi := &file_rookery_v1_cluster_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +1208,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_cluster_proto_msgTypes[14]
+	mi := &file_rookery_v1_cluster_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1221,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_cluster_proto_rawDescGZIP(), []int{14}
+	return file_rookery_v1_cluster_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -948,7 +1261,7 @@ const file_rookery_v1_cluster_proto_rawDesc = "" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x12\x12\n" +
 	"\x04size\x18\x04 \x01(\x03R\x04size\"\x0f\n" +
-	"\rStatusRequest\"\xd5\x04\n" +
+	"\rStatusRequest\"\x8e\x06\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
@@ -965,7 +1278,37 @@ const file_rookery_v1_cluster_proto_rawDesc = "" +
 	"\x10mailboxes_active\x18\f \x01(\x04R\x0fmailboxesActive\x12-\n" +
 	"\x12mailboxes_reserved\x18\r \x01(\x04R\x11mailboxesReserved\x121\n" +
 	"\aservers\x18\x0e \x03(\v2\x17.rookery.v1.ServerCountR\aservers\x123\n" +
-	"\x16last_contact_unix_nano\x18\x0f \x01(\x03R\x13lastContactUnixNano\"\x10\n" +
+	"\x16last_contact_unix_nano\x18\x0f \x01(\x03R\x13lastContactUnixNano\x12\x1c\n" +
+	"\tcondition\x18\x1e \x01(\tR\tcondition\x12)\n" +
+	"\x06alarms\x18\x1f \x03(\v2\x11.rookery.v1.AlarmR\x06alarms\x12S\n" +
+	"\x16last_consistency_check\x18  \x01(\v2\x1d.rookery.v1.ConsistencyReportR\x14lastConsistencyCheck\x12\x19\n" +
+	"\bdata_dir\x18! \x01(\tR\adataDir\"\xa5\x01\n" +
+	"\x05Alarm\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12&\n" +
+	"\x0fsince_unix_nano\x18\x03 \x01(\x03R\rsinceUnixNano\x12!\n" +
+	"\fblocks_reads\x18\x04 \x01(\bR\vblocksReads\x12#\n" +
+	"\rneeds_restart\x18\x05 \x01(\bR\fneedsRestart\"`\n" +
+	"\n" +
+	"MemberHash\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04hash\x18\x02 \x01(\fR\x04hash\x12\x18\n" +
+	"\averdict\x18\x03 \x01(\tR\averdict\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\xfd\x01\n" +
+	"\x11ConsistencyReport\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x1d\n" +
+	"\n" +
+	"checked_by\x18\x02 \x01(\tR\tcheckedBy\x12 \n" +
+	"\fat_unix_nano\x18\x03 \x01(\x03R\n" +
+	"atUnixNano\x12\x1f\n" +
+	"\vquorum_hash\x18\x04 \x01(\fR\n" +
+	"quorumHash\x12\x1e\n" +
+	"\n" +
+	"consistent\x18\x05 \x01(\bR\n" +
+	"consistent\x120\n" +
+	"\amembers\x18\x06 \x03(\v2\x16.rookery.v1.MemberHashR\amembers\x12\x18\n" +
+	"\asummary\x18\a \x01(\tR\asummary\"\x19\n" +
+	"\x17CheckConsistencyRequest\"\x10\n" +
 	"\x0eMembersRequest\"?\n" +
 	"\x0fMembersResponse\x12,\n" +
 	"\amembers\x18\x01 \x03(\v2\x12.rookery.v1.MemberR\amembers\"f\n" +
@@ -992,7 +1335,7 @@ const file_rookery_v1_cluster_proto_rawDesc = "" +
 	"\x14SUFFRAGE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSUFFRAGE_VOTER\x10\x01\x12\x15\n" +
 	"\x11SUFFRAGE_NONVOTER\x10\x02\x12\x14\n" +
-	"\x10SUFFRAGE_STAGING\x10\x032\xa1\x04\n" +
+	"\x10SUFFRAGE_STAGING\x10\x032\xf9\x04\n" +
 	"\aCluster\x12?\n" +
 	"\x06Status\x12\x19.rookery.v1.StatusRequest\x1a\x1a.rookery.v1.StatusResponse\x12B\n" +
 	"\aMembers\x12\x1a.rookery.v1.MembersRequest\x1a\x1b.rookery.v1.MembersResponse\x12G\n" +
@@ -1000,7 +1343,8 @@ const file_rookery_v1_cluster_proto_rawDesc = "" +
 	"\vAddNonvoter\x12\x1c.rookery.v1.AddMemberRequest\x1a\x1d.rookery.v1.AddMemberResponse\x12Q\n" +
 	"\fRemoveServer\x12\x1f.rookery.v1.RemoveServerRequest\x1a .rookery.v1.RemoveServerResponse\x12c\n" +
 	"\x12TransferLeadership\x12%.rookery.v1.TransferLeadershipRequest\x1a&.rookery.v1.TransferLeadershipResponse\x12D\n" +
-	"\bSnapshot\x12\x1b.rookery.v1.SnapshotRequest\x1a\x19.rookery.v1.SnapshotChunk0\x01B7Z5github.com/rookery/rookery/proto/rookery/v1;rookeryv1b\x06proto3"
+	"\bSnapshot\x12\x1b.rookery.v1.SnapshotRequest\x1a\x19.rookery.v1.SnapshotChunk0\x01\x12V\n" +
+	"\x10CheckConsistency\x12#.rookery.v1.CheckConsistencyRequest\x1a\x1d.rookery.v1.ConsistencyReportB7Z5github.com/rookery/rookery/proto/rookery/v1;rookeryv1b\x06proto3"
 
 var (
 	file_rookery_v1_cluster_proto_rawDescOnce sync.Once
@@ -1015,7 +1359,7 @@ func file_rookery_v1_cluster_proto_rawDescGZIP() []byte {
 }
 
 var file_rookery_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_rookery_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_rookery_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_rookery_v1_cluster_proto_goTypes = []any{
 	(Suffrage)(0),                      // 0: rookery.v1.Suffrage
 	(*Member)(nil),                     // 1: rookery.v1.Member
@@ -1023,42 +1367,51 @@ var file_rookery_v1_cluster_proto_goTypes = []any{
 	(*SnapshotInfo)(nil),               // 3: rookery.v1.SnapshotInfo
 	(*StatusRequest)(nil),              // 4: rookery.v1.StatusRequest
 	(*StatusResponse)(nil),             // 5: rookery.v1.StatusResponse
-	(*MembersRequest)(nil),             // 6: rookery.v1.MembersRequest
-	(*MembersResponse)(nil),            // 7: rookery.v1.MembersResponse
-	(*AddMemberRequest)(nil),           // 8: rookery.v1.AddMemberRequest
-	(*AddMemberResponse)(nil),          // 9: rookery.v1.AddMemberResponse
-	(*RemoveServerRequest)(nil),        // 10: rookery.v1.RemoveServerRequest
-	(*RemoveServerResponse)(nil),       // 11: rookery.v1.RemoveServerResponse
-	(*TransferLeadershipRequest)(nil),  // 12: rookery.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 13: rookery.v1.TransferLeadershipResponse
-	(*SnapshotRequest)(nil),            // 14: rookery.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),              // 15: rookery.v1.SnapshotChunk
+	(*Alarm)(nil),                      // 6: rookery.v1.Alarm
+	(*MemberHash)(nil),                 // 7: rookery.v1.MemberHash
+	(*ConsistencyReport)(nil),          // 8: rookery.v1.ConsistencyReport
+	(*CheckConsistencyRequest)(nil),    // 9: rookery.v1.CheckConsistencyRequest
+	(*MembersRequest)(nil),             // 10: rookery.v1.MembersRequest
+	(*MembersResponse)(nil),            // 11: rookery.v1.MembersResponse
+	(*AddMemberRequest)(nil),           // 12: rookery.v1.AddMemberRequest
+	(*AddMemberResponse)(nil),          // 13: rookery.v1.AddMemberResponse
+	(*RemoveServerRequest)(nil),        // 14: rookery.v1.RemoveServerRequest
+	(*RemoveServerResponse)(nil),       // 15: rookery.v1.RemoveServerResponse
+	(*TransferLeadershipRequest)(nil),  // 16: rookery.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 17: rookery.v1.TransferLeadershipResponse
+	(*SnapshotRequest)(nil),            // 18: rookery.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),              // 19: rookery.v1.SnapshotChunk
 }
 var file_rookery_v1_cluster_proto_depIdxs = []int32{
 	0,  // 0: rookery.v1.Member.suffrage:type_name -> rookery.v1.Suffrage
 	1,  // 1: rookery.v1.StatusResponse.members:type_name -> rookery.v1.Member
 	3,  // 2: rookery.v1.StatusResponse.last_snapshot:type_name -> rookery.v1.SnapshotInfo
 	2,  // 3: rookery.v1.StatusResponse.servers:type_name -> rookery.v1.ServerCount
-	1,  // 4: rookery.v1.MembersResponse.members:type_name -> rookery.v1.Member
-	4,  // 5: rookery.v1.Cluster.Status:input_type -> rookery.v1.StatusRequest
-	6,  // 6: rookery.v1.Cluster.Members:input_type -> rookery.v1.MembersRequest
-	8,  // 7: rookery.v1.Cluster.AddVoter:input_type -> rookery.v1.AddMemberRequest
-	8,  // 8: rookery.v1.Cluster.AddNonvoter:input_type -> rookery.v1.AddMemberRequest
-	10, // 9: rookery.v1.Cluster.RemoveServer:input_type -> rookery.v1.RemoveServerRequest
-	12, // 10: rookery.v1.Cluster.TransferLeadership:input_type -> rookery.v1.TransferLeadershipRequest
-	14, // 11: rookery.v1.Cluster.Snapshot:input_type -> rookery.v1.SnapshotRequest
-	5,  // 12: rookery.v1.Cluster.Status:output_type -> rookery.v1.StatusResponse
-	7,  // 13: rookery.v1.Cluster.Members:output_type -> rookery.v1.MembersResponse
-	9,  // 14: rookery.v1.Cluster.AddVoter:output_type -> rookery.v1.AddMemberResponse
-	9,  // 15: rookery.v1.Cluster.AddNonvoter:output_type -> rookery.v1.AddMemberResponse
-	11, // 16: rookery.v1.Cluster.RemoveServer:output_type -> rookery.v1.RemoveServerResponse
-	13, // 17: rookery.v1.Cluster.TransferLeadership:output_type -> rookery.v1.TransferLeadershipResponse
-	15, // 18: rookery.v1.Cluster.Snapshot:output_type -> rookery.v1.SnapshotChunk
-	12, // [12:19] is the sub-list for method output_type
-	5,  // [5:12] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	6,  // 4: rookery.v1.StatusResponse.alarms:type_name -> rookery.v1.Alarm
+	8,  // 5: rookery.v1.StatusResponse.last_consistency_check:type_name -> rookery.v1.ConsistencyReport
+	7,  // 6: rookery.v1.ConsistencyReport.members:type_name -> rookery.v1.MemberHash
+	1,  // 7: rookery.v1.MembersResponse.members:type_name -> rookery.v1.Member
+	4,  // 8: rookery.v1.Cluster.Status:input_type -> rookery.v1.StatusRequest
+	10, // 9: rookery.v1.Cluster.Members:input_type -> rookery.v1.MembersRequest
+	12, // 10: rookery.v1.Cluster.AddVoter:input_type -> rookery.v1.AddMemberRequest
+	12, // 11: rookery.v1.Cluster.AddNonvoter:input_type -> rookery.v1.AddMemberRequest
+	14, // 12: rookery.v1.Cluster.RemoveServer:input_type -> rookery.v1.RemoveServerRequest
+	16, // 13: rookery.v1.Cluster.TransferLeadership:input_type -> rookery.v1.TransferLeadershipRequest
+	18, // 14: rookery.v1.Cluster.Snapshot:input_type -> rookery.v1.SnapshotRequest
+	9,  // 15: rookery.v1.Cluster.CheckConsistency:input_type -> rookery.v1.CheckConsistencyRequest
+	5,  // 16: rookery.v1.Cluster.Status:output_type -> rookery.v1.StatusResponse
+	11, // 17: rookery.v1.Cluster.Members:output_type -> rookery.v1.MembersResponse
+	13, // 18: rookery.v1.Cluster.AddVoter:output_type -> rookery.v1.AddMemberResponse
+	13, // 19: rookery.v1.Cluster.AddNonvoter:output_type -> rookery.v1.AddMemberResponse
+	15, // 20: rookery.v1.Cluster.RemoveServer:output_type -> rookery.v1.RemoveServerResponse
+	17, // 21: rookery.v1.Cluster.TransferLeadership:output_type -> rookery.v1.TransferLeadershipResponse
+	19, // 22: rookery.v1.Cluster.Snapshot:output_type -> rookery.v1.SnapshotChunk
+	8,  // 23: rookery.v1.Cluster.CheckConsistency:output_type -> rookery.v1.ConsistencyReport
+	16, // [16:24] is the sub-list for method output_type
+	8,  // [8:16] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_rookery_v1_cluster_proto_init() }
@@ -1072,7 +1425,7 @@ func file_rookery_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rookery_v1_cluster_proto_rawDesc), len(file_rookery_v1_cluster_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const (
 	Cluster_RemoveServer_FullMethodName       = "/rookery.v1.Cluster/RemoveServer"
 	Cluster_TransferLeadership_FullMethodName = "/rookery.v1.Cluster/TransferLeadership"
 	Cluster_Snapshot_FullMethodName           = "/rookery.v1.Cluster/Snapshot"
+	Cluster_CheckConsistency_FullMethodName   = "/rookery.v1.Cluster/CheckConsistency"
 )
 
 // ClusterClient is the client API for Cluster service.
@@ -42,6 +43,11 @@ type ClusterClient interface {
 	TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error)
 	// Snapshot streams a consistent FSM snapshot (the fsm's versioned format).
 	Snapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotChunk], error)
+	// CheckConsistency compares every member's directory hash at this
+	// node's current revision (and has each member re-verify its hash
+	// against its entries). A member whose hash differs from the majority's
+	// raises a "diverged" alarm and stops serving reads.
+	CheckConsistency(ctx context.Context, in *CheckConsistencyRequest, opts ...grpc.CallOption) (*ConsistencyReport, error)
 }
 
 type clusterClient struct {
@@ -131,6 +137,16 @@ func (c *clusterClient) Snapshot(ctx context.Context, in *SnapshotRequest, opts 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Cluster_SnapshotClient = grpc.ServerStreamingClient[SnapshotChunk]
 
+func (c *clusterClient) CheckConsistency(ctx context.Context, in *CheckConsistencyRequest, opts ...grpc.CallOption) (*ConsistencyReport, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConsistencyReport)
+	err := c.cc.Invoke(ctx, Cluster_CheckConsistency_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServer is the server API for Cluster service.
 // All implementations must embed UnimplementedClusterServer
 // for forward compatibility.
@@ -145,6 +161,11 @@ type ClusterServer interface {
 	TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error)
 	// Snapshot streams a consistent FSM snapshot (the fsm's versioned format).
 	Snapshot(*SnapshotRequest, grpc.ServerStreamingServer[SnapshotChunk]) error
+	// CheckConsistency compares every member's directory hash at this
+	// node's current revision (and has each member re-verify its hash
+	// against its entries). A member whose hash differs from the majority's
+	// raises a "diverged" alarm and stops serving reads.
+	CheckConsistency(context.Context, *CheckConsistencyRequest) (*ConsistencyReport, error)
 	mustEmbedUnimplementedClusterServer()
 }
 
@@ -175,6 +196,9 @@ func (UnimplementedClusterServer) TransferLeadership(context.Context, *TransferL
 }
 func (UnimplementedClusterServer) Snapshot(*SnapshotRequest, grpc.ServerStreamingServer[SnapshotChunk]) error {
 	return status.Error(codes.Unimplemented, "method Snapshot not implemented")
+}
+func (UnimplementedClusterServer) CheckConsistency(context.Context, *CheckConsistencyRequest) (*ConsistencyReport, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckConsistency not implemented")
 }
 func (UnimplementedClusterServer) mustEmbedUnimplementedClusterServer() {}
 func (UnimplementedClusterServer) testEmbeddedByValue()                 {}
@@ -316,6 +340,24 @@ func _Cluster_Snapshot_Handler(srv interface{}, stream grpc.ServerStream) error 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Cluster_SnapshotServer = grpc.ServerStreamingServer[SnapshotChunk]
 
+func _Cluster_CheckConsistency_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckConsistencyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).CheckConsistency(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_CheckConsistency_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).CheckConsistency(ctx, req.(*CheckConsistencyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Cluster_ServiceDesc is the grpc.ServiceDesc for Cluster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -346,6 +388,10 @@ var Cluster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TransferLeadership",
 			Handler:    _Cluster_TransferLeadership_Handler,
+		},
+		{
+			MethodName: "CheckConsistency",
+			Handler:    _Cluster_CheckConsistency_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

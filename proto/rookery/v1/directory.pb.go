@@ -926,8 +926,12 @@ type WatchRequest struct {
 	LocationPrefix string `protobuf:"bytes,3,opt,name=location_prefix,json=locationPrefix,proto3" json:"location_prefix,omitempty"`
 	// Interval of progress messages when no event is due; default 5s.
 	ProgressIntervalMs uint32 `protobuf:"varint,4,opt,name=progress_interval_ms,json=progressIntervalMs,proto3" json:"progress_interval_ms,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// With from_revision 0: start at the oldest change the serving node
+	// still keeps (its compact revision) instead of now. The first message
+	// names that revision.
+	FromOldest    bool `protobuf:"varint,5,opt,name=from_oldest,json=fromOldest,proto3" json:"from_oldest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WatchRequest) Reset() {
@@ -986,6 +990,13 @@ func (x *WatchRequest) GetProgressIntervalMs() uint32 {
 		return x.ProgressIntervalMs
 	}
 	return 0
+}
+
+func (x *WatchRequest) GetFromOldest() bool {
+	if x != nil {
+		return x.FromOldest
+	}
+	return false
 }
 
 type WatchResponse struct {
@@ -1606,13 +1617,15 @@ const file_rookery_v1_directory_proto_rawDesc = "" +
 	"\x04type\x18\x02 \x01(\x0e2\x15.rookery.v1.EventTypeR\x04type\x12-\n" +
 	"\amailbox\x18\x03 \x01(\v2\x13.rookery.v1.MailboxR\amailbox\x12#\n" +
 	"\rprev_location\x18\x04 \x01(\tR\fprevLocation\x12%\n" +
-	"\x02op\x18\x05 \x01(\x0e2\x15.rookery.v1.OperationR\x02op\"\xaf\x01\n" +
+	"\x02op\x18\x05 \x01(\x0e2\x15.rookery.v1.OperationR\x02op\"\xd0\x01\n" +
 	"\fWatchRequest\x12#\n" +
 	"\rfrom_revision\x18\x01 \x01(\x04R\ffromRevision\x12\x1f\n" +
 	"\vname_prefix\x18\x02 \x01(\tR\n" +
 	"namePrefix\x12'\n" +
 	"\x0flocation_prefix\x18\x03 \x01(\tR\x0elocationPrefix\x120\n" +
-	"\x14progress_interval_ms\x18\x04 \x01(\rR\x12progressIntervalMs\"V\n" +
+	"\x14progress_interval_ms\x18\x04 \x01(\rR\x12progressIntervalMs\x12\x1f\n" +
+	"\vfrom_oldest\x18\x05 \x01(\bR\n" +
+	"fromOldest\"V\n" +
 	"\rWatchResponse\x12)\n" +
 	"\x06events\x18\x01 \x03(\v2\x11.rookery.v1.EventR\x06events\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x04R\brevision\"f\n" +

@@ -21,6 +21,142 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ConsistencyHashRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	Verify        bool                   `protobuf:"varint,2,opt,name=verify,proto3" json:"verify,omitempty"` // also recompute the hash from the entries first
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsistencyHashRequest) Reset() {
+	*x = ConsistencyHashRequest{}
+	mi := &file_rookery_v1_peer_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsistencyHashRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsistencyHashRequest) ProtoMessage() {}
+
+func (x *ConsistencyHashRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_peer_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsistencyHashRequest.ProtoReflect.Descriptor instead.
+func (*ConsistencyHashRequest) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_peer_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ConsistencyHashRequest) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ConsistencyHashRequest) GetVerify() bool {
+	if x != nil {
+		return x.Verify
+	}
+	return false
+}
+
+type ConsistencyHashResponse struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	NodeId          string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Available       bool                   `protobuf:"varint,2,opt,name=available,proto3" json:"available,omitempty"` // false: revision outside oldest..current
+	Hash            []byte                 `protobuf:"bytes,3,opt,name=hash,proto3" json:"hash,omitempty"`            // 16 bytes when available
+	CurrentRevision uint64                 `protobuf:"varint,4,opt,name=current_revision,json=currentRevision,proto3" json:"current_revision,omitempty"`
+	OldestRevision  uint64                 `protobuf:"varint,5,opt,name=oldest_revision,json=oldestRevision,proto3" json:"oldest_revision,omitempty"`
+	VerifyError     string                 `protobuf:"bytes,6,opt,name=verify_error,json=verifyError,proto3" json:"verify_error,omitempty"` // the local recompute disagreed
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ConsistencyHashResponse) Reset() {
+	*x = ConsistencyHashResponse{}
+	mi := &file_rookery_v1_peer_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsistencyHashResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsistencyHashResponse) ProtoMessage() {}
+
+func (x *ConsistencyHashResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_peer_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsistencyHashResponse.ProtoReflect.Descriptor instead.
+func (*ConsistencyHashResponse) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_peer_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ConsistencyHashResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ConsistencyHashResponse) GetAvailable() bool {
+	if x != nil {
+		return x.Available
+	}
+	return false
+}
+
+func (x *ConsistencyHashResponse) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+func (x *ConsistencyHashResponse) GetCurrentRevision() uint64 {
+	if x != nil {
+		return x.CurrentRevision
+	}
+	return 0
+}
+
+func (x *ConsistencyHashResponse) GetOldestRevision() uint64 {
+	if x != nil {
+		return x.OldestRevision
+	}
+	return 0
+}
+
+func (x *ConsistencyHashResponse) GetVerifyError() string {
+	if x != nil {
+		return x.VerifyError
+	}
+	return ""
+}
+
 type PeerApplyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Commands      []byte                 `protobuf:"bytes,1,opt,name=commands,proto3" json:"commands,omitempty"` // fsm.EncodeCommands
@@ -30,7 +166,7 @@ type PeerApplyRequest struct {
 
 func (x *PeerApplyRequest) Reset() {
 	*x = PeerApplyRequest{}
-	mi := &file_rookery_v1_peer_proto_msgTypes[0]
+	mi := &file_rookery_v1_peer_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -42,7 +178,7 @@ func (x *PeerApplyRequest) String() string {
 func (*PeerApplyRequest) ProtoMessage() {}
 
 func (x *PeerApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_peer_proto_msgTypes[0]
+	mi := &file_rookery_v1_peer_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -55,7 +191,7 @@ func (x *PeerApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerApplyRequest.ProtoReflect.Descriptor instead.
 func (*PeerApplyRequest) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_peer_proto_rawDescGZIP(), []int{0}
+	return file_rookery_v1_peer_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PeerApplyRequest) GetCommands() []byte {
@@ -75,7 +211,7 @@ type PeerApplyResponse struct {
 
 func (x *PeerApplyResponse) Reset() {
 	*x = PeerApplyResponse{}
-	mi := &file_rookery_v1_peer_proto_msgTypes[1]
+	mi := &file_rookery_v1_peer_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -87,7 +223,7 @@ func (x *PeerApplyResponse) String() string {
 func (*PeerApplyResponse) ProtoMessage() {}
 
 func (x *PeerApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_peer_proto_msgTypes[1]
+	mi := &file_rookery_v1_peer_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -100,7 +236,7 @@ func (x *PeerApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerApplyResponse.ProtoReflect.Descriptor instead.
 func (*PeerApplyResponse) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_peer_proto_rawDescGZIP(), []int{1}
+	return file_rookery_v1_peer_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PeerApplyResponse) GetResults() []byte {
@@ -125,7 +261,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_rookery_v1_peer_proto_msgTypes[2]
+	mi := &file_rookery_v1_peer_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -137,7 +273,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_peer_proto_msgTypes[2]
+	mi := &file_rookery_v1_peer_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -150,7 +286,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_peer_proto_rawDescGZIP(), []int{2}
+	return file_rookery_v1_peer_proto_rawDescGZIP(), []int{4}
 }
 
 type ReadIndexResponse struct {
@@ -162,7 +298,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_rookery_v1_peer_proto_msgTypes[3]
+	mi := &file_rookery_v1_peer_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -174,7 +310,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_peer_proto_msgTypes[3]
+	mi := &file_rookery_v1_peer_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -187,7 +323,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_peer_proto_rawDescGZIP(), []int{3}
+	return file_rookery_v1_peer_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ReadIndexResponse) GetCommitIndex() uint64 {
@@ -206,7 +342,7 @@ type LookupRequest struct {
 
 func (x *LookupRequest) Reset() {
 	*x = LookupRequest{}
-	mi := &file_rookery_v1_peer_proto_msgTypes[4]
+	mi := &file_rookery_v1_peer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -218,7 +354,7 @@ func (x *LookupRequest) String() string {
 func (*LookupRequest) ProtoMessage() {}
 
 func (x *LookupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_peer_proto_msgTypes[4]
+	mi := &file_rookery_v1_peer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -231,7 +367,7 @@ func (x *LookupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupRequest.ProtoReflect.Descriptor instead.
 func (*LookupRequest) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_peer_proto_rawDescGZIP(), []int{4}
+	return file_rookery_v1_peer_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *LookupRequest) GetName() string {
@@ -260,7 +396,7 @@ type LookupResponse struct {
 
 func (x *LookupResponse) Reset() {
 	*x = LookupResponse{}
-	mi := &file_rookery_v1_peer_proto_msgTypes[5]
+	mi := &file_rookery_v1_peer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -272,7 +408,7 @@ func (x *LookupResponse) String() string {
 func (*LookupResponse) ProtoMessage() {}
 
 func (x *LookupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_peer_proto_msgTypes[5]
+	mi := &file_rookery_v1_peer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -285,7 +421,7 @@ func (x *LookupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupResponse.ProtoReflect.Descriptor instead.
 func (*LookupResponse) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_peer_proto_rawDescGZIP(), []int{5}
+	return file_rookery_v1_peer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LookupResponse) GetFound() bool {
@@ -356,7 +492,17 @@ var File_rookery_v1_peer_proto protoreflect.FileDescriptor
 const file_rookery_v1_peer_proto_rawDesc = "" +
 	"\n" +
 	"\x15rookery/v1/peer.proto\x12\n" +
-	"rookery.v1\x1a\x18rookery/v1/cluster.proto\".\n" +
+	"rookery.v1\x1a\x18rookery/v1/cluster.proto\"L\n" +
+	"\x16ConsistencyHashRequest\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x16\n" +
+	"\x06verify\x18\x02 \x01(\bR\x06verify\"\xdb\x01\n" +
+	"\x17ConsistencyHashResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1c\n" +
+	"\tavailable\x18\x02 \x01(\bR\tavailable\x12\x12\n" +
+	"\x04hash\x18\x03 \x01(\fR\x04hash\x12)\n" +
+	"\x10current_revision\x18\x04 \x01(\x04R\x0fcurrentRevision\x12'\n" +
+	"\x0foldest_revision\x18\x05 \x01(\x04R\x0eoldestRevision\x12!\n" +
+	"\fverify_error\x18\x06 \x01(\tR\vverifyError\".\n" +
 	"\x10PeerApplyRequest\x12\x1a\n" +
 	"\bcommands\x18\x01 \x01(\fR\bcommands\"C\n" +
 	"\x11PeerApplyResponse\x12\x18\n" +
@@ -378,12 +524,14 @@ const file_rookery_v1_peer_proto_rawDesc = "" +
 	"\vreserved_by\x18\b \x01(\tR\n" +
 	"reservedBy\x12\x1f\n" +
 	"\vreserved_at\x18\t \x01(\x03R\n" +
-	"reservedAt2\x9c\x02\n" +
+	"reservedAt2\xd0\x03\n" +
 	"\x04Peer\x12D\n" +
 	"\x05Apply\x12\x1c.rookery.v1.PeerApplyRequest\x1a\x1d.rookery.v1.PeerApplyResponse\x12H\n" +
 	"\tReadIndex\x12\x1c.rookery.v1.ReadIndexRequest\x1a\x1d.rookery.v1.ReadIndexResponse\x12?\n" +
 	"\x06Lookup\x12\x19.rookery.v1.LookupRequest\x1a\x1a.rookery.v1.LookupResponse\x12C\n" +
-	"\x04Join\x12\x1c.rookery.v1.AddMemberRequest\x1a\x1d.rookery.v1.AddMemberResponseB7Z5github.com/rookery/rookery/proto/rookery/v1;rookeryv1b\x06proto3"
+	"\x04Join\x12\x1c.rookery.v1.AddMemberRequest\x1a\x1d.rookery.v1.AddMemberResponse\x12Z\n" +
+	"\x0fConsistencyHash\x12\".rookery.v1.ConsistencyHashRequest\x1a#.rookery.v1.ConsistencyHashResponse\x12V\n" +
+	"\x10CheckConsistency\x12#.rookery.v1.CheckConsistencyRequest\x1a\x1d.rookery.v1.ConsistencyReportB7Z5github.com/rookery/rookery/proto/rookery/v1;rookeryv1b\x06proto3"
 
 var (
 	file_rookery_v1_peer_proto_rawDescOnce sync.Once
@@ -397,31 +545,39 @@ func file_rookery_v1_peer_proto_rawDescGZIP() []byte {
 	return file_rookery_v1_peer_proto_rawDescData
 }
 
-var file_rookery_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_rookery_v1_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_rookery_v1_peer_proto_goTypes = []any{
-	(*PeerApplyRequest)(nil),  // 0: rookery.v1.PeerApplyRequest
-	(*PeerApplyResponse)(nil), // 1: rookery.v1.PeerApplyResponse
-	(*ReadIndexRequest)(nil),  // 2: rookery.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil), // 3: rookery.v1.ReadIndexResponse
-	(*LookupRequest)(nil),     // 4: rookery.v1.LookupRequest
-	(*LookupResponse)(nil),    // 5: rookery.v1.LookupResponse
-	(*AddMemberRequest)(nil),  // 6: rookery.v1.AddMemberRequest
-	(*AddMemberResponse)(nil), // 7: rookery.v1.AddMemberResponse
+	(*ConsistencyHashRequest)(nil),  // 0: rookery.v1.ConsistencyHashRequest
+	(*ConsistencyHashResponse)(nil), // 1: rookery.v1.ConsistencyHashResponse
+	(*PeerApplyRequest)(nil),        // 2: rookery.v1.PeerApplyRequest
+	(*PeerApplyResponse)(nil),       // 3: rookery.v1.PeerApplyResponse
+	(*ReadIndexRequest)(nil),        // 4: rookery.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),       // 5: rookery.v1.ReadIndexResponse
+	(*LookupRequest)(nil),           // 6: rookery.v1.LookupRequest
+	(*LookupResponse)(nil),          // 7: rookery.v1.LookupResponse
+	(*AddMemberRequest)(nil),        // 8: rookery.v1.AddMemberRequest
+	(*CheckConsistencyRequest)(nil), // 9: rookery.v1.CheckConsistencyRequest
+	(*AddMemberResponse)(nil),       // 10: rookery.v1.AddMemberResponse
+	(*ConsistencyReport)(nil),       // 11: rookery.v1.ConsistencyReport
 }
 var file_rookery_v1_peer_proto_depIdxs = []int32{
-	0, // 0: rookery.v1.Peer.Apply:input_type -> rookery.v1.PeerApplyRequest
-	2, // 1: rookery.v1.Peer.ReadIndex:input_type -> rookery.v1.ReadIndexRequest
-	4, // 2: rookery.v1.Peer.Lookup:input_type -> rookery.v1.LookupRequest
-	6, // 3: rookery.v1.Peer.Join:input_type -> rookery.v1.AddMemberRequest
-	1, // 4: rookery.v1.Peer.Apply:output_type -> rookery.v1.PeerApplyResponse
-	3, // 5: rookery.v1.Peer.ReadIndex:output_type -> rookery.v1.ReadIndexResponse
-	5, // 6: rookery.v1.Peer.Lookup:output_type -> rookery.v1.LookupResponse
-	7, // 7: rookery.v1.Peer.Join:output_type -> rookery.v1.AddMemberResponse
-	4, // [4:8] is the sub-list for method output_type
-	0, // [0:4] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	2,  // 0: rookery.v1.Peer.Apply:input_type -> rookery.v1.PeerApplyRequest
+	4,  // 1: rookery.v1.Peer.ReadIndex:input_type -> rookery.v1.ReadIndexRequest
+	6,  // 2: rookery.v1.Peer.Lookup:input_type -> rookery.v1.LookupRequest
+	8,  // 3: rookery.v1.Peer.Join:input_type -> rookery.v1.AddMemberRequest
+	0,  // 4: rookery.v1.Peer.ConsistencyHash:input_type -> rookery.v1.ConsistencyHashRequest
+	9,  // 5: rookery.v1.Peer.CheckConsistency:input_type -> rookery.v1.CheckConsistencyRequest
+	3,  // 6: rookery.v1.Peer.Apply:output_type -> rookery.v1.PeerApplyResponse
+	5,  // 7: rookery.v1.Peer.ReadIndex:output_type -> rookery.v1.ReadIndexResponse
+	7,  // 8: rookery.v1.Peer.Lookup:output_type -> rookery.v1.LookupResponse
+	10, // 9: rookery.v1.Peer.Join:output_type -> rookery.v1.AddMemberResponse
+	1,  // 10: rookery.v1.Peer.ConsistencyHash:output_type -> rookery.v1.ConsistencyHashResponse
+	11, // 11: rookery.v1.Peer.CheckConsistency:output_type -> rookery.v1.ConsistencyReport
+	6,  // [6:12] is the sub-list for method output_type
+	0,  // [0:6] is the sub-list for method input_type
+	0,  // [0:0] is the sub-list for extension type_name
+	0,  // [0:0] is the sub-list for extension extendee
+	0,  // [0:0] is the sub-list for field type_name
 }
 
 func init() { file_rookery_v1_peer_proto_init() }
@@ -436,7 +592,7 @@ func file_rookery_v1_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rookery_v1_peer_proto_rawDesc), len(file_rookery_v1_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

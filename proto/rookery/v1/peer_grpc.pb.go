@@ -19,10 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Peer_Apply_FullMethodName     = "/rookery.v1.Peer/Apply"
-	Peer_ReadIndex_FullMethodName = "/rookery.v1.Peer/ReadIndex"
-	Peer_Lookup_FullMethodName    = "/rookery.v1.Peer/Lookup"
-	Peer_Join_FullMethodName      = "/rookery.v1.Peer/Join"
+	Peer_Apply_FullMethodName            = "/rookery.v1.Peer/Apply"
+	Peer_ReadIndex_FullMethodName        = "/rookery.v1.Peer/ReadIndex"
+	Peer_Lookup_FullMethodName           = "/rookery.v1.Peer/Lookup"
+	Peer_Join_FullMethodName             = "/rookery.v1.Peer/Join"
+	Peer_ConsistencyHash_FullMethodName  = "/rookery.v1.Peer/ConsistencyHash"
+	Peer_CheckConsistency_FullMethodName = "/rookery.v1.Peer/CheckConsistency"
 )
 
 // PeerClient is the client API for Peer service.
@@ -45,6 +47,12 @@ type PeerClient interface {
 	Lookup(ctx context.Context, in *LookupRequest, opts ...grpc.CallOption) (*LookupResponse, error)
 	// Join adds the calling node to the cluster (forwarded to the leader).
 	Join(ctx context.Context, in *AddMemberRequest, opts ...grpc.CallOption) (*AddMemberResponse, error)
+	// ConsistencyHash answers the callee's directory hash at a revision,
+	// waiting (within the call's deadline) until it has applied it.
+	ConsistencyHash(ctx context.Context, in *ConsistencyHashRequest, opts ...grpc.CallOption) (*ConsistencyHashResponse, error)
+	// CheckConsistency has the callee run a consistency check itself, so a
+	// member found diverged by another one confirms it on its own evidence.
+	CheckConsistency(ctx context.Context, in *CheckConsistencyRequest, opts ...grpc.CallOption) (*ConsistencyReport, error)
 }
 
 type peerClient struct {
@@ -95,6 +103,26 @@ func (c *peerClient) Join(ctx context.Context, in *AddMemberRequest, opts ...grp
 	return out, nil
 }
 
+func (c *peerClient) ConsistencyHash(ctx context.Context, in *ConsistencyHashRequest, opts ...grpc.CallOption) (*ConsistencyHashResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConsistencyHashResponse)
+	err := c.cc.Invoke(ctx, Peer_ConsistencyHash_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *peerClient) CheckConsistency(ctx context.Context, in *CheckConsistencyRequest, opts ...grpc.CallOption) (*ConsistencyReport, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConsistencyReport)
+	err := c.cc.Invoke(ctx, Peer_CheckConsistency_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PeerServer is the server API for Peer service.
 // All implementations must embed UnimplementedPeerServer
 // for forward compatibility.
@@ -115,6 +143,12 @@ type PeerServer interface {
 	Lookup(context.Context, *LookupRequest) (*LookupResponse, error)
 	// Join adds the calling node to the cluster (forwarded to the leader).
 	Join(context.Context, *AddMemberRequest) (*AddMemberResponse, error)
+	// ConsistencyHash answers the callee's directory hash at a revision,
+	// waiting (within the call's deadline) until it has applied it.
+	ConsistencyHash(context.Context, *ConsistencyHashRequest) (*ConsistencyHashResponse, error)
+	// CheckConsistency has the callee run a consistency check itself, so a
+	// member found diverged by another one confirms it on its own evidence.
+	CheckConsistency(context.Context, *CheckConsistencyRequest) (*ConsistencyReport, error)
 	mustEmbedUnimplementedPeerServer()
 }
 
@@ -136,6 +170,12 @@ func (UnimplementedPeerServer) Lookup(context.Context, *LookupRequest) (*LookupR
 }
 func (UnimplementedPeerServer) Join(context.Context, *AddMemberRequest) (*AddMemberResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Join not implemented")
+}
+func (UnimplementedPeerServer) ConsistencyHash(context.Context, *ConsistencyHashRequest) (*ConsistencyHashResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConsistencyHash not implemented")
+}
+func (UnimplementedPeerServer) CheckConsistency(context.Context, *CheckConsistencyRequest) (*ConsistencyReport, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckConsistency not implemented")
 }
 func (UnimplementedPeerServer) mustEmbedUnimplementedPeerServer() {}
 func (UnimplementedPeerServer) testEmbeddedByValue()              {}
@@ -230,6 +270,42 @@ func _Peer_Join_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Peer_ConsistencyHash_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConsistencyHashRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).ConsistencyHash(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_ConsistencyHash_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).ConsistencyHash(ctx, req.(*ConsistencyHashRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Peer_CheckConsistency_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckConsistencyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PeerServer).CheckConsistency(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Peer_CheckConsistency_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PeerServer).CheckConsistency(ctx, req.(*CheckConsistencyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Peer_ServiceDesc is the grpc.ServiceDesc for Peer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -252,6 +328,14 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Join",
 			Handler:    _Peer_Join_Handler,
+		},
+		{
+			MethodName: "ConsistencyHash",
+			Handler:    _Peer_ConsistencyHash_Handler,
+		},
+		{
+			MethodName: "CheckConsistency",
+			Handler:    _Peer_CheckConsistency_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
