@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -63,7 +64,7 @@ func (n *Node) apply(ctx context.Context, cmds []fsm.Command, waitLocal bool) ([
 // attempt certainly did not reach the log (no leader yet, leader
 // unreachable, leadership moving).
 func (n *Node) applyAnywhere(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, uint64, error) {
-	backoff := 5 * time.Millisecond
+	backoff := n.retryBase
 	var last error
 	for {
 		var (
@@ -71,6 +72,7 @@ func (n *Node) applyAnywhere(ctx context.Context, cmds []fsm.Command) ([]fsm.Res
 			index   uint64
 			err     error
 		)
+		changed := n.leaderSeen.wait()
 		if n.raft.State() == raft.Leader {
 			results, index, err = n.proposeChecked(ctx, cmds)
 		} else if leader := n.Leader(); leader.ID == "" {
@@ -84,10 +86,10 @@ func (n *Node) applyAnywhere(ctx context.Context, cmds []fsm.Command) ([]fsm.Res
 			return results, index, err
 		}
 		last = err
-		if !n.sleepCtx(ctx, backoff) {
+		if !n.retryPause(ctx, backoff, changed) {
 			return nil, 0, n.ctxError(ctx, "write", last)
 		}
-		backoff = min(2*backoff, 100*time.Millisecond)
+		backoff = min(2*backoff, n.retryMax)
 	}
 }
 
@@ -135,12 +137,21 @@ type proposal struct {
 	ctx  context.Context
 	cmds []fsm.Command
 	done chan proposalResult // buffered: the proposer never blocks on it
+	// queued, taken and handed trace the proposal's way to raft: queued
+	// for the proposer, taken into a batch, accepted by raft's leader loop.
+	queued, taken, handed time.Time
 }
 
 type proposalResult struct {
 	results []fsm.Result
 	index   uint64
 	err     error
+}
+
+// writeTrace, set in benchmarks, receives each batch of proposals when its
+// entry has committed and applied on the leader.
+type writeTrace interface {
+	committed(batch []*proposal, at time.Time)
 }
 
 // propose hands cmds to the proposer and waits for their results. Errors
@@ -151,7 +162,7 @@ func (n *Node) propose(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, u
 
 // enqueue queues cmds for a batching loop and waits for their results.
 func (n *Node) enqueue(ctx context.Context, ch chan<- *proposal, cmds []fsm.Command) ([]fsm.Result, uint64, error) {
-	p := &proposal{ctx: ctx, cmds: cmds, done: make(chan proposalResult, 1)}
+	p := &proposal{ctx: ctx, cmds: cmds, done: make(chan proposalResult, 1), queued: time.Now()}
 	select {
 	case ch <- p:
 	case <-ctx.Done():
@@ -172,15 +183,22 @@ func (n *Node) enqueue(ctx context.Context, ch chan<- *proposal, cmds []fsm.Comm
 // leader loop already group-commits entries into one disk write; packing
 // many callers' commands into one entry also divides the per-entry cost
 // (encoding, bolt keys, FSM dispatch, replication framing) and lets one
-// leader reach far higher write rates. Batches form naturally: while
-// raft.Apply waits for the leader loop, new proposals queue.
+// leader reach far higher write rates. Batches form while earlier entries
+// are in flight: at most MaxProposalsInFlight entries are handed to raft
+// and not yet committed, and proposals arriving meanwhile queue and leave
+// together. Without that cap each entry held only what arrived during one
+// leader fsync (about 3 commands at 16 writers), and every entry cost an
+// fsync on each node.
 type proposer struct {
-	n  *Node
-	ch chan *proposal
+	n     *Node
+	ch    chan *proposal
+	slots chan struct{} // one per entry proposed and not yet committed
+
+	entries, commands atomic.Uint64 // proposed so far
 }
 
 func newProposer(n *Node) *proposer {
-	return &proposer{n: n, ch: make(chan *proposal, 4096)}
+	return &proposer{n: n, ch: make(chan *proposal, 4096), slots: make(chan struct{}, n.cfg.MaxProposalsInFlight)}
 }
 
 func (p *proposer) run() {
@@ -193,8 +211,19 @@ func (p *proposer) run() {
 			p.drain()
 			return
 		}
+		// While every slot is taken, later proposals queue behind first
+		// and join its batch.
+		select {
+		case p.slots <- struct{}{}:
+		case <-p.n.ctx.Done():
+			first.done <- proposalResult{err: ErrShutdown}
+			p.drain()
+			return
+		}
 		batch, count := fillBatch(first, p.ch, max)
-		p.send(batch, count)
+		if !p.send(batch, count) {
+			<-p.slots
+		}
 	}
 }
 
@@ -259,11 +288,16 @@ func concat(batch []*proposal, count int) []fsm.Command {
 }
 
 // send proposes one batch; callers that already gave up are left out, so
-// their commands certainly are not applied.
-func (p *proposer) send(batch []*proposal, count int) {
+// their commands certainly are not applied. It reports whether an entry
+// was proposed (and will release its slot when done).
+func (p *proposer) send(batch []*proposal, count int) bool {
 	live := liveProposals(batch)
 	if len(live) == 0 {
-		return
+		return false
+	}
+	taken := time.Now()
+	for _, q := range live {
+		q.taken = taken
 	}
 	// The leader's clock at proposal: every node applies the same time.
 	cmds := concat(live, count)
@@ -272,12 +306,29 @@ func (p *proposer) send(batch []*proposal, count int) {
 		cmds[i].Time = now
 	}
 	f := p.n.raft.Apply(fsm.EncodeCommands(cmds), p.n.cfg.WriteTimeout)
+	handed := time.Now()
+	for _, q := range live {
+		q.handed = handed
+	}
+	p.entries.Add(1)
+	p.commands.Add(uint64(len(cmds)))
 	go p.complete(f, live)
+	return true
 }
 
-// complete waits for a proposed entry and hands each caller its results.
+// complete waits for a proposed entry, frees its slot and hands each
+// caller its results.
 func (p *proposer) complete(f raft.ApplyFuture, batch []*proposal) {
-	if err := f.Error(); err != nil {
+	err := f.Error()
+	<-p.slots
+	if err == nil && len(p.ch) == 0 && len(p.slots) == 0 {
+		// Nothing follows that would carry the commit to followers.
+		p.n.commits.committed(f.Index())
+	}
+	if t := p.n.cfg.trace; t != nil {
+		t.committed(batch, time.Now())
+	}
+	if err != nil {
 		failAll(batch, classifyApplyError(err))
 		return
 	}

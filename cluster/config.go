@@ -62,14 +62,24 @@ type Config struct {
 	// forwarded to the leader) to add this node as a voter.
 	Join []string
 
-	// Raft timing. Failover takes about 1.5–2.5× HeartbeatTimeout.
-	HeartbeatTimeout   time.Duration
-	ElectionTimeout    time.Duration
+	// Raft timing (docs/raft-timeouts.md). Failover after a leader dies
+	// takes about 1.5–2.5× HeartbeatTimeout; a process stall (CPU
+	// starvation, a paused VM) shorter than both HeartbeatTimeout and
+	// LeaderLeaseTimeout costs no leadership.
+	HeartbeatTimeout time.Duration
+	ElectionTimeout  time.Duration
+	// LeaderLeaseTimeout is how long a leader keeps leading without
+	// hearing from a quorum; zero means HeartbeatTimeout, the most raft
+	// allows. A shorter lease only makes a leader that was itself stalled
+	// step down while its followers still follow it: reads here confirm
+	// leadership with a quorum round (VerifyLeader) and never rely on it.
 	LeaderLeaseTimeout time.Duration
-	// CommitTimeout bounds how long a follower may wait to learn the
-	// leader's commit index when writes stop flowing; a write forwarded by a
-	// follower and a linearizable read on a follower wait for it, so it is
-	// kept short.
+	// CommitTimeout is how often raft's leader sends an AppendEntries to a
+	// follower when nothing new is to be replicated. When writes stop, the
+	// leader pushes the last commit to the followers at once
+	// (commitpush.go), so this only bounds the wait of a follower that
+	// missed that push (it was behind); every tick costs an RPC per
+	// follower on an idle cluster.
 	CommitTimeout time.Duration
 	// WriteTimeout bounds a write and a linearizable read that cannot reach
 	// a quorum: they fail with an error wrapping ErrUnavailable.
@@ -86,6 +96,19 @@ type Config struct {
 	// MaxBatchCommands caps how many commands concurrent Apply calls on the
 	// leader are coalesced into one raft log entry.
 	MaxBatchCommands int
+	// MaxProposalsInFlight caps the entries the leader's proposer has
+	// handed to raft and not yet seen committed. While they are all in
+	// flight, new writes wait and go together into the next entry, so
+	// concurrent writers share one fsync per node and one replication
+	// round instead of each entry being written on its own. The default,
+	// 2, lets the leader write the next entry while the previous one
+	// replicates; 1 packs the most commands per entry but leaves the
+	// leader's disk idle during replication (docs/notes/perf.md has the
+	// measurements).
+	MaxProposalsInFlight int
+
+	// trace, in benchmarks, receives every proposal's timestamps.
+	trace writeTrace
 
 	// RaftTLS, when set, wraps the raft transport in TLS in both directions.
 	// The same config serves and dials: Certificates must be valid for
@@ -120,14 +143,15 @@ type Config struct {
 }
 
 // DefaultConfig returns settings tuned for a LAN: 200 ms heartbeat and
-// election timeouts give sub-second failover without spurious elections on
-// small, busy machines (raft-performance.md §3.2, §6); writes without quorum
+// election timeouts give sub-second failover (raft-performance.md §3.2),
+// and the leader lease as long as the heartbeat timeout lets a leader ride
+// out stalls up to 200 ms (docs/raft-timeouts.md); writes without quorum
 // fail after 5 s.
 func DefaultConfig() Config {
 	return Config{
 		HeartbeatTimeout:   200 * time.Millisecond,
 		ElectionTimeout:    200 * time.Millisecond,
-		LeaderLeaseTimeout: 100 * time.Millisecond,
+		LeaderLeaseTimeout: 200 * time.Millisecond,
 		CommitTimeout:      2 * time.Millisecond,
 		WriteTimeout:       5 * time.Second,
 		SnapshotInterval:   2 * time.Minute,
@@ -138,7 +162,9 @@ func DefaultConfig() Config {
 		MaxAppendEntries:   64,
 		BatchApplyCh:       false,
 		MaxBatchCommands:   1024,
-		FSM:                fsm.DefaultConfig(),
+
+		MaxProposalsInFlight: 2,
+		FSM:                  fsm.DefaultConfig(),
 
 		ConsistencyCheckInterval: 5 * time.Minute,
 	}
@@ -155,7 +181,7 @@ func (c Config) withDefaults() Config {
 	}
 	setDur(&c.HeartbeatTimeout, d.HeartbeatTimeout)
 	setDur(&c.ElectionTimeout, d.ElectionTimeout)
-	setDur(&c.LeaderLeaseTimeout, d.LeaderLeaseTimeout)
+	setDur(&c.LeaderLeaseTimeout, c.HeartbeatTimeout)
 	setDur(&c.CommitTimeout, d.CommitTimeout)
 	setDur(&c.WriteTimeout, d.WriteTimeout)
 	setDur(&c.SnapshotInterval, d.SnapshotInterval)
@@ -177,6 +203,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBatchCommands == 0 {
 		c.MaxBatchCommands = d.MaxBatchCommands
+	}
+	if c.MaxProposalsInFlight == 0 {
+		c.MaxProposalsInFlight = d.MaxProposalsInFlight
 	}
 	if c.FSM.HistorySize == 0 {
 		c.FSM.HistorySize = d.FSM.HistorySize
@@ -236,6 +265,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxBatchCommands < 1 {
 		return errors.New("cluster: config: MaxBatchCommands must be at least 1")
+	}
+	if c.MaxProposalsInFlight < 1 {
+		return errors.New("cluster: config: MaxProposalsInFlight must be at least 1")
 	}
 	if err := raft.ValidateConfig(c.raftConfig(nil)); err != nil {
 		return fmt.Errorf("cluster: config: %w", err)

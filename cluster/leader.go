@@ -115,21 +115,3 @@ func (h *heartbeatTracker) lastContact(id string) (time.Time, bool) {
 	t, failing := h.failing[id]
 	return t, failing
 }
-
-func (n *Node) watchHeartbeats() {
-	for {
-		select {
-		case o := <-n.obsCh:
-			n.health.mu.Lock()
-			switch d := o.Data.(type) {
-			case raft.FailedHeartbeatObservation:
-				n.health.failing[string(d.PeerID)] = d.LastContact
-			case raft.ResumedHeartbeatObservation:
-				delete(n.health.failing, string(d.PeerID))
-			}
-			n.health.mu.Unlock()
-		case <-n.ctx.Done():
-			return
-		}
-	}
-}

@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -48,28 +47,6 @@ func (n *Node) proposalFailed(err error) {
 		f(ProposalFailureReason(err))
 	}
 }
-
-// observations counts what the node sees of raft for metrics.
-type observations struct {
-	leaderChanges atomic.Uint64
-}
-
-// observeLeaderChanges counts raft's leader observations in the observer's
-// filter, which raft calls synchronously: no channel, no goroutine, nothing
-// to drop.
-func (n *Node) observeLeaderChanges() {
-	n.raft.RegisterObserver(raft.NewObserver(nil, false, func(o *raft.Observation) bool {
-		if lo, ok := o.Data.(raft.LeaderObservation); ok && lo.LeaderID != "" {
-			n.obs.leaderChanges.Add(1)
-		}
-		return false
-	}))
-}
-
-// LeaderChangesSeen is how many times this node has learned of a new
-// leader since it started (etcd's leader_changes_seen_total): each election
-// and each leadership transfer it witnessed.
-func (n *Node) LeaderChangesSeen() uint64 { return n.obs.leaderChanges.Load() }
 
 // timedLogStore reports how long each append to the log store takes. It
 // wraps the store raft writes to (the log cache over bolt or the WAL) and

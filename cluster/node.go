@@ -42,9 +42,15 @@ type Node struct {
 	followerReads *readBatcher
 	lead          leadership
 	health        *heartbeatTracker
+	changes       leaderChanges
+	commits       commitPusher
+	commitPushes  atomic.Uint64 // commits a follower accepted from commitPusher
+	leaderSeen    broadcast     // notified on every leader raft reports
+	retryBase     time.Duration // first pause of a write or read retry
+	retryMax      time.Duration // longest pause
+	stalls        stallDetector
 	observer      *raft.Observer
 	obsCh         chan raft.Observation
-	obs           observations // metrics.go
 	// alarms are the node's health conditions (alarms.go); consistency
 	// its consistency checker (consistency.go).
 	alarms      *alarmSet
@@ -103,11 +109,13 @@ func (n *Node) start() error {
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.peers = newPeerClients(n.cfg.PeerDialOptions)
 	n.proposer = newProposer(n)
+	n.commits.n = n
 	n.forwarder = newForwarder(n)
 	roundCtx := func() (context.Context, context.CancelFunc) { return n.withWriteTimeout(n.ctx) }
 	n.leaderReads = newReadBatcher(n.leaderReadIndex, roundCtx)
 	n.followerReads = newReadBatcher(n.followerReadIndex, roundCtx)
 	n.lead.init()
+	n.retryBase, n.retryMax = retryBackoffBase, retryBackoffMax
 	n.health = newHeartbeatTracker()
 
 	n.rt = &raftTransport{NetworkTransport: n.trans}
@@ -125,19 +133,20 @@ func (n *Node) start() error {
 	n.obsCh = make(chan raft.Observation, 64)
 	n.observer = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
-		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation:
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.LeaderObservation:
 			return true
 		}
 		return false
 	})
 	r.RegisterObserver(n.observer)
-	n.observeLeaderChanges()
 	n.goFunc(n.proposer.run)
 	n.goFunc(n.forwarder.run)
 	n.goFunc(n.watchLeadership)
-	n.goFunc(n.watchHeartbeats)
+	n.goFunc(n.watchObservations)
 	n.goFunc(n.watchHalt)
 	n.goFunc(n.runConsistencyChecks)
+	n.stalls.warnAt = n.cfg.LeaderLeaseTimeout / 2
+	n.goFunc(n.watchStalls)
 	return nil
 }
 

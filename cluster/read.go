@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -117,9 +116,10 @@ func (n *Node) readIndex(ctx context.Context) (index uint64, err error) {
 // retryRead runs one read round until it succeeds, the node shuts down or
 // ctx ends, backing off while there is no usable leader.
 func (n *Node) retryRead(ctx context.Context, round func() error) error {
-	backoff := 5 * time.Millisecond
+	backoff := n.retryBase
 	var last error
 	for {
+		changed := n.leaderSeen.wait()
 		err := round()
 		if err == nil {
 			return nil
@@ -131,10 +131,10 @@ func (n *Node) retryRead(ctx context.Context, round func() error) error {
 			return n.ctxError(ctx, "linearizable read", last)
 		}
 		last = err
-		if !n.sleepCtx(ctx, backoff) {
+		if !n.retryPause(ctx, backoff, changed) {
 			return n.ctxError(ctx, "linearizable read", last)
 		}
-		backoff = min(2*backoff, 100*time.Millisecond)
+		backoff = min(2*backoff, n.retryMax)
 	}
 }
 

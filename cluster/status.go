@@ -47,6 +47,15 @@ type Status struct {
 	LastConsistencyCheck *ConsistencyReport
 	// DataDir is Config.DataDir, for an operator re-seeding the node.
 	DataDir string
+
+	// LeaderChanges counts the times this node saw leadership move since it
+	// started (a new leader, or a new term); 0 on a stable cluster.
+	LeaderChanges uint64
+	// LongestStall is the longest this process ran its timers late since
+	// it started, and Stalls how many stalls reached half the leader lease
+	// (each is logged): CPU starvation that can cost leadership.
+	LongestStall time.Duration
+	Stalls       uint64
 }
 
 // statusTimeout bounds the configuration read inside Status.
@@ -67,6 +76,10 @@ func (n *Node) Status() Status {
 		LogStore:     n.cfg.LogStore,
 		Alarms:       n.alarms.list(),
 		DataDir:      n.cfg.DataDir,
+
+		LeaderChanges: n.LeaderChanges(),
+		LongestStall:  time.Duration(n.stalls.longest.Load()),
+		Stalls:        n.stalls.count.Load(),
 	}
 	st.Condition = conditionOf(st.Alarms)
 	if rep, ok := n.LastConsistencyCheck(); ok {

@@ -112,7 +112,7 @@ func TestSecretStreamLayerRefusesWrongSecret(t *testing.T) {
 	if _, err := server.Dial(raft.ServerAddress(other.Addr().String()), time.Second); err == nil || !errors.Is(err, errHandshake) {
 		t.Fatalf("dial to a server with the wrong secret: %v, want a handshake error", err)
 	}
-	waitFor(t, func() bool { return server.Refused() == 1 && other.Refused() == 1 })
+	waitFor(t, "the condition", func() bool { return server.Refused() == 1 && other.Refused() == 1 })
 	assertNoAccept(t, server)
 	out := logs.String()
 	if !strings.Contains(out, "raft connection refused") || !strings.Contains(out, "remote=127.0.0.1:") {
@@ -160,18 +160,7 @@ func TestSecretStreamLayerCutsOffSlowHandshakes(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("slow client cut off after %v; want about the 300ms deadline", d)
 	}
-	waitFor(t, func() bool { return server.Refused() == 1 })
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(t, "the condition", func() bool { return server.Refused() == 1 })
 }
 
 // assertNoAccept checks that nothing reaches the stream layer's consumer.

@@ -140,8 +140,18 @@ func (ri *rawIMAP) cmd(b *testing.B, line string) int64 {
 	}
 }
 
+// relayGateway starts a second gateway in relay mode (imap.mode =
+// relay), so the benchmarks show both IMAP modes.
+func relayGateway(b *testing.B, m *cyrustest.Murder) *gw {
+	cfg := testConfig(m)
+	cfg.IMAP.Mode = IMAPModeRelay
+	return startGateway(b, cfg, replicaFromMaster(b, m))
+}
+
 // BenchmarkIMAPRelayThroughput fetches 8 x 1 MiB straight from the
-// backend, through the gateway and through the Cyrus frontend, rotating
+// backend, through the gateway (murder mode: go-imap parses and
+// re-encodes every response; relay mode: bytes), and through the Cyrus
+// frontend, rotating
 // the order every round so a busy shared machine is fair to all three,
 // and reports each rate and the ratios to direct.
 func BenchmarkIMAPRelayThroughput(b *testing.B) {
@@ -154,6 +164,7 @@ func BenchmarkIMAPRelayThroughput(b *testing.B) {
 	}{
 		{name: "direct", c: dialIMAP(b, m.BE1.IMAP, benchUser, benchPass)},
 		{name: "gateway", c: dialIMAP(b, g.imap, benchUser, benchPass)},
+		{name: "gateway-relay", c: dialIMAP(b, relayGateway(b, m).imap, benchUser, benchPass)},
 		{name: "cyrus-fe", c: dialIMAP(b, m.FE.IMAP, benchUser, benchPass)},
 	}
 	for _, p := range paths {
@@ -190,7 +201,8 @@ func BenchmarkIMAPRelayThroughput(b *testing.B) {
 func BenchmarkIMAPLogin(b *testing.B) {
 	m := benchMurder(b)
 	g := startGateway(b, testConfig(m), replicaFromMaster(b, m))
-	for _, tc := range []struct{ name, addr string }{{"direct", m.BE1.IMAP}, {"gateway", g.imap}, {"cyrus-fe", m.FE.IMAP}} {
+	relay := relayGateway(b, m)
+	for _, tc := range []struct{ name, addr string }{{"direct", m.BE1.IMAP}, {"gateway", g.imap}, {"gateway-relay", relay.imap}, {"cyrus-fe", m.FE.IMAP}} {
 		b.Run(tc.name, func(b *testing.B) {
 			b.SetParallelism(2) // 2 x GOMAXPROCS(2) = 4 concurrent logins
 			start := time.Now()

@@ -108,6 +108,16 @@ type NamesConfig struct {
 	VirtualDomains bool   `toml:"virtual_domains" help:"Cyrus virtdomains"`
 	DefaultDomain  string `toml:"default_domain" help:"Cyrus defaultdomain"`
 	Lowercase      bool   `toml:"lowercase" help:"Cyrus username_tolower"`
+	// AltNamespace and UnixHierarchySep mirror the Cyrus options of the
+	// same names (both on by default since Cyrus 3.0); with them the
+	// IMAP session shows a user's folders beside INBOX, other users under
+	// UserPrefix and shared folders under SharedPrefix, with '/' between
+	// levels. They must match the backends' settings, because the gateway
+	// passes mailbox names to backends unchanged.
+	AltNamespace     bool   `toml:"altnamespace" help:"Cyrus altnamespace"`
+	UnixHierarchySep bool   `toml:"unixhierarchysep" help:"Cyrus unixhierarchysep"`
+	UserPrefix       string `toml:"userprefix" help:"Cyrus userprefix (altnamespace)"`
+	SharedPrefix     string `toml:"sharedprefix" help:"Cyrus sharedprefix (altnamespace)"`
 }
 
 // UsersConfig configures the built-in authenticator for proxy mode.
@@ -140,7 +150,23 @@ type IMAPConfig struct {
 	// the backend capabilities shown after login: what describes the
 	// backend's own login or its murder cannot apply through the gateway.
 	HideCapabilities []string `toml:"hide_capabilities" help:"backend capabilities not shown to clients"`
+	// Mode is "murder" (the default: a murder frontend that answers from
+	// the directory replica and proxies each command to the backend of
+	// the mailbox it names, so shared folders on every backend are
+	// visible) or "relay" (pin the session to the INBOX backend and
+	// relay bytes, as a plain proxy such as perdition does).
+	Mode string `toml:"mode" help:"murder (uniform namespace) or relay (byte relay to the INBOX backend)"`
+	// DefaultServer is where CREATE puts a mailbox outside every user's
+	// hierarchy whose parent does not exist (Cyrus "defaultserver"); empty
+	// means the user's INBOX backend.
+	DefaultServer string `toml:"default_server" help:"backend for new top-level shared mailboxes"`
 }
+
+// IMAP session modes.
+const (
+	IMAPModeMurder = "murder"
+	IMAPModeRelay  = "relay"
+)
 
 // LMTPConfig tunes the LMTP front end.
 type LMTPConfig struct {
@@ -188,7 +214,13 @@ func DefaultConfig() Config {
 			DialTimeout:  config.Duration(5 * time.Second),
 			LoginTimeout: config.Duration(30 * time.Second),
 		},
-		Names: NamesConfig{Lowercase: true},
+		Names: NamesConfig{
+			Lowercase:        true,
+			AltNamespace:     true,
+			UnixHierarchySep: true,
+			UserPrefix:       "Other Users",
+			SharedPrefix:     "Shared Folders",
+		},
 		Limits: LimitsConfig{
 			MaxConnections:      10000,
 			MaxConnectionsPerIP: 100,
@@ -203,6 +235,7 @@ func DefaultConfig() Config {
 		},
 		IMAP: IMAPConfig{
 			HideCapabilities: []string{"STARTTLS", "LOGINDISABLED", "AUTH=", "SASL-IR", "MUPDATE=", "MAILBOX-REFERRALS"},
+			Mode:             IMAPModeMurder,
 		},
 		LMTP: LMTPConfig{
 			MaxMessageBytes: 64 << 20,
@@ -239,6 +272,14 @@ func (c *Config) Validate() error {
 	}
 	if c.TLS.CertFile == "" && (c.TLS.Required || c.Listen.IMAPS != "" || c.Listen.POP3S != "") {
 		return errors.New("gateway: tls.required, imaps and pop3s need tls.cert_file and tls.key_file")
+	}
+	switch c.IMAP.Mode {
+	case IMAPModeMurder, IMAPModeRelay:
+	default:
+		return fmt.Errorf("gateway: imap.mode %q: want %q or %q", c.IMAP.Mode, IMAPModeMurder, IMAPModeRelay)
+	}
+	if c.Names.AltNamespace && (c.Names.UserPrefix == "" || c.Names.SharedPrefix == "") {
+		return errors.New("gateway: names.altnamespace needs names.userprefix and names.sharedprefix")
 	}
 	sources := 0
 	for _, set := range []bool{len(c.Dir.Endpoints) > 0, c.Dir.Mupdate != "", c.Dir.StaticFile != ""} {

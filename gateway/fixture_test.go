@@ -162,7 +162,8 @@ func startGateway(tb testing.TB, cfg Config, rep *Replica) *gw {
 // replicaFromMaster loads everything the real mupdate master holds.
 func replicaFromMaster(tb testing.TB, m *cyrustest.Murder) *Replica {
 	tb.Helper()
-	rep := NewReplica(DefaultReplicaConfig())
+	cfg := DefaultConfig()
+	rep := NewReplica(cfg.ReplicaConfig())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	entries, err := m.Directory(ctx)

@@ -23,6 +23,9 @@ type imapSession struct {
 	ip     string
 	tls    bool
 	errors int
+	// murder is set by a successful login in murder mode: the session
+	// then continues in imapserver (imap_handoff.go).
+	murder *imapMurderSession
 }
 
 func (s *Server) serveIMAP(ctx context.Context, conn net.Conn, implicitTLS bool) {
@@ -81,6 +84,17 @@ func (ss *imapSession) run(ctx context.Context) {
 		done, handoff := ss.dispatch(ctx, cmd)
 		if handoff != nil {
 			ss.relay(ctx, handoff)
+			return
+		}
+		if ss.murder != nil {
+			if ss.bw.Flush() != nil {
+				ss.murder.Close()
+				return
+			}
+			ss.s.setRelaying(ss.raw)
+			// imapserver closes the session when it ends (so does serve
+			// when the hand-off fails).
+			ss.s.handoff.serve(ctx, ss.conn, pending(ss.r.br), ss.murder)
 			return
 		}
 		if done {
@@ -274,6 +288,10 @@ func (ss *imapSession) finishLogin(ctx context.Context, cmd *imapCommand, creds 
 	ss.conn.SetDeadline(time.Time{})
 	a := ss.s.newAttempt(ProtoIMAP, ss.ip, creds)
 	r, lerr := a.resolve(ctx)
+	if ss.s.handoff != nil {
+		ss.murderLogin(ctx, cmd, a, r, lerr)
+		return false, nil
+	}
 	var b *imapBackend
 	if lerr == nil {
 		var err error
@@ -289,6 +307,28 @@ func (ss *imapSession) finishLogin(ctx context.Context, cmd *imapCommand, creds 
 	caps := filterCaps(b.caps, ss.s.cfg.IMAP.HideCapabilities)
 	ss.writef("%s OK [CAPABILITY %s] Logged in\r\n", cmd.tag, strings.Join(caps, " "))
 	return false, b
+}
+
+// murderLogin logs in to the user's INBOX backend with imapclient, the
+// first of the murder session's backend connections.
+func (ss *imapSession) murderLogin(ctx context.Context, cmd *imapCommand, a *attempt, r route, lerr *loginError) {
+	var ms *imapMurderSession
+	if lerr == nil {
+		ms = ss.s.newMurderSession(ss.s.ctx, r, nil)
+		c, err := ss.s.dialIMAPClient(ctx, r.addr, r.creds, ms.handler(r.server))
+		if err != nil {
+			lerr = a.backendFailed(ctx, r, err)
+		} else {
+			ms.backends[r.server] = c
+		}
+	}
+	if lerr != nil {
+		ss.writef("%s NO [%s] %s\r\n", cmd.tag, imapCode(lerr.kind), lerr.text)
+		return
+	}
+	a.succeeded(r)
+	ss.writef("%s OK [CAPABILITY %s] Logged in\r\n", cmd.tag, murderCapsAll)
+	ss.murder = ms
 }
 
 func imapCode(k failKind) string {

@@ -48,8 +48,16 @@ func appendAndFetch(t *testing.T, c *imapclient.Client, msgID string) {
 }
 
 func TestIMAPLoginRoutesEachUserToTheBackendHoldingTheirINBOX(t *testing.T) {
+	for _, mode := range []string{IMAPModeMurder, IMAPModeRelay} {
+		t.Run(mode, func(t *testing.T) { testIMAPLoginRoutes(t, mode) })
+	}
+}
+
+func testIMAPLoginRoutes(t *testing.T, mode string) {
 	m := murder(t)
-	g := startGateway(t, testConfig(m), replicaFromMaster(t, m))
+	cfg := testConfig(m)
+	cfg.IMAP.Mode = mode
+	g := startGateway(t, cfg, replicaFromMaster(t, m))
 	tests := []struct {
 		user, pass string
 		be         cyrustest.Backend
@@ -75,8 +83,11 @@ func TestIMAPLoginRoutesEachUserToTheBackendHoldingTheirINBOX(t *testing.T) {
 				t.Fatalf("%s: %v", tc.auth, err)
 			}
 			caps := c.Caps()
-			if !caps.Has(imap.CapIdle) || !caps.Has("X-REPLICATION") {
+			if mode == IMAPModeRelay && (!caps.Has(imap.CapIdle) || !caps.Has("X-REPLICATION")) {
 				t.Errorf("after login the client must see the backend's capabilities, got %v", caps)
+			}
+			if mode == IMAPModeMurder && (!caps.Has(imap.CapIdle) || !caps.Has(imap.CapNamespace) || caps.Has("X-REPLICATION")) {
+				t.Errorf("after login the client must see the murder session's capabilities, got %v", caps)
 			}
 			for c := range caps {
 				if strings.HasPrefix(string(c), "MUPDATE=") || c == imap.CapLoginDisabled {

@@ -54,6 +54,26 @@ func RoutableName(name string) bool {
 	return true
 }
 
+// ListableName reports whether a murder-mode IMAP session can ever show
+// this name: everything but delayed-delete names.
+func ListableName(name string) bool {
+	if _, rest, ok := strings.Cut(name, "!"); ok {
+		name = rest
+	}
+	return !strings.HasPrefix(name, "DELETED.")
+}
+
+// ReplicaConfig returns the replica settings this gateway needs: every
+// listable name with its ACL in murder mode, INBOXes and shared folders
+// only in relay mode.
+func (c *Config) ReplicaConfig() ReplicaConfig {
+	rc := DefaultReplicaConfig()
+	if c.IMAP.Mode == IMAPModeMurder {
+		rc.Keep = ListableName
+	}
+	return rc
+}
+
 // ReplicaStats is a point-in-time summary of a Replica, for metrics.
 type ReplicaStats struct {
 	Revision     uint64 // last revision applied
@@ -86,6 +106,7 @@ type Replica struct {
 
 type replicaEntry struct {
 	location       string // interned
+	acl            string
 	state          fsm.State
 	createRevision uint64
 	modRevision    uint64
@@ -107,8 +128,7 @@ func NewReplica(cfg ReplicaConfig) *Replica {
 	}
 }
 
-// Lookup implements Router. The returned entry carries no ACL: routing
-// never needs one and dropping it keeps the replica small.
+// Lookup implements Router.
 func (r *Replica) Lookup(name string) (fsm.Entry, bool) {
 	r.mu.RLock()
 	e, ok := r.entries[name]
@@ -116,13 +136,30 @@ func (r *Replica) Lookup(name string) (fsm.Entry, bool) {
 	if !ok {
 		return fsm.Entry{}, false
 	}
+	return e.entry(name), true
+}
+
+// Range calls fn for every entry, in no particular order, until fn
+// returns false. It holds the read lock throughout: fn must not block.
+func (r *Replica) Range(fn func(fsm.Entry) bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for name, e := range r.entries {
+		if !fn(e.entry(name)) {
+			return
+		}
+	}
+}
+
+func (e replicaEntry) entry(name string) fsm.Entry {
 	return fsm.Entry{
 		Name:           name,
 		State:          e.state,
 		Location:       e.location,
+		ACL:            e.acl,
 		CreateRevision: e.createRevision,
 		ModRevision:    e.modRevision,
-	}, true
+	}
 }
 
 // Ready implements Router.
@@ -245,5 +282,5 @@ func makeEntry(locs map[string]string, e fsm.Entry) replicaEntry {
 		loc = strings.Clone(e.Location)
 		locs[loc] = loc
 	}
-	return replicaEntry{location: loc, state: e.State, createRevision: e.CreateRevision, modRevision: e.ModRevision}
+	return replicaEntry{location: loc, acl: e.ACL, state: e.State, createRevision: e.CreateRevision, modRevision: e.ModRevision}
 }

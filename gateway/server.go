@@ -31,8 +31,10 @@ type Server struct {
 	auth    Authenticator
 	log     *slog.Logger
 	names   Namer
-	tlsConf *tls.Config // listeners (nil: no TLS)
-	beTLS   *tls.Config // backends (nil: plain)
+	mbNames mailboxNamer
+	handoff *imapHandoff // murder-mode IMAP sessions after login (nil in relay mode)
+	tlsConf *tls.Config  // listeners (nil: no TLS)
+	beTLS   *tls.Config  // backends (nil: plain)
 	now     func() time.Time
 
 	m      metrics
@@ -77,6 +79,12 @@ func New(cfg Config, router Router) (*Server, error) {
 		s.log = slog.Default()
 	}
 	s.log = s.log.With("component", "gateway")
+	s.mbNames = newMailboxNamer(cfg.Names)
+	if cfg.IMAP.Mode == IMAPModeMurder {
+		if _, ok := router.(Directory); !ok {
+			return nil, fmt.Errorf("gateway: imap.mode %q needs a router that can list the directory (a *Replica), got %T", IMAPModeMurder, router)
+		}
+	}
 	var err error
 	if s.tlsConf, err = cfg.serverTLS(); err != nil {
 		return nil, err
@@ -93,6 +101,9 @@ func New(cfg Config, router Router) (*Server, error) {
 	s.logins = newLoginLimiter(lim.LoginFailures, lim.LoginWindow.Std(), lim.MaxTrackedIPs, s.now)
 	s.conns = newConnLimiter(lim.MaxConnections, lim.MaxConnectionsPerIP)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if cfg.IMAP.Mode == IMAPModeMurder {
+		s.handoff = newIMAPHandoff(s.log.With("proto", "imap"))
+	}
 	return s, nil
 }
 
@@ -351,6 +362,9 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	for srv := range lmtp {
 		srv.Close()
+	}
+	if s.handoff != nil {
+		s.handoff.close()
 	}
 	s.wg.Wait()
 	return nil

@@ -56,7 +56,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	cfg.Logger = log
 
-	rep := gateway.NewReplica(gateway.DefaultReplicaConfig())
+	rep := gateway.NewReplica(cfg.ReplicaConfig())
 	if err := startDirectory(ctx, cfg.Dir, rep, log); err != nil {
 		log.Error("directory", "err", err)
 		return 1

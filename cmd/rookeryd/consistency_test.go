@@ -51,7 +51,7 @@ func TestDivergedNodeAnswersMupdateReadsWithATemporaryNO(t *testing.T) {
 		t.Fatal(err)
 	}
 	authn := auth.New(auth.Config{Writers: []string{"mupdate"}}, users)
-	ms, err := newMupdateServer(defaultConfig(), bad, authn, apitest.Logger(t))
+	ms, err := newMupdateServer(defaultConfig(), bad, authn, apitest.Logger(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

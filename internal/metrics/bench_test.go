@@ -18,7 +18,7 @@ type storeNode struct{ store *fsm.Store }
 func (n storeNode) Status() cluster.Status {
 	return cluster.Status{NodeID: "n1", State: "Leader", Leader: cluster.Peer{ID: "n1"}, Revision: n.store.Revision()}
 }
-func (n storeNode) LeaderChangesSeen() uint64 { return 1 }
+func (n storeNode) LeaderChanges() uint64 { return 1 }
 func (n storeNode) Store() *fsm.Store         { return n.store }
 
 // BenchmarkScrapeDirectory times one scrape of the node collector over a

@@ -13,7 +13,7 @@ import (
 // Node is what the node collector reads; *cluster.Node implements it.
 type Node interface {
 	Status() cluster.Status
-	LeaderChangesSeen() uint64
+	LeaderChanges() uint64
 	Store() *fsm.Store
 }
 
@@ -90,7 +90,7 @@ func (c *NodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descHasLeader, boolValue(st.Leader.ID != ""))
 	gauge(descIsLeader, boolValue(st.State == "Leader"))
-	ch <- prometheus.MustNewConstMetric(descLeaderChanges, prometheus.CounterValue, float64(c.node.LeaderChangesSeen()))
+	ch <- prometheus.MustNewConstMetric(descLeaderChanges, prometheus.CounterValue, float64(c.node.LeaderChanges()))
 	gauge(descTerm, float64(st.Term))
 	gauge(descCommit, float64(st.CommitIndex))
 	gauge(descApplied, float64(st.AppliedIndex))

@@ -1,0 +1,107 @@
+package cluster
+
+import (
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// commitPusher tells followers at once that an entry committed, when no
+// later entry is on its way to tell them.
+//
+// A follower learns the leader's commit index only from the next
+// AppendEntries. While writes flow that is the next entry; when they stop,
+// hashicorp/raft sends an empty AppendEntries only on its CommitTimeout
+// tick, so the last write of a burst reaches a follower's store that much
+// later, and everything waiting for it there waits too: a write forwarded
+// by the follower (gRPC Apply), LIST, the UPDATE dump, NOOP barriers. raft
+// has no call to send that AppendEntries early, so when the proposer goes
+// idle the leader sends it itself, over its raft transport: an ordinary
+// AppendEntries of the term in which the leader wrote the entry, without
+// entries, whose consistency check is that very entry (PrevLogEntry and
+// PrevLogTerm) and whose LeaderCommitIndex is its index. A follower that
+// holds the entry commits and applies up to it, exactly as raft would on
+// the next tick; one that does not (still writing it, or behind) refuses
+// and learns the commit from raft as before. A leader that has since been
+// deposed speaks for an older term, which followers of a newer one refuse.
+type commitPusher struct {
+	n *Node
+
+	mu      sync.Mutex
+	pending uint64 // highest committed index not yet pushed; 0 = none
+	running bool
+}
+
+// committed records that index committed on this leader with nothing
+// proposed after it, and starts a push unless one is under way (which
+// then pushes the newest index next).
+func (c *commitPusher) committed(index uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if index <= c.pending {
+		return
+	}
+	c.pending = index
+	if !c.running {
+		c.running = true
+		c.n.goFunc(c.run)
+	}
+}
+
+func (c *commitPusher) run() {
+	var last uint64
+	for {
+		c.mu.Lock()
+		index := c.pending
+		if index == last || c.n.ctx.Err() != nil {
+			c.running = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		c.push(index)
+		last = index
+	}
+}
+
+// push sends the commit of index to every other voter and non-voter.
+func (c *commitPusher) push(index uint64) {
+	n := c.n
+	var entry raft.Log
+	if err := n.storage.logs.GetLog(index, &entry); err != nil {
+		return // compacted away already: raft's own AppendEntries will do
+	}
+	cf := n.raft.GetConfiguration()
+	if cf.Error() != nil {
+		return
+	}
+	self := raft.ServerID(n.cfg.NodeID)
+	addr := n.trans.LocalAddr()
+	header := raft.RPCHeader{
+		ProtocolVersion: raft.ProtocolVersionMax,
+		ID:              []byte(self),
+		Addr:            n.trans.EncodePeer(self, addr),
+	}
+	req := raft.AppendEntriesRequest{
+		RPCHeader:         header,
+		Term:              entry.Term,
+		PrevLogEntry:      index,
+		PrevLogTerm:       entry.Term,
+		LeaderCommitIndex: index,
+	}
+	var wg sync.WaitGroup
+	for _, s := range cf.Configuration().Servers {
+		if s.ID == self {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var resp raft.AppendEntriesResponse
+			if err := n.trans.AppendEntries(s.ID, s.Address, &req, &resp); err == nil && resp.Success {
+				n.commitPushes.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+}
