@@ -98,6 +98,7 @@ func (d *snapDecoder) peers(st *state) error {
 func (d *snapDecoder) entries(st *state) error {
 	n := d.uvarint()
 	prev := ""
+	var recs []*record // in key order; the trees are filled at the end
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		shared := d.uvarint()
 		rest := d.strBytes(MaxNameLen)
@@ -119,12 +120,15 @@ func (d *snapDecoder) entries(st *state) error {
 		if err != nil {
 			return fmt.Errorf("entry %q: %w", name, err)
 		}
-		st.tree.ReplaceOrInsert(rec)
-		st.ix.put(nil, rec)
+		recs = append(recs, rec)
 		st.stats.add(rec.meta)
 		prev = key
 	}
-	return d.fail("entries")
+	if err := d.fail("entries"); err != nil {
+		return err
+	}
+	st.fill(recs)
+	return nil
 }
 
 // record reads the fields after the key of one entry.
