@@ -2,7 +2,6 @@ package fsm
 
 import (
 	"iter"
-	"slices"
 	"strings"
 
 	"github.com/google/btree"
@@ -78,38 +77,21 @@ func (ix *index) remove(old *record) {
 // fill loads records given in key order into the main tree and the
 // indexes of a new state (Restore).
 //
-// Each tree is filled in descending order. google/btree splits a full node
+// The records go in in descending order. google/btree splits a full node
 // in the middle and keeps the left half in the old, full-capacity slice:
 // ascending inserts then leave every node half full, about 8 bytes per
 // entry and tree wasted. Descending inserts refill the left half, and each
 // split-off right half is a right-sized slice that is never touched again,
-// so restored trees are nearly dense.
+// so restored trees are nearly dense. In byServer each server's range
+// receives its own keys in descending order too, which is all it takes.
 func (st *state) fill(recs []*record) {
 	for i := len(recs) - 1; i >= 0; i-- {
-		st.tree.ReplaceOrInsert(recs[i])
-	}
-	byServer := map[string][]*record{}
-	var reserved []*record
-	for _, r := range recs {
-		srv := ServerOf(r.meta.loc)
-		byServer[srv] = append(byServer[srv], r)
+		r := recs[i]
+		st.tree.ReplaceOrInsert(r)
+		st.ix.byServer.ReplaceOrInsert(r)
 		if r.meta.state == StateReserved {
-			reserved = append(reserved, r)
+			st.ix.reserved.ReplaceOrInsert(r)
 		}
-	}
-	servers := make([]string, 0, len(byServer))
-	for srv := range byServer {
-		servers = append(servers, srv)
-	}
-	slices.Sort(servers)
-	for i := len(servers) - 1; i >= 0; i-- {
-		l := byServer[servers[i]]
-		for j := len(l) - 1; j >= 0; j-- {
-			st.ix.byServer.ReplaceOrInsert(l[j])
-		}
-	}
-	for i := len(reserved) - 1; i >= 0; i-- {
-		st.ix.reserved.ReplaceOrInsert(reserved[i])
 	}
 }
 

@@ -98,7 +98,9 @@ func (d *snapDecoder) peers(st *state) error {
 func (d *snapDecoder) entries(st *state) error {
 	n := d.uvarint()
 	prev := ""
-	var recs []*record // in key order; the trees are filled at the end
+	// In key order; the trees are filled at the end (state.fill). The
+	// count is untrusted: it only bounds the first allocation.
+	recs := make([]*record, 0, min(n, 1<<20))
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		shared := d.uvarint()
 		rest := d.strBytes(MaxNameLen)
