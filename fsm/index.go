@@ -34,12 +34,14 @@ func newIndex() index {
 }
 
 // lessByServer orders by server part, then by key. The server is found in
-// the interned location on each comparison rather than stored, which would
-// cost a string header per meta.
+// the location on each comparison rather than stored, which would cost a
+// string header per meta. Locations are interned, so the common case —
+// two records at the same location — is a pointer comparison.
 func lessByServer(a, b *record) bool {
-	sa, sb := ServerOf(a.meta.loc), ServerOf(b.meta.loc)
-	if sa != sb {
-		return sa < sb
+	if la, lb := a.meta.loc, b.meta.loc; la != lb {
+		if sa, sb := ServerOf(la), ServerOf(lb); sa != sb {
+			return sa < sb
+		}
 	}
 	return a.key < b.key
 }
@@ -69,6 +71,27 @@ func (ix *index) remove(old *record) {
 	ix.byServer.Delete(old)
 	if old.meta.state == StateReserved {
 		ix.reserved.Delete(old)
+	}
+}
+
+// fill loads records given in key order into the main tree and the
+// indexes of a new state (Restore).
+//
+// The records go in in descending order. google/btree splits a full node
+// in the middle and keeps the left half in the old, full-capacity slice:
+// ascending inserts then leave every node half full, about 8 bytes per
+// entry and tree wasted. Descending inserts refill the left half, and each
+// split-off right half is a right-sized slice that is never touched again,
+// so restored trees are nearly dense. In byServer each server's range
+// receives its own keys in descending order too, which is all it takes.
+func (st *state) fill(recs []*record) {
+	for i := len(recs) - 1; i >= 0; i-- {
+		r := recs[i]
+		st.tree.ReplaceOrInsert(r)
+		st.ix.byServer.ReplaceOrInsert(r)
+		if r.meta.state == StateReserved {
+			st.ix.reserved.ReplaceOrInsert(r)
+		}
 	}
 }
 

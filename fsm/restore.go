@@ -98,6 +98,9 @@ func (d *snapDecoder) peers(st *state) error {
 func (d *snapDecoder) entries(st *state) error {
 	n := d.uvarint()
 	prev := ""
+	// In key order; the trees are filled at the end (state.fill). The
+	// count is untrusted: it only bounds the first allocation.
+	recs := make([]*record, 0, min(n, 1<<20))
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		shared := d.uvarint()
 		rest := d.strBytes(MaxNameLen)
@@ -119,12 +122,15 @@ func (d *snapDecoder) entries(st *state) error {
 		if err != nil {
 			return fmt.Errorf("entry %q: %w", name, err)
 		}
-		st.tree.ReplaceOrInsert(rec)
-		st.ix.put(nil, rec)
+		recs = append(recs, rec)
 		st.stats.add(rec.meta)
 		prev = key
 	}
-	return d.fail("entries")
+	if err := d.fail("entries"); err != nil {
+		return err
+	}
+	st.fill(recs)
+	return nil
 }
 
 // record reads the fields after the key of one entry.

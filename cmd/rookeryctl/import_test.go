@@ -67,6 +67,11 @@ func TestImportFromDumpRefusesANonEmptyDirectoryAndMergesOnRequest(t *testing.T)
 	run("get", "user.u00003").expect(t, "overwritten", exitOK, "ACTIVE", "be9!ssd", "x=lr")
 	run("get", "user.u00004").expect(t, "reserved over active", exitOK, "RESERVED", "be7!default")
 
+	// A snapshot of the cluster, loaded back: everything is already there.
+	snap := filepath.Join(t.TempDir(), "dir.snap")
+	run("snapshot", "save", snap).expect(t, "snapshot save", exitOK)
+	run("import", "--from-snapshot", snap, "--merge=skip-existing").expect(t, "import --from-snapshot", exitOK, "imported: 0 written, 3000 unchanged, 0 conflicts")
+
 	run("import", "--from-dump", "/nonexistent").expect(t, "missing file", exitFailed, "no such file")
 	run("import").expect(t, "no source", exitUsage, "exactly one of")
 	run("import", "--from-mupdate", "127.0.0.1:1", "--user", "x").expect(t, "no password", exitUsage, "ROOKERY_IMPORT_PASSWORD")

@@ -34,7 +34,14 @@ type daemon struct {
 func newDaemon(t *testing.T, bin, dataDir string, extra ...string) *daemon {
 	ports := freeport.T(t, 2)
 	d := &daemon{dataDir: dataDir, grpc: fmt.Sprintf("127.0.0.1:%d", ports[1])}
+	// Daemons under one parent directory share the cluster secret, as
+	// the members of one cluster do.
+	secret := filepath.Join(filepath.Dir(dataDir), "cluster-secret")
+	if err := os.WriteFile(secret, []byte("integrity-test-secret-0123456789"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	d.args = append([]string{
+		"-raft.peer_secret_file", secret,
 		"-node.id", filepath.Base(dataDir), "-node.data_dir", dataDir,
 		"-raft.address", fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		"-grpc.listen", d.grpc, "-grpc.unauthenticated", "-mupdate.listen", "",
@@ -327,12 +334,7 @@ func flipNameInPlace(t *testing.T, path, name string) int {
 // to be read back from raft.db when a new member catches up.
 func exitsWhenItCannotApplyACommittedEntry(t *testing.T, bin string) {
 	dir := t.TempDir()
-	secret := filepath.Join(dir, "secret")
-	if err := os.WriteFile(secret, []byte("integrity-test-secret-0123456789"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	common := []string{"-raft.peer_secret_file", secret}
-	n1 := newDaemon(t, bin, filepath.Join(dir, "n1"), common...)
+	n1 := newDaemon(t, bin, filepath.Join(dir, "n1"))
 	n1.start(t, bin, "-raft.bootstrap")
 	// More entries than the leader keeps in memory (cluster.logCacheSize),
 	// so the early ones are read from raft.db when n2 catches up.
@@ -340,7 +342,7 @@ func exitsWhenItCannotApplyACommittedEntry(t *testing.T, bin string) {
 	if flipNameInPlace(t, filepath.Join(n1.dataDir, "raft.db"), "user.u00007") == 0 {
 		t.Fatal("entry not found in raft.db")
 	}
-	n2 := newDaemon(t, bin, filepath.Join(dir, "n2"), common...)
+	n2 := newDaemon(t, bin, filepath.Join(dir, "n2"))
 	n2.start(t, bin, "-raft.join", n1.grpc)
 	n2.wantRefused(t, n2.wait(t, 60*time.Second), "node stopped (data dir "+n2.dataDir+")", "cannot be applied", "checksum")
 }

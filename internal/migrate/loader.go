@@ -96,6 +96,7 @@ type Loader struct {
 
 	batch []fsm.Command
 	work  chan []fsm.Command
+	gate  gate // shared by the workers: one unavailable answer pauses them all
 	wg    sync.WaitGroup
 	cbMu  sync.Mutex
 
@@ -226,7 +227,7 @@ func (l *Loader) worker() {
 		if l.failure() != nil {
 			continue // drain
 		}
-		res, err := Apply(l.ctx, l.w, b)
+		res, err := apply(l.ctx, l.w, b, &l.gate)
 		if err != nil {
 			l.fail(err)
 			continue
@@ -251,23 +252,59 @@ func (l *Loader) count(cmds []fsm.Command, res []*rookeryv1.BatchResult) {
 	}
 }
 
-// retryLimit bounds how long Apply keeps retrying an unavailable cluster.
+// retryLimit bounds how long one batch keeps being retried.
 const retryLimit = 10 * time.Minute
 
-// Apply writes cmds in order through Batch calls of at most
-// rookeryv1-sized pieces, retrying while the cluster is unavailable (a
-// leader election): every command an importer sends is safe to repeat
-// (ACTIVATE is an upsert, RESERVE at the same location succeeds again, a
-// repeated DELETE answers NOT_FOUND). It returns one result per command.
+// Apply writes cmds in order through Batch calls, retrying while the
+// cluster is unavailable (a leader election, an overloaded leader): every
+// command an importer sends is safe to repeat (ACTIVATE is an upsert,
+// RESERVE at the same location succeeds again, a repeated DELETE answers
+// NOT_FOUND). It returns one result per command.
 func Apply(ctx context.Context, w Writer, cmds []fsm.Command) ([]*rookeryv1.BatchResult, error) {
+	return apply(ctx, w, cmds, &gate{})
+}
+
+// gate holds back every sender until a time: after an unavailable answer
+// all of a load's calls pause together instead of each retrying at once
+// into a leader that is already behind.
+type gate struct{ until atomic.Int64 }
+
+func (g *gate) wait(ctx context.Context) error {
+	for {
+		d := time.Until(time.Unix(0, g.until.Load()))
+		if d <= 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+		}
+	}
+}
+
+func (g *gate) pause(d time.Duration) {
+	t := time.Now().Add(d).UnixNano()
+	for {
+		u := g.until.Load()
+		if u >= t || g.until.CompareAndSwap(u, t) {
+			return
+		}
+	}
+}
+
+func apply(ctx context.Context, w Writer, cmds []fsm.Command, g *gate) ([]*rookeryv1.BatchResult, error) {
 	out := make([]*rookeryv1.BatchResult, len(cmds))
 	pending := make([]int, len(cmds))
 	for i := range pending {
 		pending[i] = i
 	}
 	deadline := time.Now().Add(retryLimit)
-	backoff := 50 * time.Millisecond
+	backoff := 100 * time.Millisecond
 	for len(pending) > 0 {
+		if err := g.wait(ctx); err != nil {
+			return nil, err
+		}
 		batch := make([]fsm.Command, len(pending))
 		for j, i := range pending {
 			batch[j] = cmds[i]
@@ -298,12 +335,8 @@ func Apply(ctx context.Context, w Writer, cmds []fsm.Command) ([]*rookeryv1.Batc
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("migrate: cluster unavailable for %s: %w", retryLimit, lastErr)
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 2*time.Second)
+		g.pause(backoff)
+		backoff = min(2*backoff, 5*time.Second)
 		pending = retry
 	}
 	return out, nil
