@@ -116,9 +116,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"bound backend admin", strict, "/rookery.v1.Cluster/RemoveServer", bearer("be1:pw"), codes.PermissionDenied},
 		{"no role", strict, "/rookery.v1.Directory/Get", bearer("x:pw"), codes.PermissionDenied},
 		{"wrong password", open, "/rookery.v1.Directory/Get", bearer("w:nope"), codes.Unauthenticated},
-		{"peer secret", strict, "/rookery.v1.Peer/ReadIndex", []string{PeerTokenMetadata, "peer"}, codes.OK},
-		{"peer secret reads", strict, "/rookery.v1.Directory/Get", []string{PeerTokenMetadata, "peer"}, codes.OK},
-		{"peer secret writes", strict, "/rookery.v1.Directory/Reserve", []string{PeerTokenMetadata, "peer"}, codes.PermissionDenied},
+		{"peer token", strict, "/rookery.v1.Peer/ReadIndex", []string{PeerTokenMetadata, peerToken("peer")}, codes.OK},
+		{"peer token reads", strict, "/rookery.v1.Directory/Get", []string{PeerTokenMetadata, peerToken("peer")}, codes.OK},
+		{"peer token writes", strict, "/rookery.v1.Directory/Reserve", []string{PeerTokenMetadata, peerToken("peer")}, codes.PermissionDenied},
 		{"wrong peer secret", strict, "/rookery.v1.Peer/ReadIndex", []string{PeerTokenMetadata, "guess"}, codes.Unauthenticated},
 		{"no auth configured", noAuth, "/rookery.v1.Cluster/RemoveServer", nil, codes.OK},
 	}
