@@ -59,7 +59,7 @@ func openVerifiedStorage(dir, kind string, retain int, logger *slog.Logger) (*st
 		if err := removeSnapshotTemps(dir, logger); err != nil {
 			return nil, err
 		}
-		if err := verifyLog(st.logs, logFileOf(dir, kind), logger); err != nil {
+		if err := verifyLog(st.logs, newestSnapshotIndex(st.snaps), logFileOf(dir, kind), logger); err != nil {
 			return nil, fmt.Errorf("%w%s", err, wayOut(dir))
 		}
 		return st, verifySnapshots(dir, st.logs, logger)
@@ -236,13 +236,28 @@ func walSegmentOf(walDir string, index uint64) string {
 	return best
 }
 
+// newestSnapshotIndex is the index of the newest snapshot on disk, 0 when
+// there is none (or the list cannot be read; verifySnapshots reports that).
+func newestSnapshotIndex(snaps raft.SnapshotStore) uint64 {
+	metas, err := snaps.List()
+	if err != nil || len(metas) == 0 {
+		return 0
+	}
+	return metas[0].Index
+}
+
 // verifyLog reads every entry of the log and checks it as raft and the
 // state machine will: readable, at its index, terms never decreasing, and
 // a command or configuration that decodes (commands carry a CRC-32C). An
 // entry that fails would stop the node later, or, before checksums, be
 // applied as something else; here it refuses the start with the file and
 // index instead.
-func verifyLog(logs raft.LogStore, fileOf func(uint64) string, logger *slog.Logger) error {
+//
+// Entries at or below snapIndex (the newest snapshot) may be missing:
+// after a follower installs a snapshot, raft appends the entries that
+// follow it while older entries below the snapshot stay (they are only
+// trimmed by the next compaction), leaving a hole raft never reads.
+func verifyLog(logs raft.LogStore, snapIndex uint64, fileOf func(uint64) string, logger *slog.Logger) error {
 	first, err := logs.FirstIndex()
 	if err != nil {
 		return fmt.Errorf("cluster: raft log %s: read first index: %w", fileOf(0), err)
@@ -262,6 +277,9 @@ func verifyLog(logs raft.LogStore, fileOf func(uint64) string, logger *slog.Logg
 	for i := first; i <= last; i++ {
 		var l raft.Log
 		err := logs.GetLog(i, &l)
+		if errors.Is(err, raft.ErrLogNotFound) && i <= snapIndex {
+			continue
+		}
 		if err == nil {
 			err = checkEntry(&l, i, term)
 		}

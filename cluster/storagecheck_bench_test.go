@@ -88,7 +88,7 @@ func BenchmarkVerifyLogAtStart(b *testing.B) {
 	logger := slog.New(slog.DiscardHandler)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := verifyLog(st.logs, fileOf, logger); err != nil {
+		if err := verifyLog(st.logs, 0, fileOf, logger); err != nil {
 			b.Fatal(err)
 		}
 	}
