@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,20 +69,6 @@ var (
 type NodeCollector struct {
 	node Node
 	now  func() time.Time
-
-	mu       sync.Mutex
-	reserved reservations
-}
-
-// reservations tracks the RESERVED entries (normally few: creates and
-// moves in progress) from the directory's change history, so finding the
-// oldest costs the changes since the last scrape, not a scan of millions
-// of entries. A full scan happens only when the tracking has no base yet
-// or the history it needs was compacted.
-type reservations struct {
-	valid bool
-	rev   uint64           // every change up to rev is accounted for
-	at    map[string]int64 // name -> ReservedAt (unix ns)
 }
 
 // NewNodeCollector returns a collector for node; register it once.
@@ -133,7 +118,7 @@ func (c *NodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descRevision, float64(st.Revision))
 	age := 0.0
-	if at, ok := c.oldestReserved(stats.Reserved); ok {
+	if at, ok := c.oldestReserved(); ok {
 		age = max(0, now.Sub(time.Unix(0, at)).Seconds())
 	}
 	gauge(descReservedAge, age)
@@ -163,60 +148,19 @@ func (c *NodeCollector) collectHealth(gauge func(*prometheus.Desc, float64, ...s
 	}
 }
 
-// oldestReserved returns when the oldest reservation was made.
-func (c *NodeCollector) oldestReserved(count uint64) (int64, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r := &c.reserved
-	store := c.node.Store()
-	if count == 0 {
-		// Nothing reserved: a fresh, empty base, without a scan.
-		*r = reservations{valid: true, rev: store.Revision(), at: map[string]int64{}}
-		return 0, false
-	}
-	if !r.valid || !r.catchUp(store) {
-		r.scan(store.View())
-	}
+// oldestReserved returns when the oldest reservation was made. The
+// directory indexes RESERVED entries (normally few: creates and moves in
+// progress), so this costs the reservations, not a scan of every mailbox.
+func (c *NodeCollector) oldestReserved() (int64, bool) {
 	var oldest int64
 	found := false
-	for _, at := range r.at {
-		if !found || at < oldest {
-			oldest, found = at, true
-		}
-	}
-	return oldest, found
-}
-
-// catchUp applies the changes since r.rev; false when they were compacted.
-func (r *reservations) catchUp(store *fsm.Store) bool {
-	for {
-		evs, err := store.EventsSince(r.rev, 4096)
-		if err != nil {
-			return false
-		}
-		if len(evs) == 0 {
-			return true
-		}
-		for _, ev := range evs {
-			if ev.Type == fsm.EventPut && ev.Entry.State == fsm.StateReserved {
-				r.at[ev.Entry.Name] = ev.Entry.ReservedAt
-			} else {
-				delete(r.at, ev.Entry.Name)
-			}
-			r.rev = ev.Revision
-		}
-	}
-}
-
-// scan rebuilds the set from a full view of the directory.
-func (r *reservations) scan(view *fsm.View) {
-	*r = reservations{valid: true, rev: view.Revision(), at: map[string]int64{}}
-	view.ScanName("", func(e fsm.Entry) bool {
-		if e.State == fsm.StateReserved {
-			r.at[e.Name] = e.ReservedAt
+	c.node.Store().View().ScanReserved(func(e fsm.Entry) bool {
+		if !found || e.ReservedAt < oldest {
+			oldest, found = e.ReservedAt, true
 		}
 		return true
 	})
+	return oldest, found
 }
 
 func boolValue(b bool) float64 {
