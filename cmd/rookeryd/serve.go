@@ -126,7 +126,18 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus
 
 	reloadUsersOnHUP(ctx, cfg.Auth.UsersFile, authn, logger)
 	if ttl := time.Duration(cfg.Directory.ReservationTTL); ttl > 0 {
-		go reservations.Run(ctx, node, reservations.Config{TTL: ttl, Logger: logger.With("component", "reservations")})
+		// Stopped and waited for before the node closes (defers run last
+		// first), so no release is proposed to a closed node.
+		expiryCtx, stopExpiry := context.WithCancel(ctx)
+		expiryDone := make(chan struct{})
+		go func() {
+			defer close(expiryDone)
+			rlog := logger.With("component", "reservations")
+			if err := reservations.Run(expiryCtx, node, reservations.Config{TTL: ttl, Logger: rlog}); err != nil {
+				rlog.Error("reservation expiry stopped", "err", err)
+			}
+		}()
+		defer func() { stopExpiry(); <-expiryDone }()
 	}
 	var failure error
 	select {
