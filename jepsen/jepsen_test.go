@@ -90,6 +90,9 @@ func TestJepsen(t *testing.T) {
 		if res.Report.Faults == 0 || res.Report.OK == 0 {
 			t.Fatalf("the short run exercised nothing: %s", res.Summary(cfg))
 		}
+		if res.Terms[0] == 0 || res.Terms[1] < res.Terms[0] {
+			t.Fatalf("the run did not record the raft terms around its workload: %s", res.Summary(cfg))
+		}
 		os.RemoveAll(root)
 		return
 	}

@@ -80,6 +80,10 @@ type RunResult struct {
 	// Problems are harness-level failures (the cluster did not heal, a
 	// stream never started) that make the run inconclusive.
 	Problems []string
+	// Terms are the highest raft term any node reported when the workload
+	// started and when it ended (before healing): a run without nemesis
+	// whose terms differ had an election nobody caused.
+	Terms [2]uint64
 }
 
 // Summary is the run's one-line summary.
@@ -88,7 +92,8 @@ func (r *RunResult) Summary(cfg Config) string {
 	if !r.Report.Valid() || len(r.Problems) > 0 {
 		verdict = "INVALID"
 	}
-	return fmt.Sprintf("%s: %s nodes=%d nemesis=%s duration=%s %s", cfg.Name, verdict, cfg.Nodes, describeNemesis(cfg.Nemesis), cfg.Duration, r.Report.Summary())
+	return fmt.Sprintf("%s: %s nodes=%d nemesis=%s duration=%s terms=%d→%d %s", cfg.Name, verdict, cfg.Nodes,
+		describeNemesis(cfg.Nemesis), cfg.Duration, r.Terms[0], r.Terms[1], r.Report.Summary())
 }
 
 // Run starts a cluster, runs the workload under the nemesis, heals, reads
@@ -199,12 +204,15 @@ func (r *run) execute(ctx context.Context) (*RunResult, error) {
 		rng:      rand.New(rand.NewPCG(r.rng.Uint64(), r.rng.Uint64())),
 		faultFor: r.cfg.FaultFor, quietFor: r.cfg.QuietFor,
 	}
+	var terms [2]uint64
+	terms[0] = r.c.highestTerm(ctx)
 	nemDone := make(chan struct{})
 	go func() { defer close(nemDone); nem.run(workCtx) }()
 	<-workCtx.Done()
 	stopWork()
 	<-nemDone
 	workWG.Wait()
+	terms[1] = r.c.highestTerm(ctx)
 	log.Info("workload done", "ops", len(r.h.Ops()))
 
 	// Heal and converge.
@@ -240,7 +248,7 @@ func (r *run) execute(ctx context.Context) (*RunResult, error) {
 		obs.Updates = append(obs.Updates, s.Sessions()...)
 	}
 	rep := Check(obs, r.cfg.Check)
-	res := &RunResult{Dir: r.cfg.Dir, Report: rep, Problems: r.problems}
+	res := &RunResult{Dir: r.cfg.Dir, Report: rep, Problems: r.problems, Terms: terms}
 	if err := r.write(obs, res); err != nil {
 		return res, err
 	}
@@ -376,4 +384,15 @@ func writeJSON(path string, v any) error {
 		return err
 	}
 	return os.WriteFile(path, b, 0o644)
+}
+
+// highestTerm is the highest raft term any reachable node reports.
+func (c *Cluster) highestTerm(ctx context.Context) uint64 {
+	var term uint64
+	for _, st := range c.statuses(ctx) {
+		if st != nil {
+			term = max(term, st.GetTerm())
+		}
+	}
+	return term
 }
