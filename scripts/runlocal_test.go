@@ -195,6 +195,14 @@ func TestRunLocalRefusesARunningClusterAndRestartsAMissingNode(t *testing.T) {
 	if !strings.Contains(first.out.String(), "mupdate (writer)") || !strings.Contains(first.out.String(), "/passwords") {
 		t.Errorf("banner does not name the mupdate identity and the passwords file:\n%s", first.out.String())
 	}
+	if os.Geteuid() == 0 {
+		for _, id := range []string{"n1", "n2", "n3"} {
+			ag, err := os.ReadFile(fmt.Sprintf("/proc/%d/autogroup", e.nodePID(id)))
+			if err != nil || !strings.HasSuffix(strings.TrimSpace(string(ag)), "nice -10") {
+				t.Errorf("%s runs without CPU priority: /proc/PID/autogroup %q, %v; want its own autogroup at nice -10", id, ag, err)
+			}
+		}
+	}
 	users, logSize := e.read("users"), e.size("n1/rookeryd.log")
 
 	second := e.start("ROOKERY_ADMIN_PASSWORD=another")

@@ -10,9 +10,10 @@
 # and, at the end, the terms and the nodes' own leader-change counters, and
 # the load average. Extra rookeryd flags go in ROOKERYD_FLAGS, e.g.
 #   ROOKERYD_FLAGS="-raft.leader_lease_timeout 100ms" scripts/soak-leadership.sh
-# AUTOGROUP_NICE (root only for negative values) sets the CPU weight of the
-# nodes' scheduler autogroup: with kernel.sched_autogroup_enabled, CPU is
-# shared per session, and plain nice does not reach across sessions.
+# AUTOGROUP_NICE (root only for negative values; default as make run: -10
+# for root, else 0) sets the CPU weight of each node's scheduler autogroup:
+# with kernel.sched_autogroup_enabled, CPU is shared per session, and plain
+# nice does not reach across sessions. AUTOGROUP_NICE=0 measures without.
 # Everything it started is stopped by PID at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,8 @@ BUSY=${BUSY:-2}
 LOG_STORE=${ROOKERY_LOG_STORE:-bolt}
 DATA=$(mktemp -d "${TMPDIR:-/tmp}/rookery-soak.XXXXXX")
 read -r -a EXTRA <<<"${ROOKERYD_FLAGS:-}"
+# make run's default CPU priority for the nodes (scripts/run-local.sh).
+AUTOGROUP_NICE=${AUTOGROUP_NICE:-$([ "$(id -u)" = 0 ] && echo -10 || echo 0)}
 
 for i in 1 2 3; do
   for p in $((BASE + i)) $((BASE + 100 + i)) $((BASE + 200 + i)); do
@@ -49,7 +52,9 @@ for i in 1 2 3; do
 done
 for i in 1 2 3; do
   mkdir -p "$DATA/n$i"
-  "$BIN/rookeryd" -node.id "n$i" -node.data_dir "$DATA/n$i" \
+  # As make run: a session (scheduler autogroup) per node, at AUTOGROUP_NICE.
+  setsid sh -c '[ "$0" = 0 ] || echo "$0" >/proc/self/autogroup; exec "$@"' "$AUTOGROUP_NICE" \
+    "$BIN/rookeryd" -node.id "n$i" -node.data_dir "$DATA/n$i" \
     -raft.address "127.0.0.1:$((BASE + i))" -raft.peers "$PEERS" -raft.log_store "$LOG_STORE" \
     -raft.peer_secret_file "$DATA/secret" -grpc.listen "127.0.0.1:$((BASE + 100 + i))" \
     -debug.listen "127.0.0.1:$((BASE + 200 + i))" -mupdate.listen "127.0.0.1:0" \
@@ -81,11 +86,10 @@ except KeyboardInterrupt:
     pass
 PY
 pids+=($!)
-if [ -n "${AUTOGROUP_NICE:-}" ]; then
-  echo "$AUTOGROUP_NICE" >"/proc/${pids[0]}/autogroup"
-fi
+# Busy loops in sessions of their own: other work on the host, not work
+# sharing the nodes' autogroup.
 for _ in $(seq "$BUSY"); do
-  sh -c 'while :; do :; done' &
+  setsid sh -c 'while :; do :; done' &
   pids+=($!)
 done
 
