@@ -41,7 +41,7 @@ func (s *Server) newLMTPServer(ctx context.Context) *smtp.Server {
 	srv.WriteTimeout = s.cfg.LMTP.Timeout.Std()
 	// No TLSConfig: go-smtp's STARTTLS would wrap the connection below
 	// the bare-address filter, which therefore does STARTTLS itself
-	// (lmtpaddr.go).
+	// (lmtp_bare.go).
 	srv.ErrorLog = slogPrinter{s.log.With("proto", "lmtp")}
 	return srv
 }

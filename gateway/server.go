@@ -243,14 +243,12 @@ func (s *Server) serveLMTP(ln net.Listener) error {
 	}
 	s.lmtp[srv] = struct{}{}
 	s.mu.Unlock()
-	err := srv.Serve(&lmtpAddrListener{
+	err := srv.Serve(&bareListener{
 		Listener: &limitListener{Listener: ln, s: s},
-		opts: lmtpAddrOptions{
-			TLS:           s.tlsConf,
-			Timeout:       s.cfg.LMTP.Timeout.Std(),
-			MaxLineLength: s.cfg.LMTP.MaxLineLength,
-			Log:           s.log.With("proto", "lmtp"),
-		},
+		tls:      s.tlsConf,
+		timeout:  s.cfg.LMTP.Timeout.Std(),
+		maxLine:  s.cfg.LMTP.MaxLineLength,
+		log:      s.log.With("proto", "lmtp"),
 	})
 	if s.isClosed() || errors.Is(err, net.ErrClosed) || errors.Is(err, smtp.ErrServerClosed) {
 		return nil
