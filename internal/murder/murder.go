@@ -95,7 +95,7 @@ type Murder struct {
 	base   []string // KEY=value environment for murder-up.sh
 	roles  []string
 
-	ports  *freeport.Ports
+	ports *freeport.Ports
 
 	mu    sync.Mutex
 	env   map[string]string // parsed `murder-up.sh DIR env`
