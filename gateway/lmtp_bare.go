@@ -77,7 +77,7 @@ func (l *bareListener) wrap(c net.Conn) *bareConn {
 }
 
 // bareConn is the filter around one client connection. Its embedded Conn
-// is the accepted one; cur is the connection in use (TLS once upgraded).
+// is the accepted one; once STARTTLS ran, tlsConn is used over it.
 type bareConn struct {
 	net.Conn
 	l *bareListener

@@ -4,9 +4,10 @@
 // Every murder lives in its own temporary directory and listens on free ports
 // of 127.0.0.1 only, so tests can run several murders side by side and next to
 // other sessions' Cyrus processes. Cyrus's `master` needs root (it drops to
-// the `cyrus` user itself). When Cyrus cannot run, Start skips the test, except
-// when the environment has CI=true: then it fails, so a CI run never passes
-// without exercising real Cyrus.
+// the `cyrus` user itself). Start gives one test its own murder; Shared gives
+// a whole test binary one murder (Cyrus takes seconds to start). When Cyrus
+// cannot run, both skip the test, except when the environment has CI=true:
+// then they fail it, so a CI run never passes without exercising real Cyrus.
 package murder
 
 import (
