@@ -94,13 +94,11 @@ type Murder struct {
 	dir    string
 	script string
 	base   []string // KEY=value environment for murder-up.sh
-	roles  []string
-
-	ports *freeport.Ports
+	ports  *freeport.Ports
 
 	mu    sync.Mutex
 	env   map[string]string // parsed `murder-up.sh DIR env`
-	extra []string          // roles started later with StartRole
+	roles []string          // started, in start order (StartRole adds)
 }
 
 // scriptTimeout bounds one murder-up.sh invocation (start of four roles
