@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
-	"github.com/rookery/rookery/gateway/internal/cyrustest"
+	murderpkg "github.com/rookery/rookery/internal/murder"
 )
 
 // Benchmarks against the real Cyrus murder: each compares the same work
@@ -39,14 +39,14 @@ var benchSetup struct {
 
 // benchMurder returns the murder with the bench user on be1 holding
 // benchMessages messages of about 1 MiB.
-func benchMurder(b *testing.B) *cyrustest.Murder {
+func benchMurder(b *testing.B) *testMurder {
 	m := murder(b)
 	benchSetup.once.Do(func() {
 		benchSetup.err = func() error {
 			if err := m.AddUser(context.Background(), benchUser, benchPass); err != nil {
 				return err
 			}
-			if err := cyrustest.CreateUser(m.BE1, benchUser); err != nil {
+			if err := m.CreateUser(context.Background(), murderpkg.RoleBE1, benchUser); err != nil {
 				return err
 			}
 			c, err := imapclient.DialInsecure(m.BE1.IMAP, nil)
@@ -69,7 +69,7 @@ func benchMurder(b *testing.B) *cyrustest.Murder {
 			if err := c.Logout().Wait(); err != nil {
 				return err
 			}
-			return m.StartFrontend(context.Background())
+			return m.StartRole(context.Background(), murderpkg.RoleFE)
 		}()
 	})
 	if benchSetup.err != nil {
@@ -142,7 +142,7 @@ func (ri *rawIMAP) cmd(b *testing.B, line string) int64 {
 
 // relayGateway starts a second gateway in relay mode (imap.mode =
 // relay), so the benchmarks show both IMAP modes.
-func relayGateway(b *testing.B, m *cyrustest.Murder) *gw {
+func relayGateway(b *testing.B, m *testMurder) *gw {
 	cfg := testConfig(m)
 	cfg.IMAP.Mode = IMAPModeRelay
 	return startGateway(b, cfg, replicaFromMaster(b, m))

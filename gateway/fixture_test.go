@@ -17,7 +17,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,24 +24,28 @@ import (
 
 	"github.com/rookery/rookery/config"
 	"github.com/rookery/rookery/fsm"
-	"github.com/rookery/rookery/gateway/internal/cyrustest"
 	"github.com/rookery/rookery/internal/freeport"
+	"github.com/rookery/rookery/internal/mupdateclient"
+	murderpkg "github.com/rookery/rookery/internal/murder"
 )
 
-// The Cyrus murder is started once, on first use, and shared by every
-// test and benchmark in the package; TestMain stops it.
-var shared struct {
-	once sync.Once
-	m    *cyrustest.Murder
-	err  error
+// cyrus is the real Cyrus murder every test and benchmark in the package
+// shares: master, be1 and be2 with POP3, alice on be1 and bob on be2.
+// TestMain stops it.
+var cyrus = &murderpkg.Shared{
+	Options: murderpkg.Options{Roles: []string{murderpkg.RoleMaster, murderpkg.RoleBE1, murderpkg.RoleBE2}, WithPOP3: true},
+	Setup: func(ctx context.Context, m *murderpkg.Murder) error {
+		if err := m.CreateUser(ctx, murderpkg.RoleBE1, "alice"); err != nil {
+			return err
+		}
+		return m.CreateUser(ctx, murderpkg.RoleBE2, "bob")
+	},
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shared.m != nil {
-		if err := shared.m.Stop(); err != nil {
-			slog.Error("stopping the Cyrus murder", "err", err)
-		}
+	if err := cyrus.Close(); err != nil {
+		slog.Error("stopping the Cyrus murder", "err", err)
 	}
 	// No goroutine a test started may outlive it; checked once the murder
 	// (whose helpers are goroutines too) has stopped.
@@ -55,53 +58,48 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// murder returns the shared murder with alice on be1 and bob on be2. It
-// skips when Cyrus cannot run here, except in CI, where it fails.
-func murder(tb testing.TB) *cyrustest.Murder {
-	tb.Helper()
-	shared.once.Do(func() {
-		if why := cyrustest.Available(); why != "" {
-			shared.err = &skipError{why}
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		m, err := cyrustest.Start(ctx)
-		if err != nil {
-			shared.err = err
-			return
-		}
-		shared.m = m
-		for _, u := range []struct {
-			be   cyrustest.Backend
-			name string
-		}{{m.BE1, "alice"}, {m.BE2, "bob"}} {
-			if err := cyrustest.CreateUser(u.be, u.name); err != nil {
-				shared.err = err
-				return
-			}
-		}
-	})
-	if shared.err != nil {
-		var se *skipError
-		if ok := asSkip(shared.err, &se); ok && os.Getenv("CI") != "true" {
-			tb.Skip("Cyrus unavailable: " + se.why)
-		}
-		tb.Fatalf("Cyrus murder: %v", shared.err)
-	}
-	return shared.m
+// cyrusServer is one Cyrus role's servername and service addresses.
+type cyrusServer struct{ Name, IMAP, POP3, LMTP string }
+
+// testMurder is the shared murder with its servers' addresses at hand.
+type testMurder struct {
+	*murderpkg.Murder
+	BE1, BE2, FE cyrusServer
 }
 
-type skipError struct{ why string }
+func server(m *murderpkg.Murder, role string) cyrusServer {
+	return cyrusServer{Name: m.Name(role), IMAP: m.IMAPAddr(role), POP3: m.POP3Addr(role), LMTP: m.LMTPAddr(role)}
+}
 
-func (e *skipError) Error() string { return e.why }
+// murder returns the shared murder. It skips when Cyrus cannot run here,
+// except in CI (CI=true), where it fails.
+func murder(tb testing.TB) *testMurder {
+	tb.Helper()
+	m := cyrus.Get(tb)
+	return &testMurder{Murder: m,
+		BE1: server(m, murderpkg.RoleBE1), BE2: server(m, murderpkg.RoleBE2), FE: server(m, murderpkg.RoleFE)}
+}
 
-func asSkip(err error, target **skipError) bool {
-	se, ok := err.(*skipError)
-	if ok {
-		*target = se
+// Directory lists every entry the real mupdate master holds (MUPDATE LIST).
+func (m *testMurder) Directory(ctx context.Context) ([]fsm.Entry, error) {
+	c, err := mupdateclient.Dial(ctx, m.MasterAddr(), mupdateclient.DefaultConfig())
+	if err != nil {
+		return nil, err
 	}
-	return ok
+	defer c.Close()
+	list, err := c.List(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]fsm.Entry, 0, len(list))
+	for _, e := range list {
+		st := fsm.StateActive
+		if e.Reserved {
+			st = fsm.StateReserved
+		}
+		out = append(out, fsm.Entry{Name: e.Name, State: st, Location: e.Location, ACL: e.ACL})
+	}
+	return out, nil
 }
 
 // gw is a gateway under test with its own listeners.
@@ -118,7 +116,7 @@ type gw struct {
 
 // testConfig is DefaultConfig with short delays, for a murder m (nil:
 // no backends).
-func testConfig(m *cyrustest.Murder) Config {
+func testConfig(m *testMurder) Config {
 	cfg := DefaultConfig()
 	cfg.Hostname = "gw.test"
 	cfg.Backend.AuthName, cfg.Backend.Password = "proxy", "proxypw"
@@ -129,7 +127,7 @@ func testConfig(m *cyrustest.Murder) Config {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	if m != nil {
-		for _, b := range m.Backends() {
+		for _, b := range []cyrusServer{m.BE1, m.BE2} {
 			cfg.Servers[b.Name] = ServerAddrs{IMAP: b.IMAP, POP3: b.POP3, LMTP: b.LMTP}
 		}
 	}
@@ -170,7 +168,7 @@ func startGateway(tb testing.TB, cfg Config, rep *Replica) *gw {
 }
 
 // replicaFromMaster loads everything the real mupdate master holds.
-func replicaFromMaster(tb testing.TB, m *cyrustest.Murder) *Replica {
+func replicaFromMaster(tb testing.TB, m *testMurder) *Replica {
 	tb.Helper()
 	cfg := DefaultConfig()
 	rep := NewReplica(cfg.ReplicaConfig())

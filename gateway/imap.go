@@ -3,7 +3,6 @@ package gateway
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"errors"
 	"net"
 	"strings"
@@ -360,31 +359,6 @@ func (ss *imapSession) bye(msg string) {
 	ss.conn.SetWriteDeadline(time.Now().Add(time.Second)) // the read deadline may have expired both
 	ss.writef("* BYE %s\r\n", msg)
 	ss.bw.Flush()
-}
-
-// serverHandshake runs the TLS server handshake within the pre-login
-// timeout.
-func (s *Server) serverHandshake(ctx context.Context, conn net.Conn) (*tls.Conn, error) {
-	tc := tls.Server(conn, s.tlsConf)
-	hctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.PreLoginTimeout.Std())
-	defer cancel()
-	if err := tc.HandshakeContext(hctx); err != nil {
-		s.m.tlsFailures.Add(1)
-		s.log.Debug("TLS handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
-		return nil, err
-	}
-	return tc, nil
-}
-
-// pending returns the bytes already buffered in br (read from the peer
-// but not yet consumed), which the relay must forward first.
-func pending(br *bufio.Reader) []byte {
-	n := br.Buffered()
-	if n == 0 {
-		return nil
-	}
-	b, _ := br.Peek(n)
-	return append([]byte(nil), b...)
 }
 
 func isTimeout(err error) bool {

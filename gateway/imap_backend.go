@@ -253,18 +253,6 @@ func parseCapCode(line string) []string {
 	return strings.Fields(rest[:j])
 }
 
-// responseCode returns the atom of a leading "[CODE ...]", upper case.
-func responseCode(text string) string {
-	if !strings.HasPrefix(text, "[") {
-		return ""
-	}
-	end := strings.IndexAny(text, " ]")
-	if end < 0 {
-		return ""
-	}
-	return strings.ToUpper(text[1:end])
-}
-
 func hasCap(caps []string, want string) bool {
 	for _, c := range caps {
 		if strings.EqualFold(c, want) {
@@ -304,11 +292,4 @@ func trailingLiteral(s string) (int, bool) {
 		return 0, false
 	}
 	return n, true
-}
-
-func truncate(s string) string {
-	if len(s) > 200 {
-		return s[:200] + "..."
-	}
-	return s
 }

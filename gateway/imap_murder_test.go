@@ -12,18 +12,21 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/rookery/rookery/fsm"
-	"github.com/rookery/rookery/gateway/internal/cyrustest"
+	murderpkg "github.com/rookery/rookery/internal/murder"
 )
 
 // murderFolders creates, once per murder, bob's folder shared with alice
 // on be2 and a shared.* folder on be2, each holding one message.
-func murderFolders(t *testing.T, m *cyrustest.Murder) {
+func murderFolders(t *testing.T, m *testMurder) {
 	t.Helper()
-	c, err := cyrustest.Admin(m.BE2)
+	c, err := imapclient.DialInsecure(m.BE2.IMAP, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Logout()
+	defer c.Close()
+	if err := c.Login(murderpkg.AdminUser, murderpkg.AdminPass).Wait(); err != nil {
+		t.Fatal(err)
+	}
 	if st, err := c.Status("shared/proj", &imap.StatusOptions{NumMessages: true}).Wait(); err == nil && *st.NumMessages > 0 {
 		return
 	}

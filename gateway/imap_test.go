@@ -15,7 +15,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 	"github.com/rookery/rookery/fsm"
-	"github.com/rookery/rookery/gateway/internal/cyrustest"
+	murderpkg "github.com/rookery/rookery/internal/murder"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -60,7 +60,7 @@ func testIMAPLoginRoutes(t *testing.T, mode string) {
 	g := startGateway(t, cfg, replicaFromMaster(t, m))
 	tests := []struct {
 		user, pass string
-		be         cyrustest.Backend
+		be         cyrusServer
 		auth       string
 	}{
 		{"alice", "alicepw", m.BE1, "LOGIN"},
@@ -292,7 +292,7 @@ func TestIMAPMovedUserFollowsTheReplica(t *testing.T) {
 	if err := m.AddUser(ctx, carol, "carolpw"); err != nil {
 		t.Fatal(err)
 	}
-	if err := cyrustest.CreateUser(m.BE1, carol); err != nil {
+	if err := m.CreateUser(ctx, murderpkg.RoleBE1, carol); err != nil {
 		t.Fatal(err)
 	}
 	directAppend(t, m.BE1, carol, "carolpw", "<before-move@gw.test>")
@@ -321,7 +321,7 @@ func TestIMAPMovedUserFollowsTheReplica(t *testing.T) {
 		t.Fatal("before the move, the login does not reach be1")
 	}
 
-	if err := cyrustest.Move(m.BE1, m.BE2, carol); err != nil {
+	if err := m.MoveUser(ctx, murderpkg.RoleBE1, murderpkg.RoleBE2, carol); err != nil {
 		t.Fatal(err)
 	}
 	entries, err := m.Directory(ctx)
@@ -352,7 +352,7 @@ func TestIMAPMovedUserFollowsTheReplica(t *testing.T) {
 
 // directAppend logs in to a backend directly (not through the gateway)
 // and appends a message to the user's INBOX.
-func directAppend(t *testing.T, b cyrustest.Backend, user, pass, msgID string) {
+func directAppend(t *testing.T, b cyrusServer, user, pass, msgID string) {
 	t.Helper()
 	c, err := imapclient.DialInsecure(b.IMAP, nil)
 	if err != nil {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync"
+	"time"
 
 	"github.com/emersion/go-smtp"
 	"github.com/rookery/rookery/fsm"
@@ -41,7 +43,7 @@ func (s *Server) newLMTPServer(ctx context.Context) *smtp.Server {
 	srv.WriteTimeout = s.cfg.LMTP.Timeout.Std()
 	// No TLSConfig: go-smtp's STARTTLS would wrap the connection below
 	// the bare-address filter, which therefore does STARTTLS itself
-	// (lmtpaddr.go).
+	// (lmtp_bare.go).
 	srv.ErrorLog = slogPrinter{s.log.With("proto", "lmtp")}
 	return srv
 }
@@ -329,3 +331,66 @@ func (ls *lmtpSession) Logout() error {
 }
 
 var _ smtp.LMTPSession = (*lmtpSession)(nil)
+
+func (s *Server) serveLMTP(ln net.Listener) error {
+	srv := s.newLMTPServer(s.ctx)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.lmtp[srv] = struct{}{}
+	s.mu.Unlock()
+	err := srv.Serve(&bareListener{
+		Listener: &limitListener{Listener: ln, s: s},
+		tls:      s.tlsConf,
+		timeout:  s.cfg.LMTP.Timeout.Std(),
+		maxLine:  s.cfg.LMTP.MaxLineLength,
+		log:      s.log.With("proto", "lmtp"),
+	})
+	if s.isClosed() || errors.Is(err, net.ErrClosed) || errors.Is(err, smtp.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// limitListener applies the connection limits and counters to go-smtp's
+// accept loop, which the gateway does not own.
+type limitListener struct {
+	net.Listener
+	s *Server
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := remoteIP(c.RemoteAddr())
+		if !l.s.conns.Acquire(ip) {
+			l.s.m.rejectedConns.Add(1)
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			c.Write([]byte("421 4.3.2 Too many connections\r\n"))
+			c.Close()
+			continue
+		}
+		l.s.m.connLMTP.Add(1)
+		l.s.m.active.Add(1)
+		return &countedConn{Conn: c, release: func() {
+			l.s.m.active.Add(-1)
+			l.s.conns.Release(ip)
+		}}, nil
+	}
+}
+
+type countedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}

@@ -11,12 +11,11 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/rookery/rookery/fsm"
-	"github.com/rookery/rookery/gateway/internal/cyrustest"
 )
 
 // countMessageID logs in to a backend directly (not through the gateway)
 // and counts INBOX messages with the given Message-ID.
-func countMessageID(tb testing.TB, b cyrustest.Backend, user, pass, msgID string) int {
+func countMessageID(tb testing.TB, b cyrusServer, user, pass, msgID string) int {
 	tb.Helper()
 	c, err := imapclient.DialInsecure(b.IMAP, nil)
 	if err != nil {

@@ -268,3 +268,22 @@ func (s *Server) loginBackend(ctx context.Context, addr string, login func(ctx c
 	}
 	return nil
 }
+
+// responseCode returns the atom of a leading "[CODE ...]", upper case.
+func responseCode(text string) string {
+	if !strings.HasPrefix(text, "[") {
+		return ""
+	}
+	end := strings.IndexAny(text, " ]")
+	if end < 0 {
+		return ""
+	}
+	return strings.ToUpper(text[1:end])
+}
+
+func truncate(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "..."
+	}
+	return s
+}

@@ -8,6 +8,22 @@
 // Routing never leaves the process, so the directory being slow or
 // unreachable never delays a login; it only makes unknown names answer
 // with temporary errors until the replica is Ready again.
+//
+// The files are grouped by protocol; each group's first file says how it
+// works:
+//
+//   - IMAP: imap.go (pre-login session), imapwire.go (command reader),
+//     imap_backend*.go (backend login), and for imap.mode "murder"
+//     imap_session.go with imap_mailbox.go, imap_message.go, imap_ext.go,
+//     imap_namespace.go, imap_acl.go, imap_handoff.go, imap_intercept.go.
+//   - POP3: pop3.go.
+//   - LMTP: lmtp.go (session and listener), lmtp_backend.go (backends),
+//     lmtp_bare.go (bare local parts in front of go-smtp).
+//   - Shared session plumbing, in files without a protocol prefix:
+//     server.go (listeners, connection tracking, shutdown), limits.go,
+//     login.go and auth.go (login attempts, backend dialling, users),
+//     relay.go, replica.go, names.go and static.go (routing), metrics.go,
+//     config.go.
 package gateway
 
 import (
@@ -234,71 +250,6 @@ func (s *Server) acceptLoop(ln net.Listener, reject string, handle func(net.Conn
 	}
 }
 
-func (s *Server) serveLMTP(ln net.Listener) error {
-	srv := s.newLMTPServer(s.ctx)
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.lmtp[srv] = struct{}{}
-	s.mu.Unlock()
-	err := srv.Serve(&lmtpAddrListener{
-		Listener: &limitListener{Listener: ln, s: s},
-		opts: lmtpAddrOptions{
-			TLS:           s.tlsConf,
-			Timeout:       s.cfg.LMTP.Timeout.Std(),
-			MaxLineLength: s.cfg.LMTP.MaxLineLength,
-			Log:           s.log.With("proto", "lmtp"),
-		},
-	})
-	if s.isClosed() || errors.Is(err, net.ErrClosed) || errors.Is(err, smtp.ErrServerClosed) {
-		return nil
-	}
-	return err
-}
-
-// limitListener applies the connection limits and counters to go-smtp's
-// accept loop, which the gateway does not own.
-type limitListener struct {
-	net.Listener
-	s *Server
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		ip := remoteIP(c.RemoteAddr())
-		if !l.s.conns.Acquire(ip) {
-			l.s.m.rejectedConns.Add(1)
-			c.SetWriteDeadline(time.Now().Add(time.Second))
-			c.Write([]byte("421 4.3.2 Too many connections\r\n"))
-			c.Close()
-			continue
-		}
-		l.s.m.connLMTP.Add(1)
-		l.s.m.active.Add(1)
-		return &countedConn{Conn: c, release: func() {
-			l.s.m.active.Add(-1)
-			l.s.conns.Release(ip)
-		}}, nil
-	}
-}
-
-type countedConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *countedConn) Close() error {
-	c.once.Do(c.release)
-	return c.Conn.Close()
-}
-
 func (s *Server) track(ln net.Listener) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -399,4 +350,29 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func writef(w *bufio.Writer, format string, args ...any) {
 	fmt.Fprintf(w, format, args...)
+}
+
+// serverHandshake runs the TLS server handshake within the pre-login
+// timeout.
+func (s *Server) serverHandshake(ctx context.Context, conn net.Conn) (*tls.Conn, error) {
+	tc := tls.Server(conn, s.tlsConf)
+	hctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.PreLoginTimeout.Std())
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		s.m.tlsFailures.Add(1)
+		s.log.Debug("TLS handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
+		return nil, err
+	}
+	return tc, nil
+}
+
+// pending returns the bytes already buffered in br (read from the peer
+// but not yet consumed), which the relay must forward first.
+func pending(br *bufio.Reader) []byte {
+	n := br.Buffered()
+	if n == 0 {
+		return nil
+	}
+	b, _ := br.Peek(n)
+	return append([]byte(nil), b...)
 }

@@ -4,39 +4,28 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/rookery/rookery/fsm"
 	"github.com/rookery/rookery/gateway"
-	"github.com/rookery/rookery/gateway/internal/cyrustest"
+	"github.com/rookery/rookery/internal/murder"
 )
 
 // TestFeedFollowsTheRealCyrusMaster points the feed at a real Cyrus
 // mupdate master and checks that the initial dump and the streamed
 // changes (a create on be2, then its delete) reach the replica.
 func TestFeedFollowsTheRealCyrusMaster(t *testing.T) {
-	if why := cyrustest.Available(); why != "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("Cyrus unavailable in CI: " + why)
-		}
-		t.Skip("Cyrus unavailable: " + why)
-	}
+	m := murder.Start(t, murder.Options{Roles: []string{murder.RoleMaster, murder.RoleBE1, murder.RoleBE2}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	m, err := cyrustest.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Stop() })
-	if err := cyrustest.CreateUser(m.BE1, "alice"); err != nil {
+	if err := m.CreateUser(ctx, murder.RoleBE1, "alice"); err != nil {
 		t.Fatal(err)
 	}
 
 	rep := gateway.NewReplica(gateway.DefaultReplicaConfig())
 	cfg := DefaultConfig()
-	cfg.Addr, cfg.User, cfg.Password = m.Master, "mupdate", "mupdatepw"
+	cfg.Addr, cfg.User, cfg.Password = m.MasterAddr(), murder.MupdateUser, murder.MupdatePass
 	cfg.NoopInterval = 500 * time.Millisecond
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	fctx, stop := context.WithCancel(ctx)
@@ -47,14 +36,14 @@ func TestFeedFollowsTheRealCyrusMaster(t *testing.T) {
 	if e, ok := rep.Lookup("user.alice"); !ok || e.Location != "be1!default" || e.State != fsm.StateActive {
 		t.Fatalf("user.alice = %+v %v", e, ok)
 	}
-	if err := cyrustest.CreateUser(m.BE2, "bob"); err != nil {
+	if err := m.CreateUser(ctx, murder.RoleBE2, "bob"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "streamed create", func() bool {
 		e, ok := rep.Lookup("user.bob")
 		return ok && e.Server() == "be2" && e.State == fsm.StateActive
 	})
-	if err := cyrustest.DeleteUser(m.BE2, "bob"); err != nil {
+	if err := m.DeleteUser(ctx, murder.RoleBE2, "bob"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "streamed delete", func() bool { _, ok := rep.Lookup("user.bob"); return !ok })

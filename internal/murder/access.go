@@ -15,8 +15,12 @@ import (
 // Dir is the murder's state directory (DIR of murder-up.sh).
 func (m *Murder) Dir() string { return m.dir }
 
-// Roles are the roles this murder started with.
-func (m *Murder) Roles() []string { return slices.Clone(m.roles) }
+// Roles are the roles this murder started.
+func (m *Murder) Roles() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.roles)
+}
 
 // Env returns the output of `murder-up.sh DIR env` as a map: MASTER_PORT,
 // BE1_IMAP_PORT, BE1_LMTP_PORT, BE2_*, FE_IMAP_PORT, FE_LMTP_PORT,
@@ -77,7 +81,7 @@ func envRole(role string) string { return strings.ToUpper(role) }
 // parallel, since Cyrus's master takes about 1.5 s to exit each.
 func (m *Murder) Stop(ctx context.Context, roles ...string) error {
 	if len(roles) == 0 {
-		roles = m.roles
+		roles = m.Roles()
 	}
 	var rest []string
 	for _, r := range roles {
@@ -112,6 +116,11 @@ func (m *Murder) stopOne(ctx context.Context, role string) error {
 func (m *Murder) StartRole(ctx context.Context, role string, env ...string) error {
 	extra := append([]string{"MURDER_ROLES=" + role}, env...)
 	out, err := m.run(ctx, extra, "start")
+	m.mu.Lock()
+	if !slices.Contains(m.roles, role) {
+		m.roles = append(m.roles, role)
+	}
+	m.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("%w\n%s", err, out)
 	}
@@ -133,7 +142,7 @@ func (m *Murder) Restart(ctx context.Context, role string, env ...string) error 
 // Status reports whether every given role (all when none) is up.
 func (m *Murder) Status(ctx context.Context, roles ...string) (string, error) {
 	if len(roles) == 0 {
-		roles = m.roles
+		roles = m.Roles()
 	}
 	return m.run(ctx, []string{"MURDER_ROLES=" + strings.Join(roles, " ")}, "status")
 }

@@ -123,3 +123,34 @@ func verb(command string) string {
 	v, _, _ := strings.Cut(command, " ")
 	return v
 }
+
+// CreateUser creates user/<name> on role's backend as the admin, which
+// RESERVEs and ACTIVATEs user.<name> at the backend's MUPDATE server.
+func (m *Murder) CreateUser(ctx context.Context, role, name string) error {
+	return m.asAdmin(ctx, role, "CREATE user/"+name)
+}
+
+// DeleteUser deletes user/<name> on role's backend as the admin, granting
+// the admin the 'x' right first (Cyrus admins lack it implicitly).
+func (m *Murder) DeleteUser(ctx context.Context, role, name string) error {
+	return m.asAdmin(ctx, role, "SETACL user/"+name+" "+AdminUser+" +x", "DELETE user/"+name)
+}
+
+// MoveUser moves user/<name> from one backend to another with a real Cyrus
+// XFER (an admin "RENAME user/x user/x <to>!default" on the source), which
+// copies the data and updates the MUPDATE server (RESERVE at the
+// destination, then ACTIVATE).
+func (m *Murder) MoveUser(ctx context.Context, from, to, name string) error {
+	return m.asAdmin(ctx, from, fmt.Sprintf("RENAME user/%s user/%s %s!default", name, name, m.Name(to)))
+}
+
+func (m *Murder) asAdmin(ctx context.Context, role string, commands ...string) error {
+	return withIMAP(ctx, m.IMAPAddr(role), AdminUser, AdminPass, func(c *imapConn) error {
+		for _, cmd := range commands {
+			if _, err := c.cmd(cmd); err != nil {
+				return fmt.Errorf("murder: %s on %s: %w", cmd, role, err)
+			}
+		}
+		return nil
+	})
+}

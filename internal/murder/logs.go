@@ -56,7 +56,7 @@ func (m *Murder) WaitForLog(ctx context.Context, role, substr string, from int64
 // dumpLogs writes the tail of every role's syslog and master output to the
 // test log; used when a test failed.
 func (m *Murder) dumpLogs(t testing.TB) {
-	for _, role := range m.roles {
+	for _, role := range m.Roles() {
 		for _, f := range []string{"syslog", "master.out"} {
 			b, err := os.ReadFile(filepath.Join(m.dir, role, "log", f))
 			if err != nil || len(b) == 0 {
@@ -69,7 +69,7 @@ func (m *Murder) dumpLogs(t testing.TB) {
 
 func (m *Murder) allLogs() string {
 	var sb bytes.Buffer
-	for _, role := range m.roles {
+	for _, role := range m.Roles() {
 		for _, f := range []string{"syslog", "master.out"} {
 			b, _ := os.ReadFile(filepath.Join(m.dir, role, "log", f))
 			sb.Write(b)

@@ -4,15 +4,17 @@
 // Every murder lives in its own temporary directory and listens on free ports
 // of 127.0.0.1 only, so tests can run several murders side by side and next to
 // other sessions' Cyrus processes. Cyrus's `master` needs root (it drops to
-// the `cyrus` user itself). When Cyrus cannot run, Start skips the test, except
-// when the environment has CI=true: then it fails, so a CI run never passes
-// without exercising real Cyrus.
+// the `cyrus` user itself). Start gives one test its own murder; Shared gives
+// a whole test binary one murder (Cyrus takes seconds to start). When Cyrus
+// cannot run, both skip the test, except when the environment has CI=true:
+// then they fail it, so a CI run never passes without exercising real Cyrus.
 package murder
 
 import (
 	"bytes"
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -92,19 +94,21 @@ type Murder struct {
 	dir    string
 	script string
 	base   []string // KEY=value environment for murder-up.sh
-	roles  []string
+	ports  *freeport.Ports
 
-	mu  sync.Mutex
-	env map[string]string // parsed `murder-up.sh DIR env`
+	mu    sync.Mutex
+	env   map[string]string // parsed `murder-up.sh DIR env`
+	roles []string          // started, in start order (StartRole adds)
 }
 
 // scriptTimeout bounds one murder-up.sh invocation (start of four roles
 // waits at most StartTimeout per port; stop at most ~12 s per role).
 const scriptTimeout = 3 * time.Minute
 
-// Start launches the murder described by opts, registers its shutdown with
-// t.Cleanup (dumping every role's log tail if the test failed) and returns it
-// once every role answers on its ports (and the frontend slave has synced).
+// Start launches the murder described by opts for one test: it skips or
+// fails the test when Cyrus cannot run (see unavailable), and registers the
+// murder's shutdown with t.Cleanup, dumping every role's log tail if the
+// test failed.
 func Start(t testing.TB, opts Options) *Murder {
 	t.Helper()
 	if skip, msg := unavailable(os.Getenv("CI"), Available(opts.WithPOP3)); msg != "" {
@@ -113,55 +117,129 @@ func Start(t testing.TB, opts Options) *Murder {
 		}
 		t.Fatal(msg)
 	}
-	dir, err := makeDir()
-	if err != nil {
-		t.Fatalf("murder: %v", err)
-	}
-	t.Cleanup(func() {
-		if os.Getenv("MURDER_KEEP") == "1" {
-			t.Logf("murder: MURDER_KEEP=1, state kept in %s", dir)
-			return
-		}
-		_ = os.RemoveAll(dir)
-	})
-	m := &Murder{dir: dir, script: filepath.Join(dir, "murder-up.sh"), roles: opts.roles()}
-	if err := os.WriteFile(m.script, murderUpScript, 0o755); err != nil {
-		t.Fatalf("murder: writing script: %v", err)
-	}
-
 	ctx, cancel := context.WithTimeout(context.Background(), scriptTimeout)
 	defer cancel()
-	var out string
+	m, err := Launch(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			m.dumpLogs(t)
+		}
+		if err := m.Close(); err != nil {
+			t.Errorf("murder: %v", err)
+		}
+	})
+	return m
+}
+
+// Launch starts the murder described by opts and returns it once every
+// role answers on its ports (and the frontend slave has synced). Close
+// stops it. Tests use Start, or Shared for one murder per test binary.
+func Launch(ctx context.Context, opts Options) (*Murder, error) {
+	if err := Available(opts.WithPOP3); err != nil {
+		return nil, fmt.Errorf("murder: %w", err)
+	}
+	dir, err := makeDir()
+	if err != nil {
+		return nil, fmt.Errorf("murder: %w", err)
+	}
+	m := &Murder{dir: dir, script: filepath.Join(dir, "murder-up.sh"), roles: opts.roles()}
+	if err := os.WriteFile(m.script, murderUpScript, 0o755); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("murder: writing script: %w", err)
+	}
 	for attempt := 1; ; attempt++ {
-		ports := freeport.T(t, 11)
-		m.base = opts.environ(dir, ports)
-		out, err = m.run(ctx, nil, "start")
+		if m.ports, err = freeport.Take(11); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("murder: %w", err)
+		}
+		m.base = opts.environ(dir, m.ports.List)
+		out, err := m.run(ctx, nil, "start")
 		if err == nil {
 			break
 		}
 		// Another process may have taken one of our ports between picking
 		// and binding; anything else is a real failure.
 		_, _ = m.run(ctx, nil, "stop")
-		if attempt == 3 || !portClash(out+m.allLogs()) {
-			m.dumpLogs(t)
-			t.Fatalf("murder: start failed: %v\n%s", err, out)
+		m.ports.Release()
+		if logs := m.allLogs(); attempt == 3 || !portClash(out+logs) {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("murder: start failed: %w\n%s\n%s", err, out, tail([]byte(logs), 80))
 		}
-		t.Logf("murder: port clash on attempt %d, retrying with new ports", attempt)
 	}
-	t.Cleanup(func() {
+	if err := m.loadEnv(ctx); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("murder: %w", err)
+	}
+	return m, nil
+}
+
+// Close stops every role this murder runs and removes its state directory
+// (kept when MURDER_KEEP=1, for a look after the test).
+func (m *Murder) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), scriptTimeout)
+	defer cancel()
+	err := m.Stop(ctx)
+	m.ports.Release()
+	if os.Getenv("MURDER_KEEP") == "1" {
+		return err
+	}
+	// Cyrus children may still be writing logs for a moment after their
+	// master exits.
+	for try := 0; try < 20; try++ {
+		if rerr := os.RemoveAll(m.dir); rerr == nil || try == 19 {
+			return errors.Join(err, rerr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return err
+}
+
+// Shared is one murder for a whole test binary, started on first use,
+// because starting and stopping Cyrus costs seconds per test. TestMain
+// calls Close after the tests ran.
+type Shared struct {
+	Options Options
+	// Setup runs once after the murder started (creating users, say).
+	Setup func(context.Context, *Murder) error
+
+	once sync.Once
+	m    *Murder
+	err  error
+}
+
+// Get returns the shared murder, starting it on first use. It skips or
+// fails tb like Start when Cyrus cannot run, and fails tb when the start
+// failed.
+func (s *Shared) Get(tb testing.TB) *Murder {
+	tb.Helper()
+	if skip, msg := unavailable(os.Getenv("CI"), Available(s.Options.WithPOP3)); msg != "" {
+		if skip {
+			tb.Skip(msg)
+		}
+		tb.Fatal(msg)
+	}
+	s.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), scriptTimeout)
 		defer cancel()
-		if t.Failed() {
-			m.dumpLogs(t)
-		}
-		if err := m.Stop(ctx); err != nil {
-			t.Errorf("murder: stop: %v", err)
+		if s.m, s.err = Launch(ctx, s.Options); s.err == nil && s.Setup != nil {
+			s.err = s.Setup(ctx, s.m)
 		}
 	})
-	if err := m.loadEnv(ctx); err != nil {
-		t.Fatalf("murder: %v", err)
+	if s.err != nil {
+		tb.Fatal(s.err)
 	}
-	return m
+	return s.m
+}
+
+// Close stops the murder if it was started.
+func (s *Shared) Close() error {
+	if s.m == nil {
+		return nil
+	}
+	return s.m.Close()
 }
 
 // unavailable decides what a test does when Cyrus cannot run (err != nil):

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -55,4 +56,19 @@ func runTool(ctx context.Context, stdin []byte, name string, args ...string) (st
 		return stdout.String(), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.String(), nil
+}
+
+// AddUser adds a SASL user with password to the murder's sasldb, in every
+// servername realm.
+func (m *Murder) AddUser(ctx context.Context, user, password string) error {
+	db := filepath.Join(m.dir, "sasldb2")
+	for _, role := range AllRoles {
+		if _, err := runTool(ctx, []byte(password), "saslpasswd2", "-f", db, "-u", m.Name(role), "-p", "-c", user); err != nil {
+			return fmt.Errorf("murder: %w", err)
+		}
+	}
+	if _, err := runTool(ctx, nil, "chown", "cyrus:mail", db); err != nil {
+		return fmt.Errorf("murder: %w", err)
+	}
+	return nil
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/rookery/rookery/fsm"
-	"github.com/rookery/rookery/gateway/internal/cyrustest"
 )
 
 // The filter is tested in front of a real go-smtp server (LMTP mode, the
@@ -189,10 +188,8 @@ func runFilter(tb testing.TB, in []byte, chunk int) filterRun {
 	srv.MaxRecipients = 10
 	srv.ErrorLog = slogPrinter{slog.New(slog.NewTextHandler(io.Discard, nil))}
 	sc := &scriptConn{in: in, chunk: chunk, closed: make(chan struct{})}
-	rc := &recordingConn{Conn: newLMTPAddrConn(sc, lmtpAddrOptions{
-		MaxLineLength: filterTestMaxLine,
-		Log:           slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})}
+	filter := &bareListener{maxLine: filterTestMaxLine, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	rc := &recordingConn{Conn: filter.wrap(sc)}
 	ln := &oneConnListener{c: make(chan net.Conn, 1), done: make(chan struct{})}
 	ln.c <- rc
 	served := make(chan struct{})
@@ -220,7 +217,7 @@ func runFilter(tb testing.TB, in []byte, chunk int) filterRun {
 	return run
 }
 
-const rewritten = "@" + bareDomain + ">"
+const rewritten = bareSuffix + ">"
 
 func TestLMTPAddrFilterAgainstGoSMTP(t *testing.T) {
 	const hello = "LHLO mta.test\r\nMAIL FROM:<sender@example.com>\r\n"
@@ -240,9 +237,9 @@ func TestLMTPAddrFilterAgainstGoSMTP(t *testing.T) {
 			in:     hello + "RCPT TO:<alice>\r\nQUIT\r\n",
 			want:   hello + "RCPT TO:<alice" + rewritten + "\r\nQUIT\r\n",
 			froms:  []string{"sender@example.com"},
-			rcpts:  []string{"alice@" + bareDomain},
+			rcpts:  []string{"alice" + bareSuffix},
 			client: []string{"250 2.0.0 I'll make sure <alice> gets this", "221 "},
-			absent: []string{bareDomain}},
+			absent: []string{bareSuffix}},
 		{name: "recipient with a domain is untouched",
 			in:    hello + "RCPT TO:<bob@example.com>\r\nRCPT TO:<carol+box@example.org>\r\n",
 			want:  hello + "RCPT TO:<bob@example.com>\r\nRCPT TO:<carol+box@example.org>\r\n",
@@ -251,15 +248,15 @@ func TestLMTPAddrFilterAgainstGoSMTP(t *testing.T) {
 		{name: "bare MAIL FROM is rewritten and its parameters kept verbatim",
 			in:     "LHLO mta.test\r\nMAIL FROM:<postmaster> SIZE=100  BODY=8BITMIME\r\nRCPT TO:<alice+folder>\r\n",
 			want:   "LHLO mta.test\r\nMAIL FROM:<postmaster" + rewritten + " SIZE=100  BODY=8BITMIME\r\nRCPT TO:<alice+folder" + rewritten + "\r\n",
-			froms:  []string{"postmaster@" + bareDomain},
-			rcpts:  []string{"alice+folder@" + bareDomain},
+			froms:  []string{"postmaster" + bareSuffix},
+			rcpts:  []string{"alice+folder" + bareSuffix},
 			client: []string{"accepting mail from <postmaster>", "<alice+folder> gets this"},
-			absent: []string{bareDomain}},
+			absent: []string{bareSuffix}},
 		{name: "lower-case verbs and blanks around the path",
 			in:    "lhlo mta.test\r\nmail from: <postmaster>\r\nrcpt  to:\t<alice>\r\n",
 			want:  "lhlo mta.test\r\nmail from: <postmaster" + rewritten + "\r\nrcpt  to:\t<alice" + rewritten + "\r\n",
-			froms: []string{"postmaster@" + bareDomain},
-			rcpts: []string{"alice@" + bareDomain}},
+			froms: []string{"postmaster" + bareSuffix},
+			rcpts: []string{"alice" + bareSuffix}},
 		{name: "null reverse path is untouched",
 			in:    "LHLO mta.test\r\nMAIL FROM:<>\r\n",
 			want:  "LHLO mta.test\r\nMAIL FROM:<>\r\n",
@@ -272,44 +269,44 @@ func TestLMTPAddrFilterAgainstGoSMTP(t *testing.T) {
 		{name: "bare-LF command lines keep their line end",
 			in:    "LHLO mta.test\nMAIL FROM:<postmaster>\nRCPT TO:<alice>\n",
 			want:  "LHLO mta.test\nMAIL FROM:<postmaster" + rewritten + "\nRCPT TO:<alice" + rewritten + "\n",
-			froms: []string{"postmaster@" + bareDomain},
-			rcpts: []string{"alice@" + bareDomain}},
+			froms: []string{"postmaster" + bareSuffix},
+			rcpts: []string{"alice" + bareSuffix}},
 		{name: "DATA content is passed unchanged, commands after it are filtered again",
 			in:     hello + "RCPT TO:<alice>\r\nDATA\r\nRCPT TO:<x>\r\nMAIL FROM:<y>\r\n..\r\n.\r\nMAIL FROM:<z>\r\nRCPT TO:<bob>\r\n",
 			want:   hello + "RCPT TO:<alice" + rewritten + "\r\nDATA\r\nRCPT TO:<x>\r\nMAIL FROM:<y>\r\n..\r\n.\r\nMAIL FROM:<z" + rewritten + "\r\nRCPT TO:<bob" + rewritten + "\r\n",
-			froms:  []string{"sender@example.com", "z@" + bareDomain},
-			rcpts:  []string{"alice@" + bareDomain, "bob@" + bareDomain},
+			froms:  []string{"sender@example.com", "z" + bareSuffix},
+			rcpts:  []string{"alice" + bareSuffix, "bob" + bareSuffix},
 			bodies: []string{"RCPT TO:<x>\r\nMAIL FROM:<y>\r\n.\r\n"},
 			client: []string{"354 ", "250 2.0.0 <alice> OK"}},
 		{name: "bare LF and CR CR LF do not end DATA, as in go-smtp",
 			in:     hello + "RCPT TO:<alice>\r\nDATA\r\na\n.\nRCPT TO:<x>\r\nb\r\r\n.\r\nRCPT TO:<y>\r\n.\r\n",
 			want:   hello + "RCPT TO:<alice" + rewritten + "\r\nDATA\r\na\n.\nRCPT TO:<x>\r\nb\r\r\n.\r\nRCPT TO:<y>\r\n.\r\n",
 			froms:  []string{"sender@example.com"},
-			rcpts:  []string{"alice@" + bareDomain},
+			rcpts:  []string{"alice" + bareSuffix},
 			bodies: []string{"a\n.\nRCPT TO:<x>\r\nb\r\r\n.\r\nRCPT TO:<y>\r\n"}},
 		{name: "refused DATA does not start content",
 			in:     hello + "DATA\r\nRCPT TO:<alice>\r\n",
 			want:   hello + "DATA\r\nRCPT TO:<alice" + rewritten + "\r\n",
 			froms:  []string{"sender@example.com"},
-			rcpts:  []string{"alice@" + bareDomain},
+			rcpts:  []string{"alice" + bareSuffix},
 			client: []string{"502 5.5.1 Missing RCPT TO", "<alice> gets this"}},
 		{name: "BDAT chunks are passed unchanged",
 			in:     hello + "RCPT TO:<alice>\r\nBDAT 4\r\nRCPTBDAT 9 last\r\n TO:<x>\r\nMAIL FROM:<z>\r\nRCPT TO:<bob>\r\n",
 			want:   hello + "RCPT TO:<alice" + rewritten + "\r\nBDAT 4\r\nRCPTBDAT 9 last\r\n TO:<x>\r\nMAIL FROM:<z" + rewritten + "\r\nRCPT TO:<bob" + rewritten + "\r\n",
-			froms:  []string{"sender@example.com", "z@" + bareDomain},
-			rcpts:  []string{"alice@" + bareDomain, "bob@" + bareDomain},
+			froms:  []string{"sender@example.com", "z" + bareSuffix},
+			rcpts:  []string{"alice" + bareSuffix, "bob" + bareSuffix},
 			bodies: []string{"RCPT TO:<x>\r\n"},
 			client: []string{"250 2.0.0 Continue", "250 2.0.0 <alice> OK"}},
 		{name: "refused BDAT chunk is still passed unchanged",
 			in:     "LHLO mta.test\r\nBDAT 13\r\nRCPT TO:<x>\r\nMAIL FROM:<z>\r\n",
 			want:   "LHLO mta.test\r\nBDAT 13\r\nRCPT TO:<x>\r\nMAIL FROM:<z" + rewritten + "\r\n",
-			froms:  []string{"z@" + bareDomain},
+			froms:  []string{"z" + bareSuffix},
 			client: []string{"502 5.5.1 Missing RCPT TO"}},
 		{name: "malformed BDAT has no chunk",
 			in:     hello + "BDAT 5 MORE\r\nRCPT TO:<alice>\r\n",
 			want:   hello + "BDAT 5 MORE\r\nRCPT TO:<alice" + rewritten + "\r\n",
 			froms:  []string{"sender@example.com"},
-			rcpts:  []string{"alice@" + bareDomain},
+			rcpts:  []string{"alice" + bareSuffix},
 			client: []string{"501 5.5.4 Unknown BDAT argument"}},
 		{name: "overlong line passes unchanged to go-smtp's limit",
 			in:     hello + "RCPT TO:<" + strings.Repeat("a", 5000) + ">\r\nRCPT TO:<alice>\r\n",
@@ -325,7 +322,7 @@ func TestLMTPAddrFilterAgainstGoSMTP(t *testing.T) {
 		{name: "STARTTLS without TLS is left to go-smtp",
 			in:     "LHLO mta.test\r\nSTARTTLS\r\nMAIL FROM:<postmaster>\r\n",
 			want:   "LHLO mta.test\r\nSTARTTLS\r\nMAIL FROM:<postmaster" + rewritten + "\r\n",
-			froms:  []string{"postmaster@" + bareDomain},
+			froms:  []string{"postmaster" + bareSuffix},
 			client: []string{"502 5.5.1 TLS not supported"},
 			absent: []string{"STARTTLS"}},
 	}
@@ -366,7 +363,7 @@ func TestLMTPAddrFilterAgainstGoSMTP(t *testing.T) {
 
 // goSMTPDataLen returns how many bytes of b go-smtp's data reader takes as
 // DATA content (end-of-data line included), or len(b) if it never ends. It
-// is transcribed from go-smtp's data.go independently of dotState, as the
+// is transcribed from go-smtp's data.go independently of dotState.scan, as the
 // fuzz test's reference.
 func goSMTPDataLen(b []byte) int {
 	const (
@@ -442,13 +439,13 @@ func FuzzLMTPAddrFilter(f *testing.F) {
 				}
 			}
 		}
-		if !bytes.Contains(bytes.ToLower(in), []byte(bareDomain)) {
+		if !bytes.Contains(bytes.ToLower(in), []byte(bareSuffix)) {
 			for _, b := range run.bodies {
-				if bytes.Contains(b, []byte(bareDomain)) {
+				if bytes.Contains(b, []byte(bareSuffix)) {
 					t.Fatalf("message content carries the sentinel: %q", b)
 				}
 			}
-			if strings.Contains(run.client, bareDomain) {
+			if strings.Contains(run.client, bareSuffix) {
 				t.Fatalf("replies carry the sentinel: %q", run.client)
 			}
 		}
@@ -465,10 +462,10 @@ func TestStripBareRoutesLikeCyrusLmtpd(t *testing.T) {
 		forward string // what the backend is sent
 		mailbox string // what routes it
 	}{
-		{"bare user is the user's INBOX", plain, "alice@" + bareDomain, "alice", "user.alice"},
-		{"bare user+detail is the same user", plain, "alice+folder@" + bareDomain, "alice+folder", "user.alice"},
-		{"bare +folder is a shared folder", plain, "+shared.news@" + bareDomain, "+shared.news", "shared.news"},
-		{"bare user with virtdomains is in the default domain", virt, "Alice@" + bareDomain, "Alice", "user.alice"},
+		{"bare user is the user's INBOX", plain, "alice" + bareSuffix, "alice", "user.alice"},
+		{"bare user+detail is the same user", plain, "alice+folder" + bareSuffix, "alice+folder", "user.alice"},
+		{"bare +folder is a shared folder", plain, "+shared.news" + bareSuffix, "+shared.news", "shared.news"},
+		{"bare user with virtdomains is in the default domain", virt, "Alice" + bareSuffix, "Alice", "user.alice"},
 		{"the sentinel is matched case-insensitively", virt, "bob@BARE.Rookery.INVALID", "bob", "user.bob"},
 		{"a real domain is kept", virt, "bob@other.org", "bob@other.org", "other.org!user.bob"},
 	}
@@ -572,7 +569,7 @@ func TestLMTPBareRecipientsAreDelivered(t *testing.T) {
 		if err := tp.PrintfLine("RCPT TO:<%s>", r.rcpt); err != nil {
 			t.Fatal(err)
 		}
-		if code, msg, _ := tp.ReadResponse(0); code != r.code || !strings.HasPrefix(msg, r.reply) || strings.Contains(msg, bareDomain) {
+		if code, msg, _ := tp.ReadResponse(0); code != r.code || !strings.HasPrefix(msg, r.reply) || strings.Contains(msg, bareSuffix) {
 			t.Fatalf("RCPT TO:<%s>: %d %s, want %d %s", r.rcpt, code, msg, r.code, r.reply)
 		}
 	}
@@ -603,7 +600,7 @@ func TestLMTPBareRecipientsAreDelivered(t *testing.T) {
 }
 
 // returnPath fetches the Return-Path Cyrus wrote into a delivered message.
-func returnPath(tb testing.TB, b cyrustest.Backend, user, pass, msgID string) string {
+func returnPath(tb testing.TB, b cyrusServer, user, pass, msgID string) string {
 	tb.Helper()
 	c, err := imapclient.DialInsecure(b.IMAP, nil)
 	if err != nil {
@@ -706,7 +703,7 @@ func TestLMTPForwardsAddressesAsTheClientSentThem(t *testing.T) {
 	lmtpCmd(t, tp, 250, "MAIL FROM:<postmaster>")
 	rcpts := []string{"alice", "alice+box", "alice@example.com", "Alice"}
 	for _, r := range rcpts {
-		if msg := lmtpCmd(t, tp, 250, "RCPT TO:<%s>", r); strings.Contains(msg, bareDomain) {
+		if msg := lmtpCmd(t, tp, 250, "RCPT TO:<%s>", r); strings.Contains(msg, bareSuffix) {
 			t.Errorf("RCPT reply %q shows the sentinel", msg)
 		}
 	}
@@ -716,7 +713,7 @@ func TestLMTPForwardsAddressesAsTheClientSentThem(t *testing.T) {
 	w.Close()
 	for _, r := range rcpts {
 		_, msg, err := tp.ReadResponse(250)
-		if err != nil || !strings.Contains(msg, "<"+r+"> ") || strings.Contains(msg, bareDomain) {
+		if err != nil || !strings.Contains(msg, "<"+r+"> ") || strings.Contains(msg, bareSuffix) {
 			t.Fatalf("DATA reply for %s: %q %v", r, msg, err)
 		}
 	}
