@@ -211,10 +211,10 @@ func TestCloseWaitsForHeartbeatBeforeClosingStores(t *testing.T) {
 	if err := tn.node.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if n := stable.late.Load(); n != 0 {
-		t.Fatalf("%d term write(s) reached the stores after they closed", n)
-	}
 	if r := <-answered; r.Error != nil {
 		t.Fatalf("heartbeat: %v", r.Error)
+	}
+	if n := stable.late.Load(); n != 0 {
+		t.Fatalf("%d term write(s) reached the stores after they closed", n)
 	}
 }
