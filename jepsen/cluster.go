@@ -358,32 +358,19 @@ func (c *Cluster) Leader(ctx context.Context) int {
 
 // WaitLeader waits until every available member agrees on one leader.
 func (c *Cluster) WaitLeader(ctx context.Context) (int, error) {
-	for {
-		sts := c.statuses(ctx)
-		leader, agreed := "", true
-		for i, st := range sts {
-			if !c.Available(i) {
-				continue
-			}
-			if st == nil || st.GetLeaderId() == "" || (leader != "" && st.GetLeaderId() != leader) {
-				agreed = false
-				break
-			}
-			leader = st.GetLeaderId()
-		}
-		if agreed && leader != "" {
-			for i, n := range c.Nodes {
-				if n.ID == leader && sts[i] != nil && sts[i].GetState() == "Leader" {
-					return i, nil
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return -1, fmt.Errorf("jepsen: no agreed leader: %w", ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
+	ids := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		ids[i] = n.ID
 	}
+	return testcluster.AwaitLeader(ctx, ids, func(ctx context.Context) ([]*rookeryv1.StatusResponse, error) {
+		sts := c.statuses(ctx)
+		for i, st := range sts {
+			if st == nil && c.Available(i) {
+				return nil, fmt.Errorf("%s does not answer", ids[i])
+			}
+		}
+		return sts, nil
+	})
 }
 
 // WaitConverged waits until every member runs, agrees on the leader and

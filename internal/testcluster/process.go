@@ -1,15 +1,19 @@
 package testcluster
 
 import (
+	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/rookery/rookery/auth"
+	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
 
 // Spec is one node's identity, addresses and files, laid out the same way
@@ -118,5 +122,35 @@ func (p *Process) Stop(sig syscall.Signal, wait time.Duration) error {
 		return nil
 	case <-time.After(wait):
 		return fmt.Errorf("testcluster: pid %d did not exit within %v of %v", p.Pid(), wait, sig)
+	}
+}
+
+// AwaitLeader polls statuses until every node asked names the same leader
+// and that leader says it leads, and returns the leader's index in ids.
+// statuses has one entry per node, nil for a node not asked (stopped,
+// paused, removed), or fails when an asked node did not answer.
+func AwaitLeader(ctx context.Context, ids []string, statuses func(context.Context) ([]*rookeryv1.StatusResponse, error)) (int, error) {
+	for {
+		sts, err := statuses(ctx)
+		if err == nil {
+			leader := ""
+			for i, st := range sts {
+				if st != nil && (st.GetLeaderId() == "" || (leader != "" && st.GetLeaderId() != leader)) {
+					err = fmt.Errorf("%s sees leader %q", ids[i], st.GetLeaderId())
+					break
+				}
+				leader = cmp.Or(st.GetLeaderId(), leader)
+			}
+			if i := slices.Index(ids, leader); err == nil && i >= 0 && sts[i].GetState() == "Leader" {
+				return i, nil
+			} else if err == nil {
+				err = fmt.Errorf("leader %q is not a running node that leads", leader)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return -1, fmt.Errorf("testcluster: no agreed leader: %w (last: %w)", ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }

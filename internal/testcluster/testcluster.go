@@ -22,6 +22,7 @@ import (
 
 	"github.com/rookery/rookery/client"
 	"github.com/rookery/rookery/internal/freeport"
+	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
 
 // Options configures a test cluster.
@@ -244,42 +245,23 @@ func (c *Cluster) dial(addrs []string) *client.Client {
 // returns its index.
 func (c *Cluster) WaitLeader(ctx context.Context) (int, error) {
 	cl := c.Client()
-	var last error
-	for {
-		leader, err := c.agreedLeader(ctx, cl)
-		if err == nil {
-			return leader, nil
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return -1, fmt.Errorf("%w (last: %v)", ctx.Err(), last)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-func (c *Cluster) agreedLeader(ctx context.Context, cl *client.Client) (int, error) {
-	leaderID := ""
-	for _, n := range c.Nodes {
-		if !n.Running() {
-			continue
-		}
-		st, err := cl.StatusOf(ctx, n.GRPCAddr)
-		if err != nil {
-			return -1, err
-		}
-		if st.LeaderId == "" || (leaderID != "" && st.LeaderId != leaderID) {
-			return -1, fmt.Errorf("%s sees leader %q", n.ID, st.LeaderId)
-		}
-		leaderID = st.LeaderId
-	}
+	ids := make([]string, len(c.Nodes))
 	for i, n := range c.Nodes {
-		if n.ID == leaderID && n.Running() {
-			return i, nil
-		}
+		ids[i] = n.ID
 	}
-	return -1, fmt.Errorf("leader %q is not a running node", leaderID)
+	return AwaitLeader(ctx, ids, func(ctx context.Context) ([]*rookeryv1.StatusResponse, error) {
+		sts := make([]*rookeryv1.StatusResponse, len(c.Nodes))
+		for i, n := range c.Nodes {
+			if n.Running() {
+				st, err := cl.StatusOf(ctx, n.GRPCAddr)
+				if err != nil {
+					return nil, err
+				}
+				sts[i] = st
+			}
+		}
+		return sts, nil
+	})
 }
 
 // MupdatePort returns node i's MUPDATE port number.
