@@ -19,12 +19,7 @@ import (
 // Spec is one node's identity, addresses and files, laid out the same way
 // by this package's Cluster and by the Jepsen harness.
 type Spec struct {
-	ID          string
-	RaftAddr    string
-	GRPCAddr    string
-	MupdateAddr string
-	DataDir     string
-	LogPath     string
+	ID, RaftAddr, GRPCAddr, MupdateAddr, DataDir, LogPath string
 }
 
 // Args are the flags every harness starts a node with: identity,
