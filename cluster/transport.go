@@ -114,7 +114,7 @@ var (
 // The override below must carry the exact name and signature of raft's
 // Transport method: a method of any other name leaves the embedded
 // transport's pipeline in place (as an earlier "AppendPipeline" did).
-// TestRaftDoesNotPipeline proves raft really falls back.
+// TestRaftDoesNotPipeline and TestReplicationSurvivesFollowerRejectingAppends prove it.
 var _ func(*raftTransport, raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) = (*raftTransport).AppendEntriesPipeline
 
 // AppendEntriesPipeline makes raft fall back to synchronous AppendEntries:

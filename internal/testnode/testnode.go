@@ -15,7 +15,7 @@ import (
 // log after it, when t.Log would panic.
 func Logger(t testing.TB) *slog.Logger {
 	w := &testWriter{t: t}
-	t.Cleanup(w.stop)
+	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
 	level := slog.LevelWarn
 	if os.Getenv("ROOKERY_TEST_DEBUG") != "" {
 		level = slog.LevelDebug
@@ -36,10 +36,4 @@ func (w *testWriter) Write(p []byte) (int, error) {
 		w.t.Logf("%s", p)
 	}
 	return len(p), nil
-}
-
-func (w *testWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
 }
