@@ -140,6 +140,30 @@ type Config struct {
 
 	// Hooks feed a metrics layer (metrics.go); zero means none.
 	Hooks Hooks
+
+	// Transport and Stores, when set, replace the raft listener on
+	// RaftAddr and the stores in DataDir, as hashicorp/raft's own tests
+	// swap in InmemTransport and InmemStore: the seams for tests that
+	// inject faults. RaftAddr must be the transport's LocalAddr; RaftTLS,
+	// RaftSecret and RaftAdvertise do not apply. The node closes both.
+	Transport Transport
+	Stores    *Stores
+}
+
+// Transport is what a node needs of an injected raft transport: raft's
+// InmemTransport and NetworkTransport have it all.
+type Transport interface {
+	raft.Transport
+	raft.WithClose
+	raft.WithPreVote
+}
+
+// Stores are injected raft stores; Close, if set, runs once raft stopped.
+type Stores struct {
+	Logs      raft.LogStore
+	Stable    raft.StableStore
+	Snapshots raft.SnapshotStore
+	Close     func() error
 }
 
 // DefaultConfig returns settings tuned for a LAN: 200 ms heartbeat and
@@ -284,7 +308,7 @@ func (c Config) validateRaftAuth() error {
 	if len(c.RaftSecret) > 0 && len(c.RaftSecret) < minRaftSecretLen {
 		return fmt.Errorf("cluster: config: RaftSecret is %d bytes; use at least %d", len(c.RaftSecret), minRaftSecretLen)
 	}
-	if c.RaftTLS == nil && len(c.RaftSecret) == 0 && !c.RaftInsecure {
+	if c.RaftTLS == nil && len(c.RaftSecret) == 0 && !c.RaftInsecure && c.Transport == nil {
 		return errors.New("cluster: config: raft connections would be unauthenticated: set RaftSecret (the cluster secret) or RaftTLS, or RaftInsecure to accept that")
 	}
 	return nil

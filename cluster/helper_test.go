@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/rookery/rookery/fsm"
 	"github.com/rookery/rookery/internal/freeport"
+	"github.com/rookery/rookery/internal/testnode"
 )
 
 // testNode is one real node: raft over loopback TCP, bolt files in a temp
@@ -33,32 +33,7 @@ func (tn *testNode) stop() {
 }
 
 // testLogger sends warnings and errors to the test log until the test ends.
-func testLogger(t testing.TB) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(w.stop)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type testWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Logf("%s", p)
-	}
-	return len(p), nil
-}
-
-func (w *testWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
-}
+func testLogger(t testing.TB) *slog.Logger { return testnode.Logger(t) }
 
 // testConfig is DefaultConfig with test addresses and a fresh data dir.
 // Tests run three nodes in one process on a small machine shared with other

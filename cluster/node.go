@@ -25,8 +25,7 @@ type Node struct {
 	store   *fsm.Store
 	fsm     *fsmAdapter
 	storage *storage
-	trans   *raft.NetworkTransport
-	rt      *raftTransport // trans as raft uses it
+	trans   *raftTransport
 	// raftStream is trans's stream layer with the secret handshake (nil
 	// with raft TLS or RaftInsecure); it counts refused connections.
 	raftStream *secretStreamLayer
@@ -95,17 +94,22 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 // goroutines.
 func (n *Node) start() error {
 	var err error
-	n.storage, err = openVerifiedStorage(n.cfg.DataDir, n.cfg.LogStore, n.cfg.SnapshotRetain, n.logger)
-	if err != nil {
+	if s := n.cfg.Stores; s != nil {
+		n.storage = &storage{logs: s.Logs, stable: s.Stable, snaps: s.Snapshots, close: s.Close}
+	} else if n.storage, err = openVerifiedStorage(n.cfg.DataDir, n.cfg.LogStore, n.cfg.SnapshotRetain, n.logger); err != nil {
 		return err
+	} else {
+		newDiskHealth(n.alarms).wrap(n.storage, filepath.Join(n.cfg.DataDir, snapshotsDir))
 	}
-	newDiskHealth(n.alarms).wrap(n.storage, filepath.Join(n.cfg.DataDir, snapshotsDir))
 	n.store = fsm.New(n.cfg.FSM)
 	n.fsm = newFSMAdapter(n.store, n.logger)
-	n.trans, n.raftStream, err = newTransport(n.cfg.RaftAddr, n.cfg.RaftAdvertise, n.cfg.RaftTLS, n.cfg.RaftSecret, n.logger)
-	if err != nil {
-		return err
+	inner := n.cfg.Transport
+	if inner == nil {
+		if inner, n.raftStream, err = newTransport(n.cfg.RaftAddr, n.cfg.RaftAdvertise, n.cfg.RaftTLS, n.cfg.RaftSecret, n.logger); err != nil {
+			return err
+		}
 	}
+	n.trans = &raftTransport{Transport: inner}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.peers = newPeerClients(n.cfg.PeerDialOptions)
 	n.proposer = newProposer(n)
@@ -118,9 +122,8 @@ func (n *Node) start() error {
 	n.retryBase, n.retryMax = retryBackoffBase, retryBackoffMax
 	n.health = newHeartbeatTracker()
 
-	n.rt = &raftTransport{NetworkTransport: n.trans}
 	n.storage.logs = withStoreTiming(n.storage.logs, n.cfg.Hooks.StoreLogs)
-	r, err := newRaftGuarded(n.cfg.raftConfig(n.logger), n.fsm, n.storage, n.rt, n.cfg.DataDir)
+	r, err := newRaftGuarded(n.cfg.raftConfig(n.logger), n.fsm, n.storage, n.trans, n.cfg.DataDir)
 	if err != nil {
 		if herr := n.fsm.haltedErr(); herr != nil {
 			return fmt.Errorf("cluster: start raft from %s: %w%s", n.cfg.DataDir, herr, wayOut(n.cfg.DataDir))
@@ -308,11 +311,9 @@ func (n *Node) release() {
 		if err := n.trans.Close(); err != nil && n.closeErr == nil {
 			n.closeErr = fmt.Errorf("cluster: close transport: %w", err)
 		}
+		n.trans.fence()
 	}
-	if n.rt != nil {
-		n.rt.fence()
-	}
-	if n.storage != nil {
+	if n.storage != nil && n.storage.close != nil {
 		if err := n.storage.close(); err != nil && n.closeErr == nil {
 			n.closeErr = fmt.Errorf("cluster: close raft store: %w", err)
 		}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/rookery/rookery/fsm"
 )
 
@@ -172,5 +174,43 @@ func TestWaitRevisionReturnsOnceTheStoreReachesIt(t *testing.T) {
 	defer cancel()
 	if err := f.node.WaitRevision(ctx, res[0].Revision+1000); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("waiting for a future revision: %v", err)
+	}
+}
+
+// TestLinearizableGetOnBehindFollowerIsAnsweredByLeader holds every append
+// carrying entries to one follower, writes through the leader and reads
+// the name through that follower: the answer has the write while the
+// follower's store does not, so the leader answered (Peer.Lookup). A
+// follower waiting to apply the read index itself would time out.
+func TestLinearizableGetOnBehindFollowerIsAnsweredByLeader(t *testing.T) {
+	var fts []*faultTransport
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		inner, _, err := newTransport(cfg.RaftAddr, "", nil, cfg.RaftSecret, cfg.Logger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fts = append(fts, newFaultTransport(inner))
+		cfg.Transport = fts[len(fts)-1]
+		cfg.WriteTimeout = 3 * time.Second
+	})
+	leader, behind := c.leader(), c.followers()[0]
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	for _, ft := range fts {
+		ft.setRule(func(to raft.ServerID, req any) fault {
+			if ae, ok := req.(*raft.AppendEntriesRequest); ok && to == raft.ServerID(behind.cfg.NodeID) && len(ae.Entries) > 0 {
+				return fault{hold: release}
+			}
+			return fault{}
+		})
+	}
+	const name, loc = "user.behind", "imap-be01!default"
+	mustApply(t, leader.node, reserve(name, loc))
+	e, found, err := behind.node.LinearizableGet(testCtx(t), name)
+	if err != nil || !found || e.Location != loc {
+		t.Fatalf("get on %s: %+v found=%v err=%v", behind.cfg.NodeID, e, found, err)
+	}
+	if _, ok := behind.node.Store().Get(name); ok {
+		t.Fatalf("%s applied the write: it was not kept behind", behind.cfg.NodeID)
 	}
 }

@@ -74,7 +74,7 @@ func newTransport(addr, advertiseAddr string, tlsCfg *tls.Config, secret []byte,
 	}
 }
 
-// raftTransport is the network transport as raft sees it: without
+// raftTransport is the transport as raft sees it: without
 // pipelined AppendEntries, and with heartbeat handling that can be fenced
 // off before the stores close.
 //
@@ -95,9 +95,10 @@ func newTransport(addr, advertiseAddr string, tlsCfg *tls.Config, secret []byte,
 // hit. fence stops new heartbeat handling and waits for any in progress.
 //
 // Every other method, and the optional interfaces raft looks for
-// (pre-vote, close), come from the embedded transport.
+// (pre-vote, close), come from the embedded transport: the TCP one, or
+// Config.Transport.
 type raftTransport struct {
-	*raft.NetworkTransport
+	Transport
 
 	mu     sync.RWMutex // held for reading while a heartbeat is handled
 	fenced bool
@@ -113,7 +114,7 @@ var (
 // The override below must carry the exact name and signature of raft's
 // Transport method: a method of any other name leaves the embedded
 // transport's pipeline in place (as an earlier "AppendPipeline" did).
-// TestRaftDoesNotPipeline proves raft really falls back.
+// TestRaftDoesNotPipeline and TestReplicationSurvivesFollowerRejectingAppends prove it.
 var _ func(*raftTransport, raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) = (*raftTransport).AppendEntriesPipeline
 
 // AppendEntriesPipeline makes raft fall back to synchronous AppendEntries:
@@ -126,10 +127,10 @@ func (*raftTransport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (
 // SetHeartbeatHandler installs cb behind the fence.
 func (t *raftTransport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
 	if cb == nil {
-		t.NetworkTransport.SetHeartbeatHandler(nil)
+		t.Transport.SetHeartbeatHandler(nil)
 		return
 	}
-	t.NetworkTransport.SetHeartbeatHandler(func(rpc raft.RPC) {
+	t.Transport.SetHeartbeatHandler(func(rpc raft.RPC) {
 		t.mu.RLock()
 		defer t.mu.RUnlock()
 		if !t.fenced {

@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -143,5 +144,77 @@ func TestTLSStreamLayerRejectsPeersWithoutClusterCertificate(t *testing.T) {
 				t.Fatal("server side accepted the handshake")
 			}
 		})
+	}
+}
+
+// termGate is a StableStore that holds the next write of the current term,
+// once armed, until its node closes the store (or three seconds pass), and
+// counts writes arriving after the close instead of making them: a closed
+// bolt store would fail them and raft would panic.
+type termGate struct {
+	raft.StableStore
+	armed   atomic.Bool
+	entered chan struct{}
+	closed  chan struct{}
+	late    atomic.Int32
+}
+
+func (s *termGate) SetUint64(key []byte, v uint64) error {
+	if string(key) == "CurrentTerm" && s.armed.CompareAndSwap(true, false) {
+		close(s.entered)
+		select {
+		case <-s.closed:
+		case <-time.After(3 * time.Second):
+		}
+	}
+	select {
+	case <-s.closed:
+		s.late.Add(1)
+		return nil
+	default:
+		return s.StableStore.SetUint64(key, v)
+	}
+}
+
+func (s *termGate) close() error {
+	close(s.closed)
+	return nil
+}
+
+// TestCloseWaitsForHeartbeatBeforeClosingStores delivers a heartbeat of a
+// newer term, as a transport connection goroutine does, and closes the
+// node while raft's handler is about to persist that term. The fence makes
+// Close wait for the handler, so the term is written before the stores
+// close; without it the write lands on a closed store (raft panics
+// "failed to save current term: database not open").
+func TestCloseWaitsForHeartbeatBeforeClosingStores(t *testing.T) {
+	cfg := testConfig(t, "n1")
+	cfg.Bootstrap = true
+	_, inmem := raft.NewInmemTransport(raft.ServerAddress(cfg.RaftAddr))
+	ft := newFaultTransport(inmem)
+	stable := &termGate{StableStore: raft.NewInmemStore(), entered: make(chan struct{}), closed: make(chan struct{})}
+	cfg.Transport = ft
+	cfg.Stores = &Stores{Logs: raft.NewInmemStore(), Stable: stable, Snapshots: raft.NewInmemSnapshotStore(), Close: stable.close}
+	tn := startNode(t, cfg)
+	c := &testCluster{t: t, nodes: []*testNode{tn}}
+	c.waitLeader()
+
+	stable.armed.Store(true)
+	answered := make(chan raft.RPCResponse, 1)
+	go func() {
+		answered <- ft.deliverHeartbeat(&raft.AppendEntriesRequest{
+			RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("n2"), Addr: []byte("127.0.0.1:1")},
+			Term:      tn.node.raft.CurrentTerm() + 1,
+		})
+	}()
+	<-stable.entered
+	if err := tn.node.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-answered; r.Error != nil {
+		t.Fatalf("heartbeat: %v", r.Error)
+	}
+	if n := stable.late.Load(); n != 0 {
+		t.Fatalf("%d term write(s) reached the stores after they closed", n)
 	}
 }

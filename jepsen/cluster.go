@@ -3,12 +3,10 @@ package jepsen
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,8 +17,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/rookery/rookery/auth"
 	"github.com/rookery/rookery/internal/freeport"
+	"github.com/rookery/rookery/internal/testcluster"
 	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
 
@@ -57,18 +55,12 @@ type ClusterConfig struct {
 // on the same LAN segment would while the nodes are partitioned from each
 // other.
 type Node struct {
-	ID          string
-	RaftAddr    string // real, bound by the node
-	GRPCAddr    string // real
-	MupdateAddr string // real
-	RaftProxy   *Proxy
-	GRPCProxy   *Proxy
-	DataDir     string
-	LogPath     string
+	testcluster.Spec // the real addresses, bound by the node
+	RaftProxy        *Proxy
+	GRPCProxy        *Proxy
 
 	mu      sync.Mutex
-	cmd     *exec.Cmd
-	done    chan struct{}
+	proc    *testcluster.Process
 	paused  bool
 	removed bool // out of the raft configuration
 	bare    bool // (re)started without a peer list: waits to be added
@@ -103,7 +95,7 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Cluster{cfg: cfg, Net: NewNet(), owners: NewOwners(), User: "jepsen", Password: randomString(24)}
+	c := &Cluster{cfg: cfg, Net: NewNet(), owners: NewOwners(), User: "jepsen", Password: rand.Text()}
 	if err := c.writeAuth(); err != nil {
 		return nil, err
 	}
@@ -135,41 +127,29 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 	return c, nil
 }
 
-func randomString(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)[:n]
-}
-
 // writeAuth writes the users file (one writer identity, bcrypt) and the
 // cluster secret nodes use with each other.
 func (c *Cluster) writeAuth() error {
 	if err := os.MkdirAll(c.cfg.Dir, 0o755); err != nil {
 		return err
 	}
-	hash, err := auth.HashPasswordCost(c.Password, 4)
-	if err != nil {
-		return fmt.Errorf("jepsen: hash password: %w", err)
-	}
 	c.users = filepath.Join(c.cfg.Dir, "users")
-	if err := os.WriteFile(c.users, []byte(c.User+":"+hash+"\n"), 0o600); err != nil {
+	if err := testcluster.WriteUsers(c.users, map[string]string{c.User: c.Password}); err != nil {
 		return err
 	}
 	c.secret = filepath.Join(c.cfg.Dir, "cluster-secret")
-	return os.WriteFile(c.secret, []byte(randomString(32)+"\n"), 0o600)
+	return os.WriteFile(c.secret, []byte(rand.Text()+"\n"), 0o600)
 }
 
 func (c *Cluster) newNode(i int) (*Node, error) {
-	n := &Node{ID: "n" + strconv.Itoa(i+1)}
 	ports, err := freeport.Take(3)
 	if err != nil {
 		return nil, err
 	}
 	c.ports = append(c.ports, ports)
-	addrs := ports.Addrs()
-	n.RaftAddr, n.GRPCAddr, n.MupdateAddr = addrs[0], addrs[1], addrs[2]
-	n.DataDir = filepath.Join(c.cfg.Dir, n.ID, "data")
-	n.LogPath = filepath.Join(c.cfg.Dir, n.ID+".log")
+	addrs, id := ports.Addrs(), "n"+strconv.Itoa(i+1)
+	n := &Node{Spec: testcluster.Spec{ID: id, RaftAddr: addrs[0], GRPCAddr: addrs[1], MupdateAddr: addrs[2],
+		DataDir: filepath.Join(c.cfg.Dir, id, "data"), LogPath: filepath.Join(c.cfg.Dir, id+".log")}}
 	if err := os.MkdirAll(n.DataDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -198,15 +178,7 @@ func (c *Cluster) newNode(i int) (*Node, error) {
 func (c *Cluster) Token() string { return c.User + ":" + c.Password }
 
 func (c *Cluster) args(n *Node) []string {
-	args := []string{
-		"-node.id", n.ID, "-node.data_dir", n.DataDir,
-		"-raft.address", n.RaftAddr,
-		"-grpc.listen", n.GRPCAddr, "-grpc.advertise", c.advertisedGRPC(n),
-		"-mupdate.listen", n.MupdateAddr, "-mupdate.servername", "rookery-" + n.ID,
-		"-raft.peer_secret_file", c.secret,
-		"-auth.users_file", c.users, "-auth.admins", c.User,
-		"-log.level", "info",
-	}
+	args := append(n.Args(c.secret, c.users, []string{c.User}), "-grpc.advertise", c.advertisedGRPC(n), "-log.level", "info")
 	if !n.bare {
 		args = append(args, "-raft.peers", c.peers)
 	}
@@ -242,42 +214,18 @@ func (c *Cluster) Start(i int) error {
 	n := c.Nodes[i]
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.cmd != nil && !exited(n.done) {
+	if n.proc.Running() {
 		return fmt.Errorf("jepsen: %s is already running", n.ID)
 	}
-	logf, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p, err := testcluster.StartProcess(c.cfg.Binary, c.args(n), n.LogPath)
 	if err != nil {
-		return err
+		return fmt.Errorf("jepsen: %s: %w", n.ID, err)
 	}
-	fmt.Fprintf(logf, "\n==== jepsen: starting %s (bare=%v) at %s ====\n", n.ID, n.bare, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(c.cfg.Binary, c.args(n)...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Nodes die with the harness, even if it is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return fmt.Errorf("jepsen: start %s: %w", n.ID, err)
-	}
-	done := make(chan struct{})
-	c.owners.Set(cmd.Process.Pid, n.ID)
-	go func() {
-		_ = cmd.Wait()
-		logf.Close()
-		c.owners.Remove(cmd.Process.Pid)
-		close(done)
-	}()
-	n.cmd, n.done, n.paused = cmd, done, false
-	c.cfg.Logger.Info("node started", "node", n.ID, "pid", cmd.Process.Pid)
+	c.owners.Set(p.Pid(), n.ID)
+	go func() { <-p.Done(); c.owners.Remove(p.Pid()) }()
+	n.proc, n.paused = p, false
+	c.cfg.Logger.Info("node started", "node", n.ID, "pid", p.Pid())
 	return nil
-}
-
-func exited(done chan struct{}) bool {
-	select {
-	case <-done:
-		return true
-	default:
-		return false
-	}
 }
 
 // Running reports whether node i's process is alive (paused counts).
@@ -285,7 +233,7 @@ func (c *Cluster) Running(i int) bool {
 	n := c.Nodes[i]
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.cmd != nil && !exited(n.done)
+	return n.proc.Running()
 }
 
 // Available reports whether node i runs, is not paused and is a member.
@@ -293,7 +241,7 @@ func (c *Cluster) Available(i int) bool {
 	n := c.Nodes[i]
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.cmd != nil && !exited(n.done) && !n.paused && !n.removed
+	return n.proc.Running() && !n.paused && !n.removed
 }
 
 // Kill sends SIGKILL to node i and waits for it to die.
@@ -311,23 +259,15 @@ func (c *Cluster) Terminate(i int) error {
 func (c *Cluster) stop(i int, sig syscall.Signal, wait time.Duration) error {
 	n := c.Nodes[i]
 	n.mu.Lock()
-	cmd, done := n.cmd, n.done
+	p := n.proc
 	n.mu.Unlock()
-	if cmd == nil || exited(done) {
-		return nil
+	if err := p.Stop(sig, wait); err != nil {
+		return fmt.Errorf("jepsen: %s: %w", n.ID, err)
 	}
-	if err := cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("jepsen: signal %s: %w", n.ID, err)
-	}
-	select {
-	case <-done:
-		n.mu.Lock()
-		n.paused = false
-		n.mu.Unlock()
-		return nil
-	case <-time.After(wait):
-		return fmt.Errorf("jepsen: %s did not exit within %v of %v", n.ID, wait, sig)
-	}
+	n.mu.Lock()
+	n.paused = false
+	n.mu.Unlock()
+	return nil
 }
 
 // Pause sends SIGSTOP to node i.
@@ -340,11 +280,11 @@ func (c *Cluster) signal(i int, sig syscall.Signal, paused bool) error {
 	n := c.Nodes[i]
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.cmd == nil || exited(n.done) {
+	if !n.proc.Running() {
 		return fmt.Errorf("jepsen: %s is not running", n.ID)
 	}
-	if err := n.cmd.Process.Signal(sig); err != nil {
-		return fmt.Errorf("jepsen: signal %s: %w", n.ID, err)
+	if err := n.proc.Signal(sig); err != nil {
+		return fmt.Errorf("jepsen: %s: %w", n.ID, err)
 	}
 	n.paused = paused
 	return nil
@@ -418,32 +358,19 @@ func (c *Cluster) Leader(ctx context.Context) int {
 
 // WaitLeader waits until every available member agrees on one leader.
 func (c *Cluster) WaitLeader(ctx context.Context) (int, error) {
-	for {
-		sts := c.statuses(ctx)
-		leader, agreed := "", true
-		for i, st := range sts {
-			if !c.Available(i) {
-				continue
-			}
-			if st == nil || st.GetLeaderId() == "" || (leader != "" && st.GetLeaderId() != leader) {
-				agreed = false
-				break
-			}
-			leader = st.GetLeaderId()
-		}
-		if agreed && leader != "" {
-			for i, n := range c.Nodes {
-				if n.ID == leader && sts[i] != nil && sts[i].GetState() == "Leader" {
-					return i, nil
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return -1, fmt.Errorf("jepsen: no agreed leader: %w", ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
+	ids := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		ids[i] = n.ID
 	}
+	return testcluster.AwaitLeader(ctx, ids, func(ctx context.Context) ([]*rookeryv1.StatusResponse, error) {
+		sts := c.statuses(ctx)
+		for i, st := range sts {
+			if st == nil && c.Available(i) {
+				return nil, fmt.Errorf("%s does not answer", ids[i])
+			}
+		}
+		return sts, nil
+	})
 }
 
 // WaitConverged waits until every member runs, agrees on the leader and

@@ -20,6 +20,7 @@ import (
 	"github.com/rookery/rookery/api"
 	"github.com/rookery/rookery/cluster"
 	"github.com/rookery/rookery/internal/freeport"
+	"github.com/rookery/rookery/internal/testnode"
 )
 
 // Options shape a test cluster. Zero values give three nodes with open APIs.
@@ -269,33 +270,4 @@ func (c *Cluster) Follower() int {
 
 // Logger logs warnings and errors to the test log (everything with
 // ROOKERY_TEST_DEBUG=1) until the test ends.
-func Logger(t testing.TB) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(w.stop)
-	level := slog.LevelWarn
-	if os.Getenv("ROOKERY_TEST_DEBUG") != "" {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
-}
-
-type testWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Logf("%s", p)
-	}
-	return len(p), nil
-}
-
-func (w *testWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
-}
+func Logger(t testing.TB) *slog.Logger { return testnode.Logger(t) }

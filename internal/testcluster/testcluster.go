@@ -6,12 +6,14 @@ package testcluster
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/rookery/rookery/client"
 	"github.com/rookery/rookery/internal/freeport"
+	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
 
 // Options configures a test cluster.
@@ -37,31 +40,15 @@ type Options struct {
 
 // Node is one rookeryd process.
 type Node struct {
-	ID          string
-	RaftAddr    string
-	GRPCAddr    string
-	MupdateAddr string
-	DebugAddr   string // debug.listen: /metrics, /debug/vars, pprof
-	DataDir     string
-	LogPath     string
+	Spec
+	DebugAddr string // debug.listen: /metrics, /debug/vars, pprof
 
 	args []string
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *Process
 }
 
 // Running reports whether the node's process is alive.
-func (n *Node) Running() bool {
-	if n.cmd == nil {
-		return false
-	}
-	select {
-	case <-n.done:
-		return false
-	default:
-		return true
-	}
-}
+func (n *Node) Running() bool { return n.proc.Running() }
 
 // Cluster is a set of rookeryd processes.
 type Cluster struct {
@@ -87,42 +74,34 @@ func Start(t testing.TB, opts Options) *Cluster {
 	}
 	dir := t.TempDir()
 	c := &Cluster{t: t, dir: dir, bin: Build(t, dir)}
-	users := writeUsers(t, c.bin, dir, opts.Users)
+	c.WriteUsers(opts.Users)
 	secret := filepath.Join(dir, "cluster-secret")
-	if err := os.WriteFile(secret, []byte("test-cluster-secret-0123456789"), 0o600); err != nil {
+	if err := os.WriteFile(secret, []byte(rand.Text()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ports := freeport.T(t, 4*opts.Nodes)
 	var peers []string
 	for i := 0; i < opts.Nodes; i++ {
-		n := &Node{
-			ID:          fmt.Sprintf("n%d", i+1),
+		id := fmt.Sprintf("n%d", i+1)
+		n := &Node{Spec: Spec{
+			ID:          id,
 			RaftAddr:    fmt.Sprintf("127.0.0.1:%d", ports[4*i]),
 			GRPCAddr:    fmt.Sprintf("127.0.0.1:%d", ports[4*i+1]),
 			MupdateAddr: fmt.Sprintf("127.0.0.1:%d", ports[4*i+2]),
-			DebugAddr:   fmt.Sprintf("127.0.0.1:%d", ports[4*i+3]),
-			DataDir:     filepath.Join(dir, fmt.Sprintf("n%d", i+1)),
-		}
-		n.LogPath = n.DataDir + ".log"
+			DataDir:     filepath.Join(dir, id),
+			LogPath:     filepath.Join(dir, id+".log"),
+		}, DebugAddr: fmt.Sprintf("127.0.0.1:%d", ports[4*i+3])}
 		peers = append(peers, fmt.Sprintf("%s=%s/%s", n.ID, n.RaftAddr, n.GRPCAddr))
 		c.Nodes = append(c.Nodes, n)
 	}
 	for _, n := range c.Nodes {
-		n.args = append([]string{
-			"-node.id", n.ID, "-node.data_dir", n.DataDir,
-			"-raft.address", n.RaftAddr, "-raft.peers", strings.Join(peers, ","),
-			"-raft.peer_secret_file", secret,
-			"-grpc.listen", n.GRPCAddr,
-			"-mupdate.listen", n.MupdateAddr, "-mupdate.servername", "rookery-" + n.ID,
-			"-debug.listen", n.DebugAddr,
-			"-auth.users_file", users,
-			"-auth.admins", strings.Join(opts.Admins, ","),
-			"-auth.readers", strings.Join(opts.Readers, ","),
-			"-log.level", "debug",
-		}, opts.ExtraArgs...)
+		n.args = append(n.Args(secret, c.UsersFile(), opts.Admins),
+			"-raft.peers", strings.Join(peers, ","), "-debug.listen", n.DebugAddr,
+			"-auth.readers", strings.Join(opts.Readers, ","), "-log.level", "debug")
+		n.args = append(n.args, opts.ExtraArgs...)
 	}
 	for admin := range opts.Users {
-		if contains(opts.Admins, admin) {
+		if slices.Contains(opts.Admins, admin) {
 			c.Token = admin + ":" + opts.Users[admin]
 			break
 		}
@@ -139,15 +118,6 @@ func Start(t testing.TB, opts Options) *Cluster {
 	return c
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // Build compiles cmd/rookeryd into dir and returns the binary's path.
 func Build(t testing.TB, dir string) string {
 	t.Helper()
@@ -159,25 +129,6 @@ func Build(t testing.TB, dir string) string {
 	return bin
 }
 
-func writeUsers(t testing.TB, bin, dir string, users map[string]string) string {
-	t.Helper()
-	var b strings.Builder
-	for name, pw := range users {
-		cmd := exec.Command(bin, "hash-password")
-		cmd.Stdin = strings.NewReader(pw + "\n")
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("testcluster: hash-password: %v", err)
-		}
-		fmt.Fprintf(&b, "%s:%s", name, out)
-	}
-	path := filepath.Join(dir, "users")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // Start (re)starts node i on its data directory.
 func (c *Cluster) Start(i int) {
 	c.t.Helper()
@@ -185,19 +136,12 @@ func (c *Cluster) Start(i int) {
 	if n.Running() {
 		c.t.Fatalf("testcluster: %s already running", n.ID)
 	}
-	logf, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p, err := StartProcess(c.bin, n.args, n.LogPath)
 	if err != nil {
-		c.t.Fatal(err)
+		c.t.Fatalf("testcluster: %s: %v", n.ID, err)
 	}
-	cmd := exec.Command(c.bin, n.args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		c.t.Fatalf("testcluster: start %s: %v", n.ID, err)
-	}
-	n.cmd, n.done = cmd, make(chan struct{})
-	go func() { cmd.Wait(); logf.Close(); close(n.done) }()
-	if err := waitPort(n.GRPCAddr, 10*time.Second, n.done); err != nil {
+	n.proc = p
+	if err := waitPort(n.GRPCAddr, 10*time.Second, p.Done()); err != nil {
 		c.t.Fatalf("testcluster: %s: %v\n%s", n.ID, err, c.Log(i))
 	}
 }
@@ -222,7 +166,7 @@ func waitPort(addr string, limit time.Duration, dead <-chan struct{}) error {
 // Reload sends SIGHUP to node i (rookeryd re-reads its users file).
 func (c *Cluster) Reload(i int) {
 	if n := c.Nodes[i]; n.Running() {
-		_ = n.cmd.Process.Signal(syscall.SIGHUP)
+		_ = n.proc.Signal(syscall.SIGHUP)
 	}
 }
 
@@ -231,7 +175,11 @@ func (c *Cluster) UsersFile() string { return filepath.Join(c.dir, "users") }
 
 // WriteUsers rewrites the users file (identity → password); call Reload
 // for the nodes to pick it up.
-func (c *Cluster) WriteUsers(users map[string]string) { writeUsers(c.t, c.bin, c.dir, users) }
+func (c *Cluster) WriteUsers(users map[string]string) {
+	if err := WriteUsers(c.UsersFile(), users); err != nil {
+		c.t.Fatal(err)
+	}
+}
 
 // Kill sends SIGKILL to node i and waits for it to die.
 func (c *Cluster) Kill(i int) { c.signal(i, syscall.SIGKILL) }
@@ -240,16 +188,8 @@ func (c *Cluster) Kill(i int) { c.signal(i, syscall.SIGKILL) }
 func (c *Cluster) Stop(i int) { c.signal(i, syscall.SIGTERM) }
 
 func (c *Cluster) signal(i int, sig syscall.Signal) {
-	n := c.Nodes[i]
-	if !n.Running() {
-		return
-	}
-	_ = n.cmd.Process.Signal(sig)
-	select {
-	case <-n.done:
-	case <-time.After(15 * time.Second):
-		_ = n.cmd.Process.Kill()
-		<-n.done
+	if p := c.Nodes[i].proc; p.Stop(sig, 15*time.Second) != nil {
+		_ = p.Stop(syscall.SIGKILL, time.Minute)
 	}
 }
 
@@ -305,42 +245,23 @@ func (c *Cluster) dial(addrs []string) *client.Client {
 // returns its index.
 func (c *Cluster) WaitLeader(ctx context.Context) (int, error) {
 	cl := c.Client()
-	var last error
-	for {
-		leader, err := c.agreedLeader(ctx, cl)
-		if err == nil {
-			return leader, nil
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return -1, fmt.Errorf("%w (last: %v)", ctx.Err(), last)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-func (c *Cluster) agreedLeader(ctx context.Context, cl *client.Client) (int, error) {
-	leaderID := ""
-	for _, n := range c.Nodes {
-		if !n.Running() {
-			continue
-		}
-		st, err := cl.StatusOf(ctx, n.GRPCAddr)
-		if err != nil {
-			return -1, err
-		}
-		if st.LeaderId == "" || (leaderID != "" && st.LeaderId != leaderID) {
-			return -1, fmt.Errorf("%s sees leader %q", n.ID, st.LeaderId)
-		}
-		leaderID = st.LeaderId
-	}
+	ids := make([]string, len(c.Nodes))
 	for i, n := range c.Nodes {
-		if n.ID == leaderID && n.Running() {
-			return i, nil
-		}
+		ids[i] = n.ID
 	}
-	return -1, fmt.Errorf("leader %q is not a running node", leaderID)
+	return AwaitLeader(ctx, ids, func(ctx context.Context) ([]*rookeryv1.StatusResponse, error) {
+		sts := make([]*rookeryv1.StatusResponse, len(c.Nodes))
+		for i, n := range c.Nodes {
+			if n.Running() {
+				st, err := cl.StatusOf(ctx, n.GRPCAddr)
+				if err != nil {
+					return nil, err
+				}
+				sts[i] = st
+			}
+		}
+		return sts, nil
+	})
 }
 
 // MupdatePort returns node i's MUPDATE port number.
