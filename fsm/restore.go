@@ -25,6 +25,7 @@ func (s *Store) Restore(r io.Reader) error {
 	st.sum.reset(st.revision, treeHash(st.tree))
 	s.mu.Lock()
 	s.st = st
+	s.restores++
 	s.notifyLocked()
 	s.mu.Unlock()
 	return nil
@@ -129,7 +130,10 @@ func (d *snapDecoder) entries(st *state) error {
 	if err := d.fail("entries"); err != nil {
 		return err
 	}
-	st.fill(recs)
+	st.fill(func(yield func(*record) bool) {
+		for i := len(recs) - 1; i >= 0 && yield(recs[i]); i-- {
+		}
+	})
 	return nil
 }
 
