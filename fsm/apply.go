@@ -117,6 +117,9 @@ func (st *state) commit(c *Command, key string, old *record, next metaKey) uint6
 			createRevision: r.createRevision, modRevision: r.modRevision}
 		ev.typ = EventPut
 	}
+	if added == nil || old == nil {
+		st.churn++
+	}
 	if old != nil {
 		ev.prev = old.meta
 		st.stats.remove(old.meta)

@@ -74,25 +74,61 @@ func (ix *index) remove(old *record) {
 	}
 }
 
-// fill loads records given in key order into the main tree and the
-// indexes of a new state (Restore).
+// fill loads records into the main tree and the indexes of a new state
+// (Restore, compact). each must yield them in descending key order.
 //
-// The records go in in descending order. google/btree splits a full node
-// in the middle and keeps the left half in the old, full-capacity slice:
-// ascending inserts then leave every node half full, about 8 bytes per
-// entry and tree wasted. Descending inserts refill the left half, and each
-// split-off right half is a right-sized slice that is never touched again,
-// so restored trees are nearly dense. In byServer each server's range
-// receives its own keys in descending order too, which is all it takes.
-func (st *state) fill(recs []*record) {
-	for i := len(recs) - 1; i >= 0; i-- {
-		r := recs[i]
+// google/btree splits a full node in the middle and keeps the left half in
+// the old, full-capacity slice: ascending inserts (what applies mostly are:
+// new users, a batch of imported names) leave every node half full, about
+// 8 bytes per entry and tree wasted. Descending inserts refill the left
+// half, and each split-off right half is a right-sized slice that is never
+// touched again, so filled trees are nearly dense. In byServer each
+// server's range receives its own keys in descending order too, which is
+// all it takes.
+func (st *state) fill(each func(yield func(*record) bool)) {
+	each(func(r *record) bool {
 		st.tree.ReplaceOrInsert(r)
 		st.ix.byServer.ReplaceOrInsert(r)
 		if r.meta.state == StateReserved {
 			st.ix.reserved.ReplaceOrInsert(r)
 		}
+		return true
+	})
+}
+
+// compactShare: a snapshot rebuilds the trees dense (compact) once the
+// entries inserted or deleted since they were last built reach this share
+// of the entries, so the rebuilds of a growing store cost a constant
+// multiple of its final size.
+const compactShare = 4
+
+// compact rebuilds the store's trees dense (see fill) from sn, which holds
+// the records as of its revision, then replays onto them the changes
+// applied since, from the history, and swaps them in. The rebuild runs
+// outside the lock, on the goroutine writing the snapshot; the replay holds
+// it for O(changes since). It gives up, changing nothing, when the state
+// was restored meanwhile or the history no longer reaches back to sn.
+func (s *Store) compact(sn *Snapshot) {
+	dense := state{tree: btree.NewG(btreeDegree, lessRecord), ix: newIndex()}
+	dense.fill(func(yield func(*record) bool) { sn.tree.Descend(yield) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	evs, since := s.st.hist.view(), s.st.revision-sn.revision
+	if s.restores != sn.restores || since > uint64(evs.len()) {
+		return
 	}
+	for i := evs.len() - int(since); i < evs.len(); i++ {
+		key := evs.at(i).key
+		old, _ := dense.tree.Get(probe(key))
+		if r, ok := s.st.tree.Get(probe(key)); ok {
+			dense.tree.ReplaceOrInsert(r)
+			dense.ix.put(old, r)
+		} else if old != nil {
+			dense.tree.Delete(old)
+			dense.ix.remove(old)
+		}
+	}
+	s.st.tree, s.st.ix, s.st.churn = dense.tree, dense.ix, int(since)
 }
 
 // clone returns a copy-on-write copy; the caller holds the store lock.

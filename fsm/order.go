@@ -1,6 +1,10 @@
 package fsm
 
-import "strings"
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
 
 // DBNameKey maps a Cyrus internal mailbox name to the key Cyrus 3.6+ uses in
 // mailboxes.db ("dbname"), whose bytewise order is the order in which Cyrus
@@ -40,6 +44,30 @@ func NameFromDBKey(key string) string {
 		}
 	}
 	return string(b)
+}
+
+// checkKey accepts exactly the keys DBNameKey makes of names checkName
+// accepts, without building the name (Restore checks every key). Before
+// the domain separator (the first 0x1D or '!', which must be 0x1D) a key
+// keeps its '.'s; after it, or everywhere when there is none, every '.'
+// is 0x1F and no 0x1D follows.
+func checkKey(key string) error {
+	if key == "" || len(key) > MaxNameLen {
+		return checkName(key)
+	}
+	sep := strings.IndexAny(key, "!\x1d")
+	if sep >= 0 && key[sep] != 0x1D {
+		return errors.New("domain separator is not 0x1D")
+	}
+	for i := 0; i < len(key); i++ {
+		switch c := key[i]; {
+		case c == 0 || c == '\r' || c == '\n':
+			return fmt.Errorf("forbidden byte 0x%02x at %d", c, i)
+		case i < sep && c == 0x1F, i > sep && (c == '.' || c == 0x1D):
+			return fmt.Errorf("byte 0x%02x at %d is not what DBNameKey makes", c, i)
+		}
+	}
+	return nil
 }
 
 // Compare orders two internal mailbox names the way Cyrus 3.6+ mailboxes.db

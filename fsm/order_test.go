@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -47,6 +48,34 @@ func TestDBNameKeyRoundTrips(t *testing.T) {
 	for _, n := range []string{"", "user.a", "a!b.c!d.e", "example.com!user.bob.Sent", "x!", "DELETED.user.x.Trash.65E33B49"} {
 		if got := NameFromDBKey(DBNameKey(n)); got != n {
 			t.Errorf("round trip %q -> %q", n, got)
+		}
+	}
+}
+
+// TestCheckKeyAcceptsExactlyTheKeysOfValidNames compares checkKey with its
+// definition (the key of a name checkName accepts) on every string of up
+// to five bytes over the bytes that matter, and on the length limits.
+func TestCheckKeyAcceptsExactlyTheKeysOfValidNames(t *testing.T) {
+	alphabet := []byte{'a', '.', '!', 0x1D, 0x1F, 0, '\n'}
+	want := func(k string) bool {
+		name := NameFromDBKey(k)
+		return checkName(name) == nil && DBNameKey(name) == k
+	}
+	keys := []string{strings.Repeat("a", MaxNameLen), strings.Repeat("a", MaxNameLen+1)}
+	var grow func(prefix []byte)
+	grow = func(prefix []byte) {
+		keys = append(keys, string(prefix))
+		if len(prefix) == 5 {
+			return
+		}
+		for _, c := range alphabet {
+			grow(append(prefix, c))
+		}
+	}
+	grow(nil)
+	for _, k := range keys {
+		if got := checkKey(k) == nil; got != want(k) {
+			t.Fatalf("checkKey(%q) accepts = %v, want %v", k, got, want(k))
 		}
 	}
 }

@@ -25,6 +25,7 @@ func (s *Store) Restore(r io.Reader) error {
 	st.sum.reset(st.revision, treeHash(st.tree))
 	s.mu.Lock()
 	s.st = st
+	s.restores++
 	s.notifyLocked()
 	s.mu.Unlock()
 	return nil
@@ -114,13 +115,12 @@ func (d *snapDecoder) entries(st *state) error {
 		if i > 0 && key <= prev {
 			return corrupt("entry %d: keys out of order", i)
 		}
-		name := NameFromDBKey(key)
-		if err := checkName(name); err != nil || DBNameKey(name) != key {
-			return corrupt("entry %d: invalid name key %q", i, key)
+		if err := checkKey(key); err != nil {
+			return corrupt("entry %d: invalid name key %q: %v", i, key, err)
 		}
 		rec, err := d.record(&st.in, key, st.revision)
 		if err != nil {
-			return fmt.Errorf("entry %q: %w", name, err)
+			return fmt.Errorf("entry %q: %w", NameFromDBKey(key), err)
 		}
 		recs = append(recs, rec)
 		st.stats.add(rec.meta)
@@ -129,7 +129,10 @@ func (d *snapDecoder) entries(st *state) error {
 	if err := d.fail("entries"); err != nil {
 		return err
 	}
-	st.fill(recs)
+	st.fill(func(yield func(*record) bool) {
+		for i := len(recs) - 1; i >= 0 && yield(recs[i]); i-- {
+		}
+	})
 	return nil
 }
 
@@ -195,8 +198,8 @@ func (d *snapDecoder) event(in *interner, rev uint64) (histEvent, error) {
 	if d.err != nil {
 		return histEvent{}, d.fail("event")
 	}
-	if err := checkName(NameFromDBKey(ev.key)); err != nil || DBNameKey(NameFromDBKey(ev.key)) != ev.key {
-		return histEvent{}, corrupt("invalid name key %q", ev.key)
+	if err := checkKey(ev.key); err != nil {
+		return histEvent{}, corrupt("invalid name key %q: %v", ev.key, err)
 	}
 	put := ev.typ == EventPut && ev.op >= OpReserve && ev.op <= OpDeactivate
 	del := ev.typ == EventDelete && ev.op == OpDelete

@@ -45,6 +45,10 @@ type Snapshot struct {
 	peers    []peer
 	events   histView // shares the store's history chunks; read only
 	metas    int      // distinct metas in the tree, to size the tables
+	// compactOnto, when set, is the store whose trees a successful
+	// WriteTo rebuilds dense from this snapshot (Store.compact).
+	compactOnto *Store
+	restores    uint64
 }
 
 type peer struct{ id, addr string }
@@ -125,6 +129,9 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	cw.n += int64(n)
 	if err != nil {
 		return cw.n, fmt.Errorf("fsm: write snapshot: %w", err)
+	}
+	if sn.compactOnto != nil {
+		sn.compactOnto.compact(sn)
 	}
 	return cw.n, nil
 }

@@ -63,9 +63,10 @@ type Store struct {
 	// mu guards everything below. Point reads take it shared; Apply,
 	// View, Snapshot and Restore take it exclusively (btree Clone mutates
 	// the copy-on-write context of the live tree).
-	mu      sync.RWMutex
-	st      state
-	changed chan struct{}
+	mu       sync.RWMutex
+	st       state
+	restores uint64 // Restores so far: a compaction built before one is stale
+	changed  chan struct{}
 }
 
 // state is everything a snapshot carries; Restore builds a new one and swaps
@@ -83,6 +84,9 @@ type state struct {
 	statsCache *Stats
 	hist       history
 	sum        stateHash // the entries' hash, per revision (hash.go)
+	// churn counts the entries inserted and deleted since the trees were
+	// last built dense (Restore, compact).
+	churn int
 }
 
 func newState(historySize int) state {
@@ -223,12 +227,17 @@ func (s *Store) Snapshot() *Snapshot {
 		}
 		return 0
 	})
-	return &Snapshot{
+	sn := &Snapshot{
 		tree:     s.st.tree.Clone(),
 		revision: s.st.revision,
 		applied:  s.st.applied,
 		peers:    peers,
 		events:   s.st.hist.view(),
 		metas:    len(s.st.in.metas),
+		restores: s.restores,
 	}
+	if s.st.churn > 0 && s.st.churn*compactShare >= s.st.tree.Len() {
+		sn.compactOnto = s
+	}
+	return sn
 }
