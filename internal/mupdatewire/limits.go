@@ -11,7 +11,7 @@
 //
 // The package knows nothing about command semantics; the session layer in
 // package mupdatecompat decides what each command means.
-package wire
+package mupdatewire
 
 // Limits bounds what one peer can make the reader hold in memory.
 type Limits struct {
