@@ -6,8 +6,9 @@ import (
 	"strconv"
 )
 
-// Writer writes MUPDATE responses. Output is buffered; call Flush. It is
-// not safe for concurrent use.
+// Writer writes MUPDATE responses (the server side) or commands (the
+// client side). Output is buffered; call Flush. It is not safe for
+// concurrent use.
 type Writer struct {
 	bw    *bufio.Writer
 	quote bool
@@ -58,6 +59,28 @@ func (w *Writer) WriteData(tag, kind string, args ...string) error {
 	for _, a := range args {
 		w.bw.WriteByte(' ')
 		w.writeString(a)
+	}
+	_, err := w.bw.WriteString("\r\n")
+	return err
+}
+
+// WriteCommand writes a client command: an Atom argument as is, a Quoted
+// one quoted, a Literal as {N+}, the form Cyrus's client sends every
+// string in (docs/mupdate.md §2).
+func (w *Writer) WriteCommand(cmd Command) error {
+	w.bw.WriteString(cmd.Tag)
+	w.bw.WriteByte(' ')
+	w.bw.WriteString(cmd.Name)
+	for _, a := range cmd.Args {
+		w.bw.WriteByte(' ')
+		switch a.Kind {
+		case Atom:
+			w.bw.WriteString(a.Value)
+		case Quoted:
+			w.bw.WriteString(Quote(a.Value))
+		default:
+			w.writeLiteral(a.Value)
+		}
 	}
 	_, err := w.bw.WriteString("\r\n")
 	return err
