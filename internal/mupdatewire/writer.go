@@ -34,9 +34,6 @@ func (w *Writer) SetQuoteStrings(quote bool) { w.quote = quote }
 // Flush writes buffered output to the underlying writer.
 func (w *Writer) Flush() error { return w.bw.Flush() }
 
-// Buffered returns the number of bytes waiting to be flushed.
-func (w *Writer) Buffered() int { return w.bw.Buffered() }
-
 // WriteReply writes "tag kind text": kind is OK, NO, BAD or BYE. The text
 // is always a string (quoted, or a literal if it cannot be quoted), because
 // the Cyrus client parser (mupdate_scarf) rejects an atom there.
@@ -136,10 +133,8 @@ func Quote(s string) string {
 	return string(append(b, '"'))
 }
 
-// QuoteSafe reports whether s can be sent as a quoted string without
+// quoteSafe reports whether s can be sent as a quoted string without
 // escapes: every byte 7-bit, none of NUL, CR, LF, '"' or '\\'.
-func QuoteSafe(s string) bool { return quoteSafe(s) }
-
 func quoteSafe(s string) bool {
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
