@@ -92,9 +92,9 @@ func checkCommand(t *testing.T, c *Command, lim Limits) {
 // FuzzReadResponse feeds arbitrary bytes to the client side of the reader
 // with small limits. It checks that the reader never panics, always makes
 // progress, and that every data and status response it accepts survives a
-// round trip through the server's writer. The seeds in testdata/fuzz are
-// the server halves of the real Cyrus transcripts in
-// /work/shared/cyrus/transcripts (CR restored, \x09 turned back to TAB).
+// round trip through the server's writer. The cyrus-* seeds in
+// testdata/fuzz are what a real Cyrus 3.6.1 master sent, one connection
+// each, captured with a logging relay.
 func FuzzReadResponse(f *testing.F) {
 	f.Add([]byte("* AUTH \"PLAIN\"\r\n* OK MUPDATE \"m\" \"Cyrus IMAP\" \"3.6.1\" \"(master)\"\r\nA01 OK \"Authenticated\"\r\n"))
 	lim := Limits{MaxLineLength: 256, MaxLiteralSize: 64, MaxCommandSize: 512, MaxArgs: 8}
