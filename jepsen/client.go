@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rookery/rookery/internal/mupdateclient"
+	"github.com/rookery/rookery/internal/mupdatewire"
 	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
 
@@ -297,7 +298,7 @@ func mupdateWriteResult(err error) Result {
 func mupdateServerError(err error) bool {
 	var se *mupdateclient.StatusError
 	if !errors.As(err, &se) {
-		return errors.Is(err, mupdateclient.ErrProtocol)
+		return errors.Is(err, mupdatewire.ErrProtocol)
 	}
 	return se.Status == "BAD" || se.Text == "directory error" || se.Text == "permission denied" || se.Text == "invalid command"
 }

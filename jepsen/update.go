@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rookery/rookery/internal/mupdateclient"
+	"github.com/rookery/rookery/internal/mupdatewire"
 )
 
 // streamer follows the directory with MUPDATE UPDATE like a Cyrus
@@ -176,17 +177,12 @@ func (s *streamer) read(ctx context.Context, cl *mupdateclient.Client, idx int, 
 		}
 		var it UpdateItem
 		switch {
-		case r.Tag == "U01" && (r.Kind == "MAILBOX" || r.Kind == "RESERVE"):
-			e, err := r.Entry()
-			if err != nil {
-				return err
-			}
-			it = UpdateItem{Kind: "mailbox", Name: e.Name, Loc: e.Location, ACL: e.ACL}
-			if e.Reserved {
-				it.Kind = "reserve"
-			}
-		case r.Tag == "U01" && r.Kind == "DELETE" && len(r.Args) == 1:
-			it = UpdateItem{Kind: "delete", Name: r.Args[0]}
+		case r.Tag == "U01" && r.Kind == mupdatewire.KindMailbox:
+			it = UpdateItem{Kind: "mailbox", Name: r.Name, Loc: r.Location, ACL: r.ACL}
+		case r.Tag == "U01" && r.Kind == mupdatewire.KindReserve:
+			it = UpdateItem{Kind: "reserve", Name: r.Name, Loc: r.Location}
+		case r.Tag == "U01" && r.Kind == mupdatewire.KindDelete:
+			it = UpdateItem{Kind: "delete", Name: r.Name}
 		case r.IsStatus():
 			pmu.Lock()
 			p, ok := pending[r.Tag]
@@ -195,8 +191,8 @@ func (s *streamer) read(ctx context.Context, cl *mupdateclient.Client, idx int, 
 			if !ok {
 				return fmt.Errorf("answer %s %s to no NOOP", r.Tag, r.Kind)
 			}
-			if r.Kind != "OK" {
-				return fmt.Errorf("NOOP %s: %s %q", r.Tag, r.Kind, r.Text())
+			if r.Kind != mupdatewire.KindOK {
+				return fmt.Errorf("NOOP %s: %s %q", r.Tag, r.Kind, r.Text)
 			}
 			it = p
 			it.OKAt = s.h.Now()

@@ -10,7 +10,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/rookery/rookery/auth"
-	"github.com/rookery/rookery/mupdatecompat/wire"
+	wire "github.com/rookery/rookery/internal/mupdatewire"
 )
 
 // Reply texts of AUTHENTICATE. "Authenticated" and "Client canceled

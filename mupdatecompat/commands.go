@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/rookery/rookery/fsm"
-	"github.com/rookery/rookery/mupdatecompat/wire"
+	wire "github.com/rookery/rookery/internal/mupdatewire"
 )
 
 func (c *conn) reserve(cmd *wire.Command) bool {

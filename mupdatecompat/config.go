@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rookery/rookery/mupdatecompat/wire"
+	wire "github.com/rookery/rookery/internal/mupdatewire"
 )
 
 // Order is the order of LIST and UPDATE output. Cyrus clients merge-join

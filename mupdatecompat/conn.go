@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/rookery/rookery/auth"
-	"github.com/rookery/rookery/mupdatecompat/wire"
+	wire "github.com/rookery/rookery/internal/mupdatewire"
 )
 
 // conn is one MUPDATE session. A single goroutine runs it (serve); once

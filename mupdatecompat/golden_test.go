@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/rookery/rookery/fsm"
-	"github.com/rookery/rookery/mupdatecompat/wire"
+	wire "github.com/rookery/rookery/internal/mupdatewire"
 )
 
 // The golden test replays the client side of every real Cyrus 3.6.1

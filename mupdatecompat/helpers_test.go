@@ -19,7 +19,7 @@ import (
 
 	"github.com/rookery/rookery/auth"
 	"github.com/rookery/rookery/fsm"
-	"github.com/rookery/rookery/mupdatecompat/wire"
+	wire "github.com/rookery/rookery/internal/mupdatewire"
 )
 
 // Banner fields of the real Cyrus master the transcripts were captured

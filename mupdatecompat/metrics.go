@@ -4,7 +4,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rookery/rookery/mupdatecompat/wire"
+	wire "github.com/rookery/rookery/internal/mupdatewire"
 )
 
 // Streams returns the number of UPDATE streams open now.

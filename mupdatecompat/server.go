@@ -58,7 +58,7 @@ import (
 	"time"
 
 	"github.com/rookery/rookery/auth"
-	"github.com/rookery/rookery/mupdatecompat/wire"
+	wire "github.com/rookery/rookery/internal/mupdatewire"
 )
 
 // Authenticator checks a SASL login. *auth.Authenticator implements it.

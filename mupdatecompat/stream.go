@@ -6,7 +6,7 @@ import (
 	"sync"
 
 	"github.com/rookery/rookery/fsm"
-	"github.com/rookery/rookery/mupdatecompat/wire"
+	wire "github.com/rookery/rookery/internal/mupdatewire"
 )
 
 // maxUpdateHosts is Cyrus's limit on PARTIAL-UPDATE host arguments.

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/rookery/rookery/fsm"
-	"github.com/rookery/rookery/mupdatecompat/wire"
+	wire "github.com/rookery/rookery/internal/mupdatewire"
 )
 
 // respLine renders a response compactly for comparisons.

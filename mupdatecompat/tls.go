@@ -6,7 +6,7 @@ import (
 	"crypto/tls"
 	"strings"
 
-	"github.com/rookery/rookery/mupdatecompat/wire"
+	wire "github.com/rookery/rookery/internal/mupdatewire"
 )
 
 // startTLS runs STARTTLS (docs/mupdate.md §4): refusals with Cyrus's texts,

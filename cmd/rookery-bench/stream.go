@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rookery/rookery/internal/mupdateclient"
+	"github.com/rookery/rookery/internal/mupdatewire"
 )
 
 // streamResult is the stream-delay phase: how long after an ACTIVATE's OK
@@ -48,11 +49,11 @@ func (b *bench) stream(ctx context.Context) (*streamResult, error) {
 				readerDone <- err
 				return
 			}
-			if r.Kind == "MAILBOX" && len(r.Args) == 3 {
+			if r.Kind == mupdatewire.KindMailbox {
 				now := time.Now()
 				mu.Lock()
-				if _, dup := seen[r.Args[0]]; !dup {
-					seen[r.Args[0]] = now
+				if _, dup := seen[r.Name]; !dup {
+					seen[r.Name] = now
 				}
 				mu.Unlock()
 			}

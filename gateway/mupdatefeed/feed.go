@@ -18,6 +18,7 @@ import (
 	"github.com/rookery/rookery/fsm"
 	"github.com/rookery/rookery/gateway"
 	"github.com/rookery/rookery/internal/mupdateclient"
+	"github.com/rookery/rookery/internal/mupdatewire"
 )
 
 // Config tunes a Feed.
@@ -126,8 +127,8 @@ func (f *Feed) session(ctx context.Context) error {
 			f.rep.Apply([]fsm.Event{ev})
 		} else if r.IsStatus() {
 			f.rep.ObserveHead(f.rev)
-			if r.Kind != "OK" {
-				return fmt.Errorf("mupdate: %s %s", r.Kind, r.Text())
+			if r.Kind != mupdatewire.KindOK {
+				return fmt.Errorf("mupdate: %s %s", r.Kind, r.Text)
 			}
 		}
 	}
@@ -149,15 +150,15 @@ func (f *Feed) noops(ctx context.Context, c *mupdateclient.Client) {
 }
 
 // event turns a streamed MAILBOX, RESERVE or DELETE into a replica event.
-func (f *Feed) event(r mupdateclient.Response) (fsm.Event, bool) {
+func (f *Feed) event(r mupdatewire.Response) (fsm.Event, bool) {
 	var ev fsm.Event
-	switch {
-	case r.Kind == "MAILBOX" && len(r.Args) >= 3:
-		ev = fsm.Event{Type: fsm.EventPut, Op: fsm.OpActivate, Entry: toEntry(r.Args[0], r.Args[1], r.Args[2], false)}
-	case r.Kind == "RESERVE" && len(r.Args) >= 2:
-		ev = fsm.Event{Type: fsm.EventPut, Op: fsm.OpReserve, Entry: toEntry(r.Args[0], r.Args[1], "", true)}
-	case r.Kind == "DELETE" && len(r.Args) >= 1:
-		ev = fsm.Event{Type: fsm.EventDelete, Op: fsm.OpDelete, Entry: fsm.Entry{Name: r.Args[0]}}
+	switch r.Kind {
+	case mupdatewire.KindMailbox:
+		ev = fsm.Event{Type: fsm.EventPut, Op: fsm.OpActivate, Entry: toEntry(r.Name, r.Location, r.ACL, false)}
+	case mupdatewire.KindReserve:
+		ev = fsm.Event{Type: fsm.EventPut, Op: fsm.OpReserve, Entry: toEntry(r.Name, r.Location, "", true)}
+	case mupdatewire.KindDelete:
+		ev = fsm.Event{Type: fsm.EventDelete, Op: fsm.OpDelete, Entry: fsm.Entry{Name: r.Name}}
 	default:
 		return fsm.Event{}, false
 	}

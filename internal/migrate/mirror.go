@@ -10,6 +10,7 @@ import (
 
 	"github.com/rookery/rookery/fsm"
 	"github.com/rookery/rookery/internal/mupdateclient"
+	"github.com/rookery/rookery/internal/mupdatewire"
 )
 
 // Getter reads one entry of the target (client.Client.Get).
@@ -107,7 +108,7 @@ func Mirror(ctx context.Context, cfg MirrorConfig, t Target, lcfg LoaderConfig) 
 }
 
 type streamItem struct {
-	r   mupdateclient.Response
+	r   mupdatewire.Response
 	at  time.Time
 	err error
 }
@@ -133,7 +134,7 @@ type follower struct {
 	stream  chan streamItem
 	stats   FollowStats
 	probes  map[string]time.Time // NOOP tag → sent at
-	pending []mupdateclient.Response
+	pending []mupdatewire.Response
 }
 
 // maxGroup bounds how many consecutive stream updates go in one Batch.
@@ -181,15 +182,15 @@ func (f *follower) handle(ctx context.Context, it streamItem) error {
 	return f.flush(ctx)
 }
 
-func (f *follower) take(ctx context.Context, r mupdateclient.Response) error {
+func (f *follower) take(ctx context.Context, r mupdatewire.Response) error {
 	if r.IsStatus() {
 		sent, ok := f.probes[r.Tag]
 		if !ok {
 			return nil
 		}
 		delete(f.probes, r.Tag)
-		if r.Kind != "OK" {
-			return fmt.Errorf("NOOP answered %s %q", r.Kind, r.Text())
+		if r.Kind != mupdatewire.KindOK {
+			return fmt.Errorf("NOOP answered %s %q", r.Kind, r.Text)
 		}
 		// Every update sent before this answer is queued before it.
 		if err := f.flush(ctx); err != nil {
@@ -225,29 +226,18 @@ func (f *follower) flush(ctx context.Context) error {
 	var cmds []fsm.Command
 	for _, r := range f.pending {
 		switch r.Kind {
-		case "MAILBOX":
-			e, err := r.Entry()
-			if err != nil {
-				return err
-			}
-			cmds = append(cmds, Command(e))
-		case "DELETE":
-			if len(r.Args) != 1 {
-				return fmt.Errorf("%w: DELETE with %d arguments", mupdateclient.ErrProtocol, len(r.Args))
-			}
-			cmds = append(cmds, fsm.Command{Op: fsm.OpDelete, Name: r.Args[0]})
-		case "RESERVE":
-			e, err := r.Entry()
-			if err != nil {
-				return err
-			}
+		case mupdatewire.KindMailbox:
+			cmds = append(cmds, Command(mupdateclient.EntryOf(r)))
+		case mupdatewire.KindDelete:
+			cmds = append(cmds, fsm.Command{Op: fsm.OpDelete, Name: r.Name})
+		case mupdatewire.KindReserve:
 			// The translation depends on the entry's state after the
 			// commands before it: apply those first.
 			if err := f.apply(ctx, cmds); err != nil {
 				return err
 			}
 			cmds = nil
-			rc, err := f.reserveCommands(ctx, e)
+			rc, err := f.reserveCommands(ctx, mupdateclient.EntryOf(r))
 			if err != nil {
 				return err
 			}
@@ -255,7 +245,7 @@ func (f *follower) flush(ctx context.Context) error {
 				return err
 			}
 		default:
-			return fmt.Errorf("%w: unexpected %s on the update stream", mupdateclient.ErrProtocol, r.Kind)
+			return fmt.Errorf("%w: unexpected %s on the update stream", mupdatewire.ErrProtocol, r.Kind)
 		}
 	}
 	f.pending = f.pending[:0]

@@ -4,8 +4,9 @@
 // LIST, NOOP, UPDATE streaming and LOGOUT, with every argument sent as a
 // LITERAL+ string.
 //
-// It exists for load tools and tests; it is written independently of the
-// server package so that a bug in one cannot hide a bug in the other.
+// It exists for load tools and tests. Its wire syntax is the server's own,
+// internal/mupdatewire; what it sends and expects on top of that is written
+// from real Cyrus transcripts, not from the server package.
 package mupdateclient
 
 import (
@@ -20,6 +21,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rookery/rookery/internal/mupdatewire"
 )
 
 // Config holds the connection settings.
@@ -69,8 +72,9 @@ func (e *StatusError) Error() string {
 // Next while another calls SendNoop.
 type Client struct {
 	conn  net.Conn
-	rd    respReader
+	rd    *mupdatewire.Reader
 	wmu   sync.Mutex // serializes writes (SendNoop vs. the rest)
+	w     *mupdatewire.Writer
 	tagN  int
 	noopN int
 
@@ -118,7 +122,13 @@ func NewClient(conn net.Conn, cfg Config) *Client {
 	}
 	return &Client{
 		conn: conn,
-		rd:   respReader{br: bufio.NewReaderSize(conn, 16<<10), maxLine: cfg.MaxLine, maxLiteral: cfg.MaxLiteral},
+		rd: mupdatewire.NewReader(bufio.NewReaderSize(conn, 16<<10), mupdatewire.Limits{
+			MaxLineLength:  cfg.MaxLine,
+			MaxLiteralSize: cfg.MaxLiteral,
+			// A MAILBOX response is four lines and three literals.
+			MaxCommandSize: 4*cfg.MaxLine + 3*cfg.MaxLiteral,
+		}),
+		w: mupdatewire.NewWriter(conn),
 	}
 }
 
@@ -138,26 +148,26 @@ func (c *Client) Close() error { return c.conn.Close() }
 func (c *Client) readBanner(ctx context.Context) error {
 	defer c.watch(ctx, true, false)()
 	for {
-		r, err := c.rd.read()
+		r, err := c.rd.ReadResponse()
 		if err != nil {
 			return c.fail(ctx, fmt.Errorf("mupdate: reading banner: %w", err))
 		}
-		line := r.Tag + " " + r.Kind
-		if len(r.Args) > 0 {
-			line += " " + strings.Join(r.Args, " ")
+		line := r.Tag + " " + string(r.Kind)
+		if r.Text != "" {
+			line += " " + r.Text
 		}
 		c.banner = append(c.banner, line)
 		switch {
-		case r.Tag == "*" && r.Kind == "AUTH" && len(r.Args) > 0:
-			for _, m := range strings.Fields(r.Args[0]) {
+		case r.Tag == "*" && r.Kind == "AUTH":
+			for _, m := range strings.Fields(r.Text) {
 				c.mechs = append(c.mechs, strings.Trim(m, `"`))
 			}
-		case r.Tag == "*" && r.Kind == "OK":
+		case r.Tag == "*" && r.Kind == mupdatewire.KindOK:
 			return nil
-		case r.Tag == "*" && r.Kind == "BYE":
-			return c.fail(ctx, fmt.Errorf("mupdate: server refused connection: BYE %q", r.Text()))
+		case r.Tag == "*" && r.Kind == mupdatewire.KindBYE:
+			return c.fail(ctx, fmt.Errorf("mupdate: server refused connection: BYE %q", r.Text))
 		case r.Tag != "*":
-			return c.fail(ctx, fmt.Errorf("%w: tagged response %q in banner", ErrProtocol, line))
+			return c.fail(ctx, fmt.Errorf("%w: tagged response %q in banner", mupdatewire.ErrProtocol, line))
 		}
 	}
 }
@@ -166,8 +176,9 @@ func (c *Client) readBanner(ctx context.Context) error {
 // LITERAL+ exactly like Cyrus backends do (tag A01, no continuation).
 func (c *Client) Authenticate(ctx context.Context, user, password string) error {
 	blob := base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + password))
-	buf := []byte(`A01 AUTHENTICATE "PLAIN" {` + strconv.Itoa(len(blob)) + "+}\r\n" + blob + "\r\n")
-	_, err := c.roundTrip(ctx, "AUTHENTICATE", "A01", buf)
+	_, err := c.roundTrip(ctx, mupdatewire.Command{Tag: "A01", Name: "AUTHENTICATE", Args: []mupdatewire.Arg{
+		{Kind: mupdatewire.Quoted, Value: "PLAIN"}, {Kind: mupdatewire.Literal, Value: blob},
+	}})
 	return err
 }
 
@@ -209,8 +220,8 @@ func (c *Client) Find(ctx context.Context, name string) (e Entry, ok bool, err e
 		return Entry{}, false, err
 	}
 	for _, r := range data {
-		if e, err := r.Entry(); err == nil && e.Name == name {
-			return e, true, nil
+		if isEntry(r) && r.Name == name {
+			return EntryOf(r), true, nil
 		}
 	}
 	return Entry{}, false, nil
@@ -232,7 +243,7 @@ func (c *Client) List(ctx context.Context, prefix string) ([]Entry, error) {
 
 // Logout sends LOGOUT, waits for the answer and closes the connection.
 func (c *Client) Logout(ctx context.Context) error {
-	_, err := c.roundTrip(ctx, "LOGOUT", "Q01", appendCommand(nil, "Q01", "LOGOUT"))
+	_, err := c.roundTrip(ctx, mupdatewire.Command{Tag: "Q01", Name: "LOGOUT"})
 	cerr := c.conn.Close()
 	if err != nil {
 		return err
@@ -243,57 +254,61 @@ func (c *Client) Logout(ctx context.Context) error {
 // SendLogout writes LOGOUT without waiting for the answer, as Cyrus backends
 // often do before closing.
 func (c *Client) SendLogout(ctx context.Context) error {
-	return c.write(ctx, appendCommand(nil, "Q01", "LOGOUT"))
+	return c.write(ctx, mupdatewire.Command{Tag: "Q01", Name: "LOGOUT"})
 }
 
 // command sends a tagged command with LITERAL+ arguments and collects its
 // data responses up to the tagged OK.
-func (c *Client) command(ctx context.Context, cmd string, args ...string) ([]Response, error) {
-	tag := "X" + strconv.Itoa(c.tagN)
+func (c *Client) command(ctx context.Context, name string, args ...string) ([]mupdatewire.Response, error) {
+	cmd := mupdatewire.Command{Tag: "X" + strconv.Itoa(c.tagN), Name: name, Args: make([]mupdatewire.Arg, len(args))}
 	c.tagN++
-	return c.roundTrip(ctx, cmd, tag, appendCommand(nil, tag, cmd, args...))
+	for i, a := range args {
+		cmd.Args[i] = mupdatewire.Arg{Kind: mupdatewire.Literal, Value: a}
+	}
+	return c.roundTrip(ctx, cmd)
 }
 
-func (c *Client) roundTrip(ctx context.Context, cmd, tag string, buf []byte) ([]Response, error) {
+func (c *Client) roundTrip(ctx context.Context, cmd mupdatewire.Command) ([]mupdatewire.Response, error) {
 	if err := c.broken(); err != nil {
 		return nil, err
 	}
-	if err := c.write(ctx, buf); err != nil {
+	if err := c.write(ctx, cmd); err != nil {
 		return nil, err
 	}
 	defer c.watch(ctx, true, false)()
-	var data []Response
+	var data []mupdatewire.Response
 	for {
-		r, err := c.rd.read()
+		r, err := c.rd.ReadResponse()
 		if err != nil {
-			return nil, c.fail(ctx, fmt.Errorf("mupdate: %s: %w", cmd, err))
+			return nil, c.fail(ctx, fmt.Errorf("mupdate: %s: %w", cmd.Name, err))
 		}
 		switch {
-		case r.Tag == tag && r.IsStatus():
-			if r.Kind != "OK" {
-				return data, &StatusError{Command: cmd, Status: r.Kind, Text: r.Text()}
+		case r.Tag == cmd.Tag && r.IsStatus():
+			if r.Kind != mupdatewire.KindOK {
+				return data, &StatusError{Command: cmd.Name, Status: string(r.Kind), Text: r.Text}
 			}
 			return data, nil
-		case r.Tag == tag:
+		case r.Tag == cmd.Tag:
 			data = append(data, r)
-		case r.Tag == "*" && r.Kind == "BYE":
-			return nil, c.fail(ctx, fmt.Errorf("mupdate: %s: server closed: BYE %q", cmd, r.Text()))
-		case r.Tag == "*" && (r.Kind == "BAD" || r.Kind == "NO"):
-			return nil, c.fail(ctx, &StatusError{Command: cmd, Status: r.Kind, Text: r.Text()})
+		case r.Tag == "*" && r.Kind == mupdatewire.KindBYE:
+			return nil, c.fail(ctx, fmt.Errorf("mupdate: %s: server closed: BYE %q", cmd.Name, r.Text))
+		case r.Tag == "*" && (r.Kind == mupdatewire.KindBAD || r.Kind == mupdatewire.KindNO):
+			return nil, c.fail(ctx, &StatusError{Command: cmd.Name, Status: string(r.Kind), Text: r.Text})
 		default:
-			return nil, c.fail(ctx, fmt.Errorf("%w: %s: unexpected response %s %s", ErrProtocol, cmd, r.Tag, r.Kind))
+			return nil, c.fail(ctx, fmt.Errorf("%w: %s: unexpected response %s %s", mupdatewire.ErrProtocol, cmd.Name, r.Tag, r.Kind))
 		}
 	}
 }
 
-func (c *Client) write(ctx context.Context, buf []byte) error {
+func (c *Client) write(ctx context.Context, cmd mupdatewire.Command) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if err := c.broken(); err != nil {
 		return err
 	}
 	defer c.watch(ctx, false, true)()
-	if _, err := c.conn.Write(buf); err != nil {
+	c.w.WriteCommand(cmd)
+	if err := c.w.Flush(); err != nil {
 		return c.fail(ctx, fmt.Errorf("mupdate: write: %w", err))
 	}
 	return nil
@@ -347,14 +362,22 @@ func (c *Client) broken() error {
 	return c.err
 }
 
-func entries(data []Response) ([]Entry, error) {
+// EntryOf returns the mailbox a MAILBOX or RESERVE response carries.
+func EntryOf(r mupdatewire.Response) Entry {
+	return Entry{Name: r.Name, Location: r.Location, ACL: r.ACL, Reserved: r.Kind == mupdatewire.KindReserve}
+}
+
+func isEntry(r mupdatewire.Response) bool {
+	return r.Kind == mupdatewire.KindMailbox || r.Kind == mupdatewire.KindReserve
+}
+
+func entries(data []mupdatewire.Response) ([]Entry, error) {
 	out := make([]Entry, 0, len(data))
 	for _, r := range data {
-		e, err := r.Entry()
-		if err != nil {
-			return nil, err
+		if !isEntry(r) {
+			return nil, fmt.Errorf("%w: %s %s is not a mailbox", mupdatewire.ErrProtocol, r.Kind, r.Name)
 		}
-		out = append(out, e)
+		out = append(out, EntryOf(r))
 	}
 	return out, nil
 }

@@ -131,7 +131,7 @@ func TestClientAgainstRealCyrusMaster(t *testing.T) {
 			if err != nil {
 				t.Fatalf("stream never carried %s: %v", name, err)
 			}
-			if r.Tag == "U01" && r.Kind == "MAILBOX" && r.Args[0] == name {
+			if r.Tag == "U01" && r.Kind == "MAILBOX" && r.Name == name {
 				break
 			}
 		}

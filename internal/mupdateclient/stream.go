@@ -4,16 +4,16 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-)
 
-// updateTag is the tag the Cyrus frontend slave uses for its UPDATE.
-const updateTag = "U01"
+	"github.com/rookery/rookery/internal/mupdatewire"
+)
 
 // Update sends UPDATE and returns the initial dump (every entry, in server
 // order) once the server says "streaming starts". After that, read the
 // stream with Next; only NOOP and LOGOUT are legal on the connection.
 func (c *Client) Update(ctx context.Context) ([]Entry, error) {
-	data, err := c.roundTrip(ctx, "UPDATE", updateTag, appendCommand(nil, updateTag, "UPDATE"))
+	// U01 is the tag the Cyrus frontend slave uses.
+	data, err := c.roundTrip(ctx, mupdatewire.Command{Tag: "U01", Name: "UPDATE"})
 	if err != nil {
 		return nil, err
 	}
@@ -28,22 +28,22 @@ func (c *Client) SendNoop(ctx context.Context) (string, error) {
 	c.noopN++
 	tag := "N" + strconv.Itoa(c.noopN)
 	c.wmu.Unlock()
-	return tag, c.write(ctx, appendCommand(nil, tag, "NOOP"))
+	return tag, c.write(ctx, mupdatewire.Command{Tag: tag, Name: "NOOP"})
 }
 
 // Next returns the next response on a streaming connection: a streamed
 // MAILBOX, RESERVE or DELETE (tag U01), or the status answer to a NOOP.
-func (c *Client) Next(ctx context.Context) (Response, error) {
+func (c *Client) Next(ctx context.Context) (mupdatewire.Response, error) {
 	if err := c.broken(); err != nil {
-		return Response{}, err
+		return mupdatewire.Response{}, err
 	}
 	defer c.watch(ctx, true, false)()
-	r, err := c.rd.read()
+	r, err := c.rd.ReadResponse()
 	if err != nil {
-		return Response{}, c.fail(ctx, fmt.Errorf("mupdate: reading stream: %w", err))
+		return mupdatewire.Response{}, c.fail(ctx, fmt.Errorf("mupdate: reading stream: %w", err))
 	}
-	if r.Tag == "*" && r.Kind == "BYE" {
-		return r, c.fail(ctx, fmt.Errorf("mupdate: stream closed by server: BYE %q", r.Text()))
+	if r.Tag == "*" && r.Kind == mupdatewire.KindBYE {
+		return r, c.fail(ctx, fmt.Errorf("mupdate: stream closed by server: BYE %q", r.Text))
 	}
 	return r, nil
 }

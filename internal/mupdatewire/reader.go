@@ -1,4 +1,4 @@
-package wire
+package mupdatewire
 
 import (
 	"bufio"
@@ -115,14 +115,20 @@ func (r *Reader) Buffered() int { return r.br.Buffered() }
 // small.
 const maxScratch = 16 << 10
 
+// begin starts a command or response: it releases a scratch buffer grown
+// by a long one and returns the byte budget.
+func (r *Reader) begin() int {
+	if cap(r.line) > maxScratch {
+		r.line = nil
+	}
+	return r.lim.MaxCommandSize
+}
+
 // ReadCommand reads one command. It returns an *Error for protocol errors
 // and the underlying error (io.EOF, io.ErrUnexpectedEOF, a timeout) when
 // the stream fails.
 func (r *Reader) ReadCommand() (*Command, error) {
-	if cap(r.line) > maxScratch {
-		r.line = nil
-	}
-	budget := r.lim.MaxCommandSize
+	budget := r.begin()
 	line, err := r.readLine(&budget)
 	if err != nil {
 		return nil, err
@@ -148,50 +154,61 @@ func (r *Reader) ReadCommand() (*Command, error) {
 		return nil, r.fail(tag, "Unrecognized command", line, &budget)
 	}
 	cmd.Name = name
+	if cmd.Args, err = r.readArgs(tag, p, &budget); err != nil {
+		return nil, err
+	}
+	return cmd, nil
+}
+
+// readArgs reads the arguments that follow a command name or response
+// keyword at p, with the literals and continuation lines they span.
+func (r *Reader) readArgs(tag string, p cursor, budget *int) ([]Arg, error) {
+	var args []Arg
 	for {
 		if p.eol() {
-			return cmd, nil
+			return args, nil
 		}
 		if !p.skipSpaces() {
-			return nil, r.fail(tag, "Extra arguments", line, &budget)
+			return nil, r.fail(tag, "Extra arguments", p.b, budget)
 		}
 		if p.eol() { // trailing spaces are tolerated
-			return cmd, nil
+			return args, nil
 		}
-		if len(cmd.Args) >= r.lim.MaxArgs {
-			return nil, r.fail(tag, "Too many arguments", line, &budget)
+		if len(args) >= r.lim.MaxArgs {
+			return nil, r.fail(tag, "Too many arguments", p.b, budget)
 		}
 		switch p.peek() {
 		case '"':
 			s, ok := p.quoted()
 			if !ok {
-				return nil, r.fail(tag, "Invalid quoted string", line, &budget)
+				return nil, r.fail(tag, "Invalid quoted string", p.b, budget)
 			}
-			cmd.Args = append(cmd.Args, Arg{Kind: Quoted, Value: s})
+			args = append(args, Arg{Kind: Quoted, Value: s})
 		case '{':
 			n, sync, ok := p.literalHeader()
 			if !ok || !p.eol() {
-				return nil, r.fail(tag, "Invalid literal", line, &budget)
+				return nil, r.fail(tag, "Invalid literal", p.b, budget)
 			}
-			s, hasNUL, err := r.literal(tag, n, sync, &budget)
+			s, hasNUL, err := r.literal(tag, n, sync, budget)
 			if err != nil {
 				return nil, err
 			}
 			// The command continues on the line after the literal.
-			if line, err = r.readLine(&budget); err != nil {
+			line, err := r.readLine(budget)
+			if err != nil {
 				return nil, tagged(err, tag)
 			}
 			if hasNUL { // Cyrus rejects NUL in literals too
-				return nil, r.fail(tag, "NUL byte in literal", line, &budget)
+				return nil, r.fail(tag, "NUL byte in literal", line, budget)
 			}
-			cmd.Args = append(cmd.Args, Arg{Kind: Literal, Value: s})
+			args = append(args, Arg{Kind: Literal, Value: s})
 			p = cursor{b: line}
 		default:
 			s := p.atom()
 			if s == "" {
-				return nil, r.fail(tag, "Invalid characters in command", line, &budget)
+				return nil, r.fail(tag, "Invalid characters in command", p.b, budget)
 			}
-			cmd.Args = append(cmd.Args, Arg{Kind: Atom, Value: s})
+			args = append(args, Arg{Kind: Atom, Value: s})
 		}
 	}
 }

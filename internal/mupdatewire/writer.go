@@ -1,4 +1,4 @@
-package wire
+package mupdatewire
 
 import (
 	"bufio"
@@ -6,8 +6,9 @@ import (
 	"strconv"
 )
 
-// Writer writes MUPDATE responses. Output is buffered; call Flush. It is
-// not safe for concurrent use.
+// Writer writes MUPDATE responses (the server side) or commands (the
+// client side). Output is buffered; call Flush. It is not safe for
+// concurrent use.
 type Writer struct {
 	bw    *bufio.Writer
 	quote bool
@@ -33,9 +34,6 @@ func (w *Writer) SetQuoteStrings(quote bool) { w.quote = quote }
 // Flush writes buffered output to the underlying writer.
 func (w *Writer) Flush() error { return w.bw.Flush() }
 
-// Buffered returns the number of bytes waiting to be flushed.
-func (w *Writer) Buffered() int { return w.bw.Buffered() }
-
 // WriteReply writes "tag kind text": kind is OK, NO, BAD or BYE. The text
 // is always a string (quoted, or a literal if it cannot be quoted), because
 // the Cyrus client parser (mupdate_scarf) rejects an atom there.
@@ -58,6 +56,28 @@ func (w *Writer) WriteData(tag, kind string, args ...string) error {
 	for _, a := range args {
 		w.bw.WriteByte(' ')
 		w.writeString(a)
+	}
+	_, err := w.bw.WriteString("\r\n")
+	return err
+}
+
+// WriteCommand writes a client command: an Atom argument as is, a Quoted
+// one quoted, a Literal as {N+}, the form Cyrus's client sends every
+// string in (docs/mupdate.md §2).
+func (w *Writer) WriteCommand(cmd Command) error {
+	w.bw.WriteString(cmd.Tag)
+	w.bw.WriteByte(' ')
+	w.bw.WriteString(cmd.Name)
+	for _, a := range cmd.Args {
+		w.bw.WriteByte(' ')
+		switch a.Kind {
+		case Atom:
+			w.bw.WriteString(a.Value)
+		case Quoted:
+			w.bw.WriteString(Quote(a.Value))
+		default:
+			w.writeLiteral(a.Value)
+		}
 	}
 	_, err := w.bw.WriteString("\r\n")
 	return err
@@ -113,10 +133,8 @@ func Quote(s string) string {
 	return string(append(b, '"'))
 }
 
-// QuoteSafe reports whether s can be sent as a quoted string without
+// quoteSafe reports whether s can be sent as a quoted string without
 // escapes: every byte 7-bit, none of NUL, CR, LF, '"' or '\\'.
-func QuoteSafe(s string) bool { return quoteSafe(s) }
-
 func quoteSafe(s string) bool {
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {

@@ -1,4 +1,4 @@
-package wire
+package mupdatewire
 
 // cursor tokenizes one line (without its line end).
 type cursor struct {

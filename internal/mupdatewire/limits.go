@@ -1,7 +1,9 @@
-// Package wire reads and writes the MUPDATE (RFC 3656) syntax the way real
-// Cyrus IMAP peers speak it: tags, atoms, quoted strings with backslash
-// escapes, {N} synchronizing and {N+} non-synchronizing literals, and bare
-// LF line ends.
+// Package mupdatewire is the one MUPDATE (RFC 3656) codec, for both sides:
+// the server reads commands and writes responses, the client writes
+// commands and reads responses. It speaks the syntax the way real Cyrus
+// IMAP peers do (docs/mupdate.md §2): tags, atoms, quoted strings with
+// backslash escapes, {N} synchronizing and {N+} non-synchronizing
+// literals, and bare LF line ends.
 //
 // The reader is written for hostile input. Every line, literal and command
 // is bounded by Limits; an announced literal size is checked before a single
@@ -9,9 +11,10 @@
 // arrive; errors say whether the stream can be resynchronised (the rest of
 // the command was consumed) or must be closed.
 //
-// The package knows nothing about command semantics; the session layer in
-// package mupdatecompat decides what each command means.
-package wire
+// The package knows nothing about command semantics: package mupdatecompat
+// (the server) decides what each command means, internal/mupdateclient
+// what each response means.
+package mupdatewire
 
 // Limits bounds what one peer can make the reader hold in memory.
 type Limits struct {
