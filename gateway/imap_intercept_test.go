@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -18,7 +19,10 @@ func runInterceptor(t testing.TB, in string) (passed, answered string) {
 	for i := 0; i <= len(in)+1; i++ {
 		n, err := icpt.Read(buf)
 		out.Write(buf[:n])
-		if err == io.EOF {
+		// A client that hangs up inside a literal ends the stream with
+		// io.ErrUnexpectedEOF, which imapserver treats as a closed
+		// connection.
+		if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
 			return out.String(), ans.String()
 		}
 		if err != nil {
