@@ -10,60 +10,52 @@ import (
 )
 
 // Kind classifies a directory error; front ends map it to their protocol
-// (a Cyrus NO text, a gRPC code) and nothing else.
+// (a Cyrus NO text, a gRPC code) and to nothing else.
 type Kind uint8
 
+// KindInternal is anything unrecognised, so that bugs are not disguised as
+// transient faults. KindUnavailable means "not now" (no leader, no quorum,
+// shut down, deadline) and invites a retry. KindCompacted ends a follow
+// that started before the kept history; its cause is the
+// *fsm.CompactedError. The others are the state machine's refusals;
+// KindPermissionDenied is also a reader's write, with cause ErrReadOnly.
 const (
-	// KindInternal: anything unrecognised, so that bugs are not disguised
-	// as transient faults.
 	KindInternal Kind = iota
-	// KindUnavailable: temporarily unable to answer (no leader, no quorum,
-	// shut down, deadline); the caller may retry, here or elsewhere.
 	KindUnavailable
-	// KindPermissionDenied: a reader tried to write, or the entry is (or
-	// would be) on a server the writer is not bound to.
 	KindPermissionDenied
-	// KindInvalid: the command breaks the directory's field limits.
 	KindInvalid
-	// KindNotFound: the name does not exist.
 	KindNotFound
-	// KindExists: the name is held at another location.
 	KindExists
-	// KindNotActive: DEACTIVATE of an entry that is not ACTIVE.
 	KindNotActive
-	// KindConflict: the entry changed since the IfRevision given.
 	KindConflict
-	// KindCompacted: a follow started before the kept history; the cause
-	// is the *fsm.CompactedError.
 	KindCompacted
 )
 
-// ErrUnavailable is wrapped by replica errors meaning "not now".
-var ErrUnavailable = errors.New("directory: temporarily unavailable")
+var (
+	// ErrUnavailable is wrapped by replica errors meaning "not now".
+	ErrUnavailable = errors.New("directory: temporarily unavailable")
+	// ErrReadOnly is the cause of a write refused because the caller is
+	// not a writer, as opposed to a refusal by the server binding.
+	ErrReadOnly = errors.New("identity may not write (not a writer)")
+)
 
-// ErrReadOnly is the cause of a write refused because the caller is not a
-// writer, as opposed to a refusal by the server binding.
-var ErrReadOnly = errors.New("identity may not write (not a writer)")
-
-// Error is what the service returns for a refused or failed request.
-// Use errors.As to get it and Kind to decide; Err, when set, is the cause
-// and is reachable through errors.Is/As.
+// Error is what the service returns for a refused or failed request: test
+// Kind (errors.As, or KindOf); Err, the cause, is reachable by errors.Is.
 type Error struct {
 	Kind Kind
-	Op   fsm.Op // the command refused, for writes
-	Name string // the name concerned, when there is one
+	Op   fsm.Op // the command, for writes
+	Name string // the name concerned, if any
 	Err  error
 }
 
-// description is the directory's own wording for a result; the MUPDATE
-// front end has Cyrus's, the gRPC API sends this one.
+// description is the directory's own wording of a refusal, which the gRPC
+// API sends; the MUPDATE front end has Cyrus's.
 var description = map[Kind]string{
 	KindPermissionDenied: "permission denied: the entry is, or would be, on a server this identity is not bound to",
 	KindNotFound:         "mailbox doesn't exist",
 	KindExists:           "mailbox already exists at another location",
 	KindNotActive:        "mailbox not currently active",
 	KindConflict:         "mailbox changed since the given revision",
-	KindInvalid:          "invalid command",
 }
 
 func (e *Error) Error() string {
@@ -79,12 +71,6 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Is makes errors.Is(err, &Error{Kind: k}) test the kind.
-func (e *Error) Is(target error) bool {
-	t, ok := target.(*Error)
-	return ok && t.Kind == e.Kind && t.Op == 0 && t.Name == "" && t.Err == nil
-}
-
 // KindOf returns the kind of a service error, KindInternal for others.
 func KindOf(err error) Kind {
 	var e *Error
@@ -94,36 +80,27 @@ func KindOf(err error) Kind {
 	return KindInternal
 }
 
-// codeKind maps a state-machine outcome to a kind.
 var codeKind = map[fsm.Code]Kind{
-	fsm.CodeExists:           KindExists,
-	fsm.CodeNotFound:         KindNotFound,
-	fsm.CodeNotActive:        KindNotActive,
-	fsm.CodeInvalid:          KindInvalid,
-	fsm.CodePermissionDenied: KindPermissionDenied,
-	fsm.CodeConflict:         KindConflict,
+	fsm.CodeExists: KindExists, fsm.CodeNotFound: KindNotFound, fsm.CodeNotActive: KindNotActive,
+	fsm.CodeInvalid: KindInvalid, fsm.CodePermissionDenied: KindPermissionDenied, fsm.CodeConflict: KindConflict,
 }
 
 // resultError is the error for one command's outcome, nil for CodeOK.
 func resultError(c fsm.Command, code fsm.Code) error {
-	if code == fsm.CodeOK {
-		return nil
-	}
 	k, ok := codeKind[code]
-	if !ok {
-		return &Error{Kind: KindInternal, Op: c.Op, Name: c.Name, Err: fmt.Errorf("unexpected result %s", code.Text())}
+	switch {
+	case code == fsm.CodeOK:
+		return nil
+	case !ok:
+		return &Error{Op: c.Op, Name: c.Name, Err: fmt.Errorf("unexpected result code %d", code)}
 	}
 	return &Error{Kind: k, Op: c.Op, Name: c.Name}
 }
 
-// replicaError classifies an error from the replica.
+// replicaError classifies an error of the replica.
 func replicaError(op fsm.Op, name string, err error) error {
 	if err == nil {
 		return nil
-	}
-	var e *Error
-	if errors.As(err, &e) {
-		return err
 	}
 	k := KindInternal
 	if errors.Is(err, ErrUnavailable) || errors.Is(err, cluster.ErrUnavailable) ||

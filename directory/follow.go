@@ -8,42 +8,29 @@ import (
 	"github.com/rookery/rookery/fsm"
 )
 
-// Filter selects the changes a follow delivers. The zero Filter selects
-// every change; set fields combine with AND.
+// Filter selects the changes a follow delivers; the zero Filter selects
+// all, set fields combine with AND. Location and server filters match the
+// old or the new location, so a watcher of one server also sees mailboxes
+// move away from it (Cyrus PARTIAL-UPDATE does the same for Servers).
 type Filter struct {
-	// NamePrefix: the name starts with it.
-	NamePrefix string
-	// LocationPrefix: the old or the new location starts with it, so that
-	// a watcher of one server also sees mailboxes move away from it.
-	LocationPrefix string
-	// Servers (MUPDATE PARTIAL-UPDATE): the server part of the old or the
-	// new location is one of them, as Cyrus does. nil: any server.
-	Servers map[string]bool
+	NamePrefix, LocationPrefix string
+	Servers                    map[string]bool // server parts; nil: any
 }
 
 // Match reports whether ev passes the filter.
 func (f *Filter) Match(ev *fsm.Event) bool {
-	if f.NamePrefix != "" && !hasPrefix(ev.Entry.Name, f.NamePrefix) {
-		return false
-	}
-	if f.LocationPrefix != "" && !hasPrefix(ev.Entry.Location, f.LocationPrefix) &&
-		(ev.PrevLocation == "" || !hasPrefix(ev.PrevLocation, f.LocationPrefix)) {
-		return false
-	}
-	return f.Servers == nil || f.Servers[fsm.ServerOf(ev.Entry.Location)] ||
-		(ev.PrevLocation != "" && f.Servers[fsm.ServerOf(ev.PrevLocation)])
+	loc, prev := ev.Entry.Location, ev.PrevLocation
+	return hasPrefix(ev.Entry.Name, f.NamePrefix) &&
+		(hasPrefix(loc, f.LocationPrefix) || (prev != "" && hasPrefix(prev, f.LocationPrefix))) &&
+		(f.Servers == nil || f.Servers[fsm.ServerOf(loc)] || (prev != "" && f.Servers[fsm.ServerOf(prev)]))
 }
 
-// MatchEntry reports whether an entry passes the filter, for the dump a
-// stream starts with.
-func (f *Filter) MatchEntry(e *fsm.Entry) bool {
-	return f.Match(&fsm.Event{Entry: *e})
-}
+// MatchEntry reports whether an entry passes, for a stream's first dump.
+func (f *Filter) MatchEntry(e *fsm.Entry) bool { return f.Match(&fsm.Event{Entry: *e}) }
 
 func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
 
-// CompactRevision is the oldest revision a follow can start from on this
-// node (0 while the whole history is kept).
+// CompactRevision is the oldest revision a follow can start from here.
 func (s *Service) CompactRevision() uint64 {
 	var ce *fsm.CompactedError
 	if _, err := s.local.EventsSince(0, 1); errors.As(err, &ce) {
@@ -52,12 +39,11 @@ func (s *Service) CompactRevision() uint64 {
 	return 0
 }
 
-// Follower is the one change stream of the directory: every MUPDATE UPDATE
+// Follower is the directory's one change stream: every MUPDATE UPDATE
 // stream and every gRPC Watch is one. It reads this node's own applied
-// history from a revision on, so followers serve streams as well as the
-// leader does, and a slow reader holds up only its own goroutine: memory
-// does not grow with its lag, and one that falls behind the kept history
-// gets a KindCompacted error and must start over from a fresh view.
+// history, so followers serve streams as well as the leader, and a slow
+// reader holds up only itself: its memory does not grow with its lag, and
+// once behind the kept history it gets KindCompacted and must start over.
 type Follower struct {
 	local  State
 	filter Filter
@@ -65,19 +51,17 @@ type Follower struct {
 	rev    uint64
 }
 
-// Follow returns a follower delivering the changes after revision from
-// that pass f, reading at most batch changes at a time (0: no bound).
+// Follow returns a follower of the changes after revision from that pass
+// f, read batch at a time (0: no bound).
 func (s *Service) Follow(from uint64, f Filter, batch int) *Follower {
 	return &Follower{local: s.local, filter: f, batch: batch, rev: from}
 }
 
-// Revision is the revision up to which every matching change has been
-// delivered.
+// Revision is the revision up to which every matching change was delivered.
 func (f *Follower) Revision() uint64 { return f.rev }
 
-// CatchUp delivers every matching change after Revision, one call of
-// deliver per batch that has any, until the kept history is exhausted.
-// Revision has advanced past the batch when deliver is called.
+// CatchUp hands every matching change after Revision to deliver, a batch
+// per call (Revision already past it), until the history is exhausted.
 func (f *Follower) CatchUp(deliver func([]fsm.Event) error) error {
 	for {
 		evs, err := f.local.EventsSince(f.rev, f.batch)
@@ -102,23 +86,19 @@ func (f *Follower) CatchUp(deliver func([]fsm.Event) error) error {
 	}
 }
 
-// Sink is where Run delivers.
+// Sink is where Run delivers: Events each batch of matching changes;
+// Progress, if set, after each Interval without any; and Calls are run
+// between batches, so a front end's own replies keep their order with the
+// changes (a MUPDATE NOOP's OK after every change before it).
 type Sink struct {
-	// Events receives each batch of matching changes.
-	Events func([]fsm.Event) error
-	// Progress, when set, is called after every Interval without changes
-	// delivered.
+	Events   func([]fsm.Event) error
 	Progress func() error
 	Interval time.Duration
-	// Calls runs functions on the follow's goroutine between batches:
-	// how a front end writes its own replies in order with the changes
-	// (a MUPDATE NOOP's OK after every change before it).
-	Calls <-chan func() error
+	Calls    <-chan func() error
 }
 
-// Run delivers changes as soon as they are applied until ctx ends (nil)
-// or a delivery, progress or call fails (its error), or the follower falls
-// behind the kept history (a KindCompacted error).
+// Run delivers changes as soon as they are applied, until ctx ends (nil),
+// a callback fails (its error) or the history is compacted (KindCompacted).
 func (f *Follower) Run(ctx context.Context, s Sink) error {
 	var tick <-chan time.Time
 	if s.Progress != nil {
@@ -133,18 +113,17 @@ func (f *Follower) Run(ctx context.Context, s Sink) error {
 	}
 	for {
 		changed := f.local.Changed()
-		if err := f.CatchUp(s.Events); err != nil {
-			return err
-		}
-		var err error
-		select {
-		case <-changed:
-		case <-tick:
-			err = s.Progress()
-		case call := <-s.Calls:
-			err = call()
-		case <-ctx.Done():
-			return nil
+		err := f.CatchUp(s.Events)
+		if err == nil {
+			select {
+			case <-changed:
+			case <-tick:
+				err = s.Progress()
+			case call := <-s.Calls:
+				err = call()
+			case <-ctx.Done():
+				return nil
+			}
 		}
 		if err != nil {
 			return err
