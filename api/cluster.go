@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"google.golang.org/grpc"
@@ -10,7 +9,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rookery/rookery/cluster"
-	"github.com/rookery/rookery/fsm"
 	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
 
@@ -24,8 +22,7 @@ type clusterServer struct {
 // snapshot, and the directory's size per state and per server.
 func (c *clusterServer) Status(ctx context.Context, _ *rookeryv1.StatusRequest) (*rookeryv1.StatusResponse, error) {
 	st := c.s.node.Status()
-	store := c.s.node.Store()
-	stats := store.Stats()
+	stats := c.s.dir.Stats()
 	resp := &rookeryv1.StatusResponse{
 		NodeId:              st.NodeID,
 		State:               st.State,
@@ -35,7 +32,7 @@ func (c *clusterServer) Status(ctx context.Context, _ *rookeryv1.StatusRequest) 
 		CommitIndex:         st.CommitIndex,
 		AppliedIndex:        st.AppliedIndex,
 		Revision:            st.Revision,
-		CompactRevision:     compactRevision(store),
+		CompactRevision:     c.s.dir.CompactRevision(),
 		Members:             membersToProto(st.Members),
 		MailboxesActive:     stats.Active,
 		MailboxesReserved:   stats.Reserved,
@@ -65,15 +62,6 @@ func (c *clusterServer) CheckConsistency(ctx context.Context, _ *rookeryv1.Check
 	}
 	c.s.log.Info("consistency check", "summary", rep.Summary, "by", callerName(ctx))
 	return cluster.ConsistencyReportToProto(rep), nil
-}
-
-// compactRevision is the oldest from_revision Watch can resume from here.
-func compactRevision(store *fsm.Store) uint64 {
-	var ce *fsm.CompactedError
-	if _, err := store.EventsSince(0, 1); errors.As(err, &ce) {
-		return ce.Compact
-	}
-	return 0
 }
 
 func unixNano(t time.Time) int64 {
@@ -196,7 +184,7 @@ func (c *clusterServer) TransferLeadership(ctx context.Context, req *rookeryv1.T
 // Snapshot streams the node's store as of now, in the fsm snapshot format
 // (the same bytes raft snapshots hold), without stopping writes.
 func (c *clusterServer) Snapshot(_ *rookeryv1.SnapshotRequest, stream grpc.ServerStreamingServer[rookeryv1.SnapshotChunk]) error {
-	snap := c.s.node.Store().Snapshot()
+	snap := c.s.dir.Snapshot()
 	w := &chunkWriter{stream: stream, size: c.s.cfg.SnapshotChunkSize, revision: snap.Revision(), first: true}
 	if _, err := snap.WriteTo(w); err != nil {
 		if _, ok := status.FromError(err); ok {

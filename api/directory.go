@@ -2,11 +2,11 @@ package api
 
 import (
 	"context"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/rookery/rookery/directory"
 	"github.com/rookery/rookery/fsm"
 	"github.com/rookery/rookery/internal/pbconv"
 	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
@@ -21,19 +21,16 @@ type directoryServer struct {
 // readView returns the view a read is served from: after a linearizable
 // read barrier unless the caller asked for a stale read.
 func (d *directoryServer) readView(ctx context.Context, c rookeryv1.Consistency) (*fsm.View, error) {
+	mode, what := directory.Linearizable, "linearizable read"
 	switch c {
 	case rookeryv1.Consistency_CONSISTENCY_UNSPECIFIED, rookeryv1.Consistency_CONSISTENCY_LINEARIZABLE:
-		if err := d.s.node.LinearizableRead(ctx); err != nil {
-			return nil, nodeStatus("linearizable read", err)
-		}
 	case rookeryv1.Consistency_CONSISTENCY_STALE:
-		if err := d.s.node.CheckReads(); err != nil {
-			return nil, nodeStatus("stale read", err)
-		}
+		mode, what = directory.Stale, "stale read"
 	default:
 		return nil, invalid("consistency", "unknown value %d", int32(c))
 	}
-	return d.s.node.Store().View(), nil
+	v, err := d.s.dir.View(ctx, mode)
+	return v, dirStatus(what, err)
 }
 
 // Get returns one entry.
@@ -47,7 +44,7 @@ func (d *directoryServer) Get(ctx context.Context, req *rookeryv1.GetRequest) (*
 	}
 	e, ok := v.Get(req.GetName())
 	if !ok {
-		return nil, status.Errorf(codes.NotFound, "%s: mailbox doesn't exist (at revision %d)", req.GetName(), v.Revision())
+		return nil, status.Errorf(codes.NotFound, "%v (at revision %d)", &directory.Error{Kind: directory.KindNotFound, Name: req.GetName()}, v.Revision())
 	}
 	return &rookeryv1.GetResponse{Mailbox: pbconv.MailboxToProto(e), Revision: v.Revision()}, nil
 }
@@ -72,57 +69,47 @@ func (d *directoryServer) Delete(ctx context.Context, req *rookeryv1.DeleteReque
 	return d.write(ctx, fsm.Command{Op: fsm.OpDelete, Name: req.GetName()})
 }
 
-// write validates, stamps and proposes one command. The identity comes
-// from the auth interceptor, never from the request, so reserved_by cannot
-// be forged by a client.
+// write hands one command to the directory service as the caller.
 func (d *directoryServer) write(ctx context.Context, cmd fsm.Command) (*rookeryv1.WriteResponse, error) {
-	if err := validateCommand(cmd); err != nil {
+	if err := requireFields(cmd); err != nil {
 		return nil, err
 	}
-	stampIdentity(ctx, &cmd)
-	cmd.Time = time.Now().UnixNano()
-	res, err := d.s.node.Apply(ctx, []fsm.Command{cmd})
+	res, err := d.s.dir.Write(ctx, caller(ctx), cmd)
+	if err == nil {
+		err = res[0].Err
+	}
 	if err != nil {
-		return nil, nodeStatus(cmd.Op.String()+" "+cmd.Name, err)
-	}
-	if len(res) != 1 {
-		return nil, status.Errorf(codes.Internal, "%s %s: %d results for one command", cmd.Op, cmd.Name, len(res))
-	}
-	if err := codeStatus(res[0].Code, cmd.Name); err != nil {
-		return nil, err
+		return nil, dirStatus(cmd.Op.String()+" "+cmd.Name, err)
 	}
 	return &rookeryv1.WriteResponse{Revision: res[0].Revision}, nil
 }
 
-// stampIdentity records who issues cmd. The role was checked by the
-// interceptor; the server binding is decided by the state machine on the
-// committed entry (fsm authorize), so every write path (single RPCs and
-// Batch) only stamps.
-func stampIdentity(ctx context.Context, cmd *fsm.Command) {
-	if id, ok := IdentityFromContext(ctx); ok {
-		cmd.Identity, cmd.Bound = id.Name, id.Server
-	}
+// caller is the identity the auth interceptor attached, never one taken
+// from the request, so reserved_by cannot be forged by a client. The
+// interceptor already refused writes by readers; without authentication
+// every caller may write.
+func caller(ctx context.Context) directory.Caller {
+	id, ok := IdentityFromContext(ctx)
+	return directory.Caller{Name: id.Name, Server: id.Server, Writer: !ok || id.Writer}
 }
 
-// validateCommand names the offending field; fsm.Validate has the final
-// word on the limits shared with the MUPDATE path.
-func validateCommand(cmd fsm.Command) error {
+// requireFields names a missing field of a write request; the directory
+// service checks everything else.
+func requireFields(cmd fsm.Command) error {
 	if cmd.Name == "" {
 		return invalid("name", "must not be empty")
 	}
 	if cmd.Op != fsm.OpDelete && cmd.Location == "" {
 		return invalid("location", "must not be empty (server!partition)")
 	}
-	if err := fsm.Validate(cmd); err != nil {
-		return status.Errorf(codes.InvalidArgument, "invalid %s request: %v", cmd.Op, err)
-	}
 	return nil
 }
 
 // WaitRevision returns once this node has applied the revision.
 func (d *directoryServer) WaitRevision(ctx context.Context, req *rookeryv1.WaitRevisionRequest) (*rookeryv1.WaitRevisionResponse, error) {
-	if err := d.s.node.WaitRevision(ctx, req.GetRevision()); err != nil {
-		return nil, nodeStatus("wait for revision", err)
+	rev, err := d.s.dir.WaitRevision(ctx, req.GetRevision())
+	if err != nil {
+		return nil, dirStatus("wait for revision", err)
 	}
-	return &rookeryv1.WaitRevisionResponse{Revision: d.s.node.Store().Revision()}, nil
+	return &rookeryv1.WaitRevisionResponse{Revision: rev}, nil
 }

@@ -9,32 +9,43 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rookery/rookery/cluster"
+	"github.com/rookery/rookery/directory"
 	"github.com/rookery/rookery/fsm"
 	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
 
-// codeStatus maps an fsm outcome to the gRPC status a client acts on. The
-// message keeps the text real Cyrus sends, so MUPDATE and gRPC users read the
-// same words.
-func codeStatus(c fsm.Code, name string) error {
-	switch c {
-	case fsm.CodeOK:
+// kindCode is the gRPC code a client acts on for each directory refusal.
+var kindCode = map[directory.Kind]codes.Code{
+	directory.KindPermissionDenied: codes.PermissionDenied,
+	directory.KindInvalid:          codes.InvalidArgument,
+	directory.KindNotFound:         codes.NotFound,
+	directory.KindExists:           codes.AlreadyExists,
+	directory.KindNotActive:        codes.FailedPrecondition,
+	// ABORTED: a compare-and-set lost; re-read and decide again.
+	directory.KindConflict: codes.Aborted,
+}
+
+// dirStatus maps an error of the directory service to a gRPC status. The
+// service's message is kept, so MUPDATE and gRPC users read the same
+// words; failures of the cluster underneath are mapped by nodeStatus.
+func dirStatus(what string, err error) error {
+	var de *directory.Error
+	var ce *fsm.CompactedError
+	switch {
+	case err == nil:
 		return nil
-	case fsm.CodeExists:
-		return status.Errorf(codes.AlreadyExists, "%s: %s at another location", name, c.Text())
-	case fsm.CodeNotFound:
-		return status.Errorf(codes.NotFound, "%s: %s", name, c.Text())
-	case fsm.CodeNotActive:
-		return status.Errorf(codes.FailedPrecondition, "%s: %s", name, c.Text())
-	case fsm.CodeInvalid:
-		return status.Errorf(codes.InvalidArgument, "%s: %s", name, c.Text())
-	case fsm.CodePermissionDenied:
-		return status.Errorf(codes.PermissionDenied, "%s: %s: the entry is, or would be, on a server this identity is not bound to", name, c.Text())
-	case fsm.CodeConflict:
-		// ABORTED: a compare-and-set lost; re-read and decide again.
-		return status.Errorf(codes.Aborted, "%s: %s", name, c.Text())
+	case errors.As(err, &ce):
+		return compactedStatus(ce)
+	case !errors.As(err, &de):
+		return nodeStatus(what, err)
 	}
-	return status.Errorf(codes.Internal, "%s: unexpected result %s", name, c.Text())
+	if c, ok := kindCode[de.Kind]; ok {
+		return status.Error(c, de.Error())
+	}
+	if de.Err != nil {
+		err = de.Err
+	}
+	return nodeStatus(what, err)
 }
 
 // nodeStatus maps an error from the cluster layer to a gRPC status. Loss of

@@ -90,7 +90,7 @@ func (d *directoryServer) pinnedView(rev uint64) (*fsm.View, error) {
 	if v := d.s.views.get(rev); v != nil {
 		return v, nil
 	}
-	if v := d.s.node.Store().View(); v.Revision() == rev {
+	if v := d.s.dir.Current(); v.Revision() == rev {
 		return v, nil
 	}
 	return nil, status.Errorf(codes.FailedPrecondition,
@@ -148,21 +148,6 @@ func (f listFilter) scan(v *fsm.View, after string, fn func(fsm.Entry) bool) {
 		v.ScanNameFrom(f.prefix, after, fn)
 	}
 }
-
-// matchEvent reports whether a watcher with this filter sees ev. A
-// location filter matches the old or the new location, so that a watcher
-// of one server also sees mailboxes move away from it.
-func (f listFilter) matchEvent(ev fsm.Event) bool {
-	switch f.kind {
-	case 1:
-		return hasPrefix(ev.Entry.Name, f.prefix)
-	case 2:
-		return hasPrefix(ev.Entry.Location, f.prefix) || (ev.PrevLocation != "" && hasPrefix(ev.PrevLocation, f.prefix))
-	}
-	return true
-}
-
-func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
 
 // pageToken is the opaque List cursor: revision of the listing, hash of its
 // filter, and the last name returned.

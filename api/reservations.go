@@ -6,6 +6,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/rookery/rookery/directory"
 	"github.com/rookery/rookery/fsm"
 	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
@@ -40,9 +41,9 @@ func (d *directoryServer) Release(ctx context.Context, req *rookeryv1.ReleaseReq
 	e, ok := v.Get(name)
 	switch {
 	case !ok:
-		return nil, status.Errorf(codes.NotFound, "%s: %s (at revision %d)", name, fsm.CodeNotFound.Text(), v.Revision())
+		return nil, status.Errorf(codes.NotFound, "%v (at revision %d)", &directory.Error{Kind: directory.KindNotFound, Name: name}, v.Revision())
 	case req.GetRevision() != 0 && e.ModRevision != req.GetRevision():
-		return nil, status.Errorf(codes.Aborted, "%s: %s %d (now %s at revision %d)", name, fsm.CodeConflict.Text(), req.GetRevision(), e.State, e.ModRevision)
+		return nil, status.Errorf(codes.Aborted, "%v %d (now %s at revision %d)", &directory.Error{Kind: directory.KindConflict, Name: name}, req.GetRevision(), e.State, e.ModRevision)
 	case e.State != fsm.StateReserved:
 		return nil, status.Errorf(codes.FailedPrecondition, "%s: not reserved (%s at %s, revision %d)", name, e.State, e.Location, e.ModRevision)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/rookery/rookery/api"
 	"github.com/rookery/rookery/api/apitest"
 	"github.com/rookery/rookery/cluster"
+	"github.com/rookery/rookery/directory"
 	"github.com/rookery/rookery/fsm"
 	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
@@ -134,18 +135,18 @@ func TestSecurityAuthenticatesAndAuthorizesEveryKindOfCaller(t *testing.T) {
 func TestNewServerRefusesAuthWithOpenPeerService(t *testing.T) {
 	cfg := api.DefaultConfig()
 	cfg.Tokens = []api.Token{{Identity: "ci", SHA256: api.HashToken("x")}}
-	_, err := api.NewServer(cfg, (*cluster.Node)(nil), slog.New(slog.DiscardHandler))
+	_, err := api.NewServer(cfg, (*cluster.Node)(nil), directory.NewLocalService(fsm.New(fsm.Config{})), slog.New(slog.DiscardHandler))
 	if err == nil || !strings.Contains(err.Error(), "Peer") {
 		t.Fatalf("NewServer with tokens but no peer credential: %v, want an error about Peer RPCs", err)
 	}
 	cfg.Tokens = []api.Token{{Identity: "ci", SHA256: "not-hex"}}
 	cfg.PeerSecret = "s"
-	if _, err := api.NewServer(cfg, (*cluster.Node)(nil), slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "SHA256") {
+	if _, err := api.NewServer(cfg, (*cluster.Node)(nil), directory.NewLocalService(fsm.New(fsm.Config{})), slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "SHA256") {
 		t.Fatalf("NewServer with a malformed token hash: %v", err)
 	}
 	cfg = api.DefaultConfig()
 	cfg.TLS.ClientCAFile = "/nonexistent"
-	if _, err := api.NewServer(cfg, (*cluster.Node)(nil), slog.New(slog.DiscardHandler)); err == nil {
+	if _, err := api.NewServer(cfg, (*cluster.Node)(nil), directory.NewLocalService(fsm.New(fsm.Config{})), slog.New(slog.DiscardHandler)); err == nil {
 		t.Fatal("NewServer with a client CA but no server certificate succeeded")
 	}
 }

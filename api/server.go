@@ -12,29 +12,32 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/rookery/rookery/directory"
 	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
 
 // Server is the gRPC API of one node. Build it with NewServer, create the
 // grpc.Server with ServerOptions, then call Register:
 //
-//	srv, err := api.NewServer(cfg, node, logger)
+//	srv, err := api.NewServer(cfg, node, directory.NewService(node, node.Store()), logger)
 //	gs := grpc.NewServer(srv.ServerOptions()...)
 //	srv.Register(gs) // Directory, Cluster, Peer, health, reflection
 //	gs.Serve(lis)
 type Server struct {
 	cfg   Config
 	node  Node
+	dir   *directory.Service
 	log   *slog.Logger
 	auth  *authenticator
 	tls   *tls.Config
 	views *viewCache
 }
 
-// NewServer checks cfg, loads its certificates and returns the API of node.
-func NewServer(cfg Config, node Node, logger *slog.Logger) (*Server, error) {
-	if node == nil {
-		return nil, fmt.Errorf("api: nil node")
+// NewServer checks cfg, loads its certificates and returns the API of
+// node, whose directory the service dir serves.
+func NewServer(cfg Config, node Node, dir *directory.Service, logger *slog.Logger) (*Server, error) {
+	if node == nil || dir == nil {
+		return nil, fmt.Errorf("api: nil node or directory service")
 	}
 	if logger == nil {
 		logger = slog.Default()
@@ -56,6 +59,7 @@ func NewServer(cfg Config, node Node, logger *slog.Logger) (*Server, error) {
 	return &Server{
 		cfg:   cfg,
 		node:  node,
+		dir:   dir,
 		log:   logger,
 		auth:  auth,
 		tls:   tlsCfg,

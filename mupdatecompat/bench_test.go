@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rookery/rookery/auth"
+	"github.com/rookery/rookery/directory"
 	"github.com/rookery/rookery/fsm"
 )
 
@@ -28,8 +29,8 @@ func benchEnv(b *testing.B, store *fsm.Store) *testEnv {
 	users, _ := auth.NewUsers(map[string]string{"mupdate": h})
 	acfg := auth.DefaultConfig()
 	acfg.Writers = []string{"mupdate"}
-	dir := NewLocalDirectory(store)
-	srv, err := NewServer(testConfig(), dir, auth.New(acfg, users), slog.New(slog.DiscardHandler))
+	dir := directory.NewLocal(store)
+	srv, err := NewServer(testConfig(), directory.NewService(dir, store), auth.New(acfg, users), slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)
 	}

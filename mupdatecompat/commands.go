@@ -2,157 +2,170 @@ package mupdatecompat
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
-	"time"
 
+	"github.com/rookery/rookery/directory"
 	"github.com/rookery/rookery/fsm"
 	wire "github.com/rookery/rookery/internal/mupdatewire"
 )
 
-func (c *conn) reserve(cmd *wire.Command) bool {
-	return c.write(cmd.Tag, fsm.Command{Op: fsm.OpReserve, Name: cmd.Args[0].Value, Location: cmd.Args[1].Value})
+// request holds a directory command's arguments by meaning; dispatch fills
+// it from the positional arguments as the command's layout says.
+type request struct {
+	Name, Location, ACL string
+	Hosts               []string // UPDATE's PARTIAL-UPDATE servers
 }
 
-func (c *conn) activate(cmd *wire.Command) bool {
-	return c.write(cmd.Tag, fsm.Command{Op: fsm.OpActivate, Name: cmd.Args[0].Value, Location: cmd.Args[1].Value, ACL: cmd.Args[2].Value})
+// requestOf fills a request from args by layout: one letter per argument,
+// n name, l location, a ACL, h hosts (every remaining argument).
+func requestOf(layout string, args []wire.Arg) request {
+	var r request
+	for i, a := range args {
+		switch layout[min(i, len(layout)-1)] {
+		case 'n':
+			r.Name = a.Value
+		case 'l':
+			r.Location = a.Value
+		case 'a':
+			r.ACL = a.Value
+		case 'h':
+			r.Hosts = append(r.Hosts, a.Value)
+		}
+	}
+	return r
 }
 
-func (c *conn) deactivate(cmd *wire.Command) bool {
-	return c.write(cmd.Tag, fsm.Command{Op: fsm.OpDeactivate, Name: cmd.Args[0].Value, Location: cmd.Args[1].Value})
-}
+// replyError is a refusal that is not the directory's: its reply kind and
+// text are what Cyrus sends.
+type replyError struct{ kind, text string }
 
-func (c *conn) delete(cmd *wire.Command) bool {
-	return c.write(cmd.Tag, fsm.Command{Op: fsm.OpDelete, Name: cmd.Args[0].Value})
-}
+func (e *replyError) Error() string { return e.kind + " " + e.text }
+
+var errBadArguments = &replyError{"BAD", "Badly formed arguments"}
+
+// errClosed ends the session: the connection failed while writing.
+var errClosed = errors.New("mupdatecompat: connection failed")
 
 // Reply texts for refusals that Cyrus does not have.
 const (
-	textPermissionDenied = "permission denied"
-	textTemporary        = "directory temporarily unavailable, try again"
-	textDirectoryError   = "directory error"
+	textTemporary      = "directory temporarily unavailable, try again"
+	textDirectoryError = "directory error"
 )
 
-// write applies a directory write and answers `OK "done"` or NO with the
-// text real Cyrus uses for the outcome. Readers never write; everything
-// else about who may write what (the server binding of
-// mupdate.backend_servers) is decided by the state machine on the
-// committed entry (fsm authorize), from the Identity and Bound stamped here.
-func (c *conn) write(tag string, fc fsm.Command) bool {
-	if !c.id.CanWrite() {
-		c.srv.refused.readOnly.Add(1)
-		c.log.Warn("mupdate write refused: read-only identity", "op", fc.Op, "name", fc.Name, "identity", c.id.Name)
-		c.reply(tag, "NO", textPermissionDenied)
-		return true
-	}
-	fc.Identity = c.id.Name
-	fc.Bound = c.id.Server
-	fc.Time = time.Now().UnixNano()
-	if err := fsm.Validate(fc); err != nil {
-		c.log.Debug("mupdate write refused: invalid", "op", fc.Op, "identity", c.id.Name, "err", err)
-		c.reply(tag, "NO", fsm.CodeInvalid.Text())
-		return true
-	}
-	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.CommandTimeout)
-	res, err := c.srv.dir.Apply(ctx, []fsm.Command{fc})
-	cancel()
-	if err == nil && len(res) != 1 {
-		err = errWrongResults
-	}
-	if err != nil {
-		c.log.Warn("mupdate write failed", "op", fc.Op, "name", fc.Name, "identity", c.id.Name, "err", err)
-		c.reply(tag, "NO", failText(err))
-		return true
-	}
-	c.log.Debug("mupdate write", "op", fc.Op, "name", fc.Name, "location", fc.Location,
-		"identity", c.id.Name, "result", res[0].Code.Text(), "revision", res[0].Revision)
-	switch res[0].Code {
-	case fsm.CodeOK:
-		c.reply(tag, "OK", "done")
-	case fsm.CodePermissionDenied:
-		c.srv.refused.permissionDenied.Add(1)
-		c.log.Warn("mupdate write refused: entry on another server", "op", fc.Op, "name", fc.Name,
-			"location", fc.Location, "identity", c.id.Name, "bound", fc.Bound)
-		c.reply(tag, "NO", textPermissionDenied)
-	default:
-		c.reply(tag, "NO", res[0].Code.Text())
-	}
-	return true
+// cyrusText is the NO text real Cyrus sends for each directory refusal.
+var cyrusText = map[directory.Kind]string{
+	directory.KindPermissionDenied: "permission denied",
+	directory.KindInvalid:          "invalid command",
+	directory.KindNotFound:         "mailbox doesn't exist",
+	directory.KindExists:           "mailbox already exists",
+	directory.KindNotActive:        "mailbox not currently active",
+	directory.KindConflict:         "mailbox changed since the given revision",
+	directory.KindUnavailable:      textTemporary,
 }
 
-type resultError string
-
-func (e resultError) Error() string { return string(e) }
-
-const errWrongResults = resultError("mupdatecompat: directory returned a wrong number of results")
-
-// failText is the NO text for a directory error.
-func failText(err error) string {
-	if IsTemporary(err) {
-		return textTemporary
-	}
-	return textDirectoryError
-}
-
-// sync runs the linearizable barrier before a read; on failure it answers
-// NO and returns false.
-func (c *conn) sync(tag string) bool {
-	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.CommandTimeout)
-	err := c.srv.dir.Sync(ctx)
-	cancel()
-	if err != nil {
-		c.log.Warn("mupdate read barrier failed", "identity", c.id.Name, "err", err)
-		c.reply(tag, "NO", failText(err))
+// answer renders a directory command's outcome as its tagged reply, the
+// one place where a directory error becomes Cyrus's words: OK with the
+// command's text, the replyError's own reply, or NO. false ends the
+// session.
+func (c *conn) answer(tag, ok string, err error) bool {
+	var re *replyError
+	var de *directory.Error
+	switch {
+	case err == nil:
+		if ok != "" {
+			c.reply(tag, "OK", ok)
+		}
+		return true
+	case errors.Is(err, errClosed):
 		return false
+	case errors.As(err, &re):
+		c.reply(tag, re.kind, re.text)
+		return true
+	case !errors.As(err, &de):
+		de = &directory.Error{Err: err}
 	}
+	text, known := cyrusText[de.Kind]
+	switch {
+	case errors.Is(err, directory.ErrReadOnly):
+		c.srv.refused.readOnly.Add(1)
+		c.log.Warn("mupdate write refused: read-only identity", "op", de.Op, "name", de.Name, "identity", c.id.Name)
+	case de.Kind == directory.KindPermissionDenied:
+		c.srv.refused.permissionDenied.Add(1)
+		c.log.Warn("mupdate write refused: entry on another server", "op", de.Op, "name", de.Name,
+			"identity", c.id.Name, "bound", c.id.Server)
+	case de.Kind == directory.KindUnavailable || !known:
+		c.log.Warn("mupdate command failed", "op", de.Op, "name", de.Name, "identity", c.id.Name, "err", err)
+	default:
+		c.log.Debug("mupdate command refused", "op", de.Op, "name", de.Name, "identity", c.id.Name, "err", err)
+	}
+	if !known {
+		text = textDirectoryError
+	}
+	c.reply(tag, "NO", text)
 	return true
 }
 
-func (c *conn) find(cmd *wire.Command) bool {
-	name := cmd.Args[0].Value
-	f, ok := c.srv.dir.(Finder)
-	if !ok {
-		if !c.sync(cmd.Tag) {
-			return true
-		}
-		if e, found := c.srv.dir.Store().Get(name); found {
-			c.writeEntry(cmd.Tag, &e)
-		}
-		c.reply(cmd.Tag, "OK", "Search completed")
-		return true
-	}
+func (c *conn) reserve(_ string, r request) error {
+	return c.write(fsm.Command{Op: fsm.OpReserve, Name: r.Name, Location: r.Location})
+}
+
+func (c *conn) activate(_ string, r request) error {
+	return c.write(fsm.Command{Op: fsm.OpActivate, Name: r.Name, Location: r.Location, ACL: r.ACL})
+}
+
+func (c *conn) deactivate(_ string, r request) error {
+	return c.write(fsm.Command{Op: fsm.OpDeactivate, Name: r.Name, Location: r.Location})
+}
+
+func (c *conn) delete(_ string, r request) error {
+	return c.write(fsm.Command{Op: fsm.OpDelete, Name: r.Name})
+}
+
+// write hands a directory write to the service as this session's
+// identity; who may write what is decided there and by the state machine.
+func (c *conn) write(fc fsm.Command) error {
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.CommandTimeout)
-	e, found, err := f.Find(ctx, name)
+	defer cancel()
+	res, err := c.srv.dir.WriteCommitted(ctx, directory.Caller{Name: c.id.Name, Server: c.id.Server, Writer: c.id.CanWrite()}, fc)
+	if err == nil {
+		err = res[0].Err
+		c.log.Debug("mupdate write", "op", fc.Op, "name", fc.Name, "location", fc.Location,
+			"identity", c.id.Name, "err", err, "revision", res[0].Revision)
+	}
+	return err
+}
+
+// view is a linearizable view of the directory, bounded by CommandTimeout.
+func (c *conn) view() (*fsm.View, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.CommandTimeout)
+	defer cancel()
+	return c.srv.dir.View(ctx, directory.Linearizable)
+}
+
+func (c *conn) find(tag string, r request) error {
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.CommandTimeout)
+	e, found, err := c.srv.dir.Get(ctx, r.Name)
 	cancel()
-	if err != nil {
-		c.log.Warn("mupdate FIND failed", "identity", c.id.Name, "err", err)
-		c.reply(cmd.Tag, "NO", failText(err))
-		return true
+	if err == nil && found {
+		c.writeEntry(tag, &e)
 	}
-	if found {
-		c.writeEntry(cmd.Tag, &e)
-	}
-	c.reply(cmd.Tag, "OK", "Search completed")
-	return true
+	return err
 }
 
 // list answers LIST [prefix]: every entry whose location starts with the
 // prefix, bytewise, as Cyrus's strncmp does; ctl_mboxlist -m sends
 // "<servername>!".
-func (c *conn) list(cmd *wire.Command) bool {
-	prefix := ""
-	if len(cmd.Args) == 1 {
-		prefix = cmd.Args[0].Value
+func (c *conn) list(tag string, r request) error {
+	view, err := c.view()
+	if err != nil {
+		return err
 	}
-	if !c.sync(cmd.Tag) {
-		return true
+	if !c.scan(tag, func(yield func(fsm.Entry) bool) { view.ScanLocation(r.Location, yield) }) {
+		return errClosed
 	}
-	view := c.srv.dir.Store().View()
-	if !c.scan(cmd.Tag, func(yield func(fsm.Entry) bool) { view.ScanLocation(prefix, yield) }) {
-		return false
-	}
-	c.reply(cmd.Tag, "OK", "list complete")
-	return true
+	return nil
 }
 
 // scan writes the entries iter yields as data lines, in the order of the

@@ -285,12 +285,17 @@ func (c *conn) linger() {
 	io.CopyN(io.Discard, c.raw, lingerBytes)
 }
 
-// command describes how a command is accepted.
+// command describes how a command is accepted and run. Session commands
+// have run; directory commands have dir, which takes the arguments by
+// meaning and returns an error that answer renders.
 type command struct {
 	run       func(c *conn, cmd *wire.Command) bool
-	min, max  int  // argument counts
-	preAuth   bool // allowed before login
-	streaming bool // allowed while streaming
+	dir       func(c *conn, tag string, r request) error
+	layout    string // dir: the arguments' meanings (requestOf)
+	ok        string // dir: the OK text; "" when dir replies itself
+	min, max  int    // argument counts
+	preAuth   bool   // allowed before login
+	streaming bool   // allowed while streaming
 }
 
 var commands = map[string]command{
@@ -299,13 +304,13 @@ var commands = map[string]command{
 	"COMPRESS":     {run: (*conn).compress, min: 1, max: 1},
 	"LOGOUT":       {run: (*conn).logout, preAuth: true, streaming: true},
 	"NOOP":         {run: (*conn).noop, streaming: true},
-	"RESERVE":      {run: (*conn).reserve, min: 2, max: 2},
-	"ACTIVATE":     {run: (*conn).activate, min: 3, max: 3},
-	"DEACTIVATE":   {run: (*conn).deactivate, min: 2, max: 2},
-	"DELETE":       {run: (*conn).delete, min: 1, max: 1},
-	"FIND":         {run: (*conn).find, min: 1, max: 1},
-	"LIST":         {run: (*conn).list, max: 1},
-	"UPDATE":       {run: (*conn).update, max: maxUpdateHosts},
+	"RESERVE":      {dir: (*conn).reserve, layout: "nl", ok: "done", min: 2, max: 2},
+	"ACTIVATE":     {dir: (*conn).activate, layout: "nla", ok: "done", min: 3, max: 3},
+	"DEACTIVATE":   {dir: (*conn).deactivate, layout: "nl", ok: "done", min: 2, max: 2},
+	"DELETE":       {dir: (*conn).delete, layout: "n", ok: "done", min: 1, max: 1},
+	"FIND":         {dir: (*conn).find, layout: "n", ok: "Search completed", min: 1, max: 1},
+	"LIST":         {dir: (*conn).list, layout: "l", ok: "list complete", max: 1},
+	"UPDATE":       {dir: (*conn).update, layout: "h", max: maxUpdateHosts},
 }
 
 // dispatch checks a command against the session state, with the texts and
@@ -339,6 +344,8 @@ func (c *conn) dispatch(cmd *wire.Command) bool {
 	case len(cmd.Args) > h.max:
 		c.reply(cmd.Tag, "BAD", "Extra arguments")
 		return true
+	case h.dir != nil:
+		return c.answer(cmd.Tag, h.ok, h.dir(c, cmd.Tag, requestOf(h.layout, cmd.Args)))
 	}
 	return h.run(c, cmd)
 }

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/rookery/rookery/directory"
 	"github.com/rookery/rookery/fsm"
 )
 
@@ -13,23 +14,23 @@ import (
 // written) while Find answers from the up-to-date store, as a raft
 // follower asking its leader does.
 type lateFollower struct {
-	*LocalDirectory // the leader's state
-	behind          *fsm.Store
-	down            atomic.Bool
+	*directory.Local // the leader's state
+	behind           *fsm.Store
+	down             atomic.Bool
 }
 
 func (d *lateFollower) Store() *fsm.Store { return d.behind }
 
-func (d *lateFollower) Find(ctx context.Context, name string) (fsm.Entry, bool, error) {
+func (d *lateFollower) LinearizableGet(ctx context.Context, name string) (fsm.Entry, bool, error) {
 	if d.down.Load() {
-		return fsm.Entry{}, false, fmt.Errorf("%w: no leader", ErrTemporary)
+		return fsm.Entry{}, false, fmt.Errorf("%w: no leader", directory.ErrUnavailable)
 	}
-	e, ok := d.LocalDirectory.Store().Get(name)
+	e, ok := d.Local.Store().Get(name)
 	return e, ok, ctx.Err()
 }
 
 func TestFindAsksTheDirectoryFinderNotTheLocalStore(t *testing.T) {
-	dir := &lateFollower{LocalDirectory: NewLocalDirectory(fsm.New(fsm.DefaultConfig())), behind: fsm.New(fsm.DefaultConfig())}
+	dir := &lateFollower{Local: directory.NewLocal(fsm.New(fsm.DefaultConfig())), behind: fsm.New(fsm.DefaultConfig())}
 	env := newEnvDir(t, dir, nil)
 	env.apply(fsm.Command{Op: fsm.OpActivate, Name: "user.alice", Location: "be1!p", ACL: "alice\tlrs\t"})
 	be := env.dial()

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rookery/rookery/directory"
 	"github.com/rookery/rookery/fsm"
 )
 
@@ -26,11 +27,11 @@ func FuzzSession(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, input []byte) {
-		dir := NewLocalDirectory(fsm.New(fsm.Config{HistorySize: 64}))
+		dir := directory.NewLocal(fsm.New(fsm.Config{HistorySize: 64}))
 		cfg := testConfig()
 		cfg.IdleTimeout = 2 * time.Second
 		cfg.WriteTimeout = 2 * time.Second
-		srv, err := NewServer(cfg, dir, testAuthenticator(t), nil)
+		srv, err := NewServer(cfg, directory.NewService(dir, dir.Store()), testAuthenticator(t), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/rookery/rookery/auth"
+	"github.com/rookery/rookery/directory"
 	"github.com/rookery/rookery/fsm"
 	wire "github.com/rookery/rookery/internal/mupdatewire"
 )
@@ -89,11 +90,17 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// testEnv is a real server on 127.0.0.1 over a LocalDirectory.
+// testDirectory is a replica whose applied state the tests can see.
+type testDirectory interface {
+	directory.Replica
+	Store() *fsm.Store
+}
+
+// testEnv is a real server on 127.0.0.1 over an in-process replica.
 type testEnv struct {
 	t    testing.TB
 	srv  *Server
-	dir  Directory
+	dir  testDirectory
 	addr string
 	logs *syncBuffer
 }
@@ -108,10 +115,10 @@ func testConfig() Config {
 
 func newEnv(t testing.TB, mutate func(*Config)) *testEnv {
 	t.Helper()
-	return newEnvDir(t, NewLocalDirectory(fsm.New(fsm.DefaultConfig())), mutate)
+	return newEnvDir(t, directory.NewLocal(fsm.New(fsm.DefaultConfig())), mutate)
 }
 
-func newEnvDir(t testing.TB, dir Directory, mutate func(*Config)) *testEnv {
+func newEnvDir(t testing.TB, dir testDirectory, mutate func(*Config)) *testEnv {
 	t.Helper()
 	cfg := testConfig()
 	if mutate != nil {
@@ -119,7 +126,7 @@ func newEnvDir(t testing.TB, dir Directory, mutate func(*Config)) *testEnv {
 	}
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := NewServer(cfg, dir, testAuthenticator(t), logger)
+	srv, err := NewServer(cfg, directory.NewService(dir, dir.Store()), testAuthenticator(t), logger)
 	if err != nil {
 		t.Fatal(err)
 	}

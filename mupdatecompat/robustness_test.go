@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rookery/rookery/directory"
 	"github.com/rookery/rookery/fsm"
 )
 
@@ -128,31 +129,38 @@ func TestIdleConnectionIsClosed(t *testing.T) {
 // barriers then fail with ErrTemporary, barriers only after their context
 // ends, as a real cluster waiting for a leader does.
 type faultyDirectory struct {
-	*LocalDirectory
+	*directory.Local
 	down      atomic.Bool
 	permanent atomic.Bool
 }
 
-func (d *faultyDirectory) Apply(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, error) {
+func (d *faultyDirectory) ApplyCommitted(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, error) {
 	if d.permanent.Load() {
 		return nil, errors.New("disk on fire")
 	}
 	if d.down.Load() {
-		return nil, fmt.Errorf("%w: no quorum", ErrTemporary)
+		return nil, fmt.Errorf("%w: no quorum", directory.ErrUnavailable)
 	}
-	return d.LocalDirectory.Apply(ctx, cmds)
+	return d.Local.Apply(ctx, cmds)
 }
 
-func (d *faultyDirectory) Sync(ctx context.Context) error {
+func (d *faultyDirectory) LinearizableRead(ctx context.Context) error {
 	if d.down.Load() {
 		<-ctx.Done()
-		return fmt.Errorf("%w: %w", ErrTemporary, ctx.Err())
+		return fmt.Errorf("%w: %w", directory.ErrUnavailable, ctx.Err())
 	}
-	return d.LocalDirectory.Sync(ctx)
+	return d.Local.LinearizableRead(ctx)
+}
+
+func (d *faultyDirectory) LinearizableGet(ctx context.Context, name string) (fsm.Entry, bool, error) {
+	if err := d.LinearizableRead(ctx); err != nil {
+		return fsm.Entry{}, false, err
+	}
+	return d.Local.LinearizableGet(ctx, name)
 }
 
 func TestUnavailableDirectoryAnswersNoPromptly(t *testing.T) {
-	dir := &faultyDirectory{LocalDirectory: NewLocalDirectory(fsm.New(fsm.DefaultConfig()))}
+	dir := &faultyDirectory{Local: directory.NewLocal(fsm.New(fsm.DefaultConfig()))}
 	env := newEnvDir(t, dir, func(c *Config) {
 		c.CommandTimeout = 200 * time.Millisecond
 		c.BarrierTimeout = 200 * time.Millisecond

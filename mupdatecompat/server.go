@@ -58,6 +58,7 @@ import (
 	"time"
 
 	"github.com/rookery/rookery/auth"
+	"github.com/rookery/rookery/directory"
 	wire "github.com/rookery/rookery/internal/mupdatewire"
 )
 
@@ -75,15 +76,14 @@ var ErrServerClosed = errors.New("mupdatecompat: server closed")
 // listeners, plain and implicit-TLS.
 type Server struct {
 	cfg  Config
-	dir  Directory
+	dir  *directory.Service
 	auth Authenticator
 	log  *slog.Logger
 
-	closing  atomic.Bool
-	shutdown chan struct{} // closed by Shutdown: streams say BYE
-	nconns   atomic.Int64
-	pre      preauthSet
-	refused  refusals
+	closing atomic.Bool
+	nconns  atomic.Int64
+	pre     preauthSet
+	refused refusals
 	// streams and fullDumps feed metrics (metrics.go).
 	streams   atomic.Int64
 	fullDumps atomic.Uint64
@@ -96,12 +96,12 @@ type Server struct {
 
 // NewServer returns a server. It fails on a configuration that would break
 // the wire format (see Config).
-func NewServer(cfg Config, dir Directory, a Authenticator, logger *slog.Logger) (*Server, error) {
+func NewServer(cfg Config, dir *directory.Service, a Authenticator, logger *slog.Logger) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	if dir == nil || a == nil {
-		return nil, errors.New("mupdatecompat: a Directory and an Authenticator are required")
+		return nil, errors.New("mupdatecompat: a directory service and an Authenticator are required")
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -111,7 +111,6 @@ func NewServer(cfg Config, dir Directory, a Authenticator, logger *slog.Logger) 
 		dir:       dir,
 		auth:      a,
 		log:       logger,
-		shutdown:  make(chan struct{}),
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*conn]struct{}{},
 	}, nil
@@ -224,7 +223,7 @@ func (s *Server) Connections() int { return int(s.nconns.Load()) }
 // ctx's error is returned.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	first := !s.closing.Swap(true)
+	s.closing.Store(true)
 	for ln := range s.listeners {
 		ln.Close()
 	}
@@ -233,9 +232,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
-	if first {
-		close(s.shutdown)
-	}
 	for _, c := range conns {
 		c.interrupt()
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rookery/rookery/directory"
 	"github.com/rookery/rookery/fsm"
 )
 
@@ -41,12 +42,12 @@ func TestBannerIsCyrusBanner(t *testing.T) {
 func TestConfigRejectsLineBreaksInBanner(t *testing.T) {
 	cfg := testConfig()
 	cfg.ServerName = "evil\r\n* OK"
-	if _, err := NewServer(cfg, NewLocalDirectory(fsm.New(fsm.Config{})), testAuthenticator(t), nil); err == nil {
+	if _, err := NewServer(cfg, directory.NewLocalService(fsm.New(fsm.Config{})), testAuthenticator(t), nil); err == nil {
 		t.Fatal("NewServer accepted a servername with CRLF")
 	}
 	cfg = testConfig()
 	cfg.Mechanisms = []string{"GSSAPI"}
-	if _, err := NewServer(cfg, NewLocalDirectory(fsm.New(fsm.Config{})), testAuthenticator(t), nil); err == nil {
+	if _, err := NewServer(cfg, directory.NewLocalService(fsm.New(fsm.Config{})), testAuthenticator(t), nil); err == nil {
 		t.Fatal("NewServer accepted a mechanism it cannot run")
 	}
 }

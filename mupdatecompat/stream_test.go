@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rookery/rookery/directory"
 	"github.com/rookery/rookery/fsm"
 	wire "github.com/rookery/rookery/internal/mupdatewire"
 )
@@ -81,9 +82,13 @@ func TestUpdateStreamsEveryChangeAsApplied(t *testing.T) {
 // lags the leader's commit. Apply returns once the write is committed
 // (queued), not applied locally.
 type laggingDirectory struct {
-	mu      sync.Mutex
-	local   *LocalDirectory
+	mu sync.Mutex
+	*directory.Local
 	pending [][]fsm.Command
+}
+
+func (d *laggingDirectory) ApplyCommitted(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, error) {
+	return d.Apply(ctx, cmds)
 }
 
 func (d *laggingDirectory) Apply(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, error) {
@@ -94,11 +99,11 @@ func (d *laggingDirectory) Apply(ctx context.Context, cmds []fsm.Command) ([]fsm
 	return res, nil
 }
 
-func (d *laggingDirectory) Sync(ctx context.Context) error {
+func (d *laggingDirectory) LinearizableRead(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, cmds := range d.pending {
-		if _, err := d.local.Apply(ctx, cmds); err != nil {
+		if _, err := d.Local.Apply(ctx, cmds); err != nil {
 			return err
 		}
 	}
@@ -106,13 +111,11 @@ func (d *laggingDirectory) Sync(ctx context.Context) error {
 	return nil
 }
 
-func (d *laggingDirectory) Store() *fsm.Store { return d.local.Store() }
-
 // TestNoopBarrierFlushesEveryCommittedWrite proves docs/mupdate.md §8:
 // writes committed before a NOOP but not yet applied on the serving node
 // appear on the stream before the NOOP's OK.
 func TestNoopBarrierFlushesEveryCommittedWrite(t *testing.T) {
-	dir := &laggingDirectory{local: NewLocalDirectory(fsm.New(fsm.DefaultConfig()))}
+	dir := &laggingDirectory{Local: directory.NewLocal(fsm.New(fsm.DefaultConfig()))}
 	env := newEnvDir(t, dir, nil)
 	slave, _ := startStream(t, env, "fe", "U01 UPDATE")
 	for i := 0; i < 50; i++ {
@@ -225,7 +228,7 @@ func TestQuotedOutputProfile(t *testing.T) {
 }
 
 func TestCompactedHistoryEndsStreamWithBye(t *testing.T) {
-	env := newEnvDir(t, NewLocalDirectory(fsm.New(fsm.Config{HistorySize: 8})), nil)
+	env := newEnvDir(t, directory.NewLocal(fsm.New(fsm.Config{HistorySize: 8})), nil)
 	slave, _ := startStream(t, env, "fe", "U01 UPDATE")
 	cmds := make([]fsm.Command, 100)
 	for i := range cmds {

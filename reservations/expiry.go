@@ -9,14 +9,13 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/rookery/rookery/directory"
 	"github.com/rookery/rookery/fsm"
 )
 
-// Node is what the expirer needs from a cluster member (*cluster.Node).
-type Node interface {
+// Leader tells whether this node leads the cluster (*cluster.Node).
+type Leader interface {
 	IsLeader() bool
-	Store() *fsm.Store
-	Apply(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, error)
 }
 
 // Config tunes the expirer.
@@ -43,7 +42,7 @@ func (c Config) interval() time.Duration {
 // may run it; only the leader acts, and each release is a DELETE carrying
 // the reservation's revision (fsm.Command.IfRevision), so a backend that
 // activates or re-reserves the name first keeps it, whatever the timing.
-func Run(ctx context.Context, n Node, cfg Config) error {
+func Run(ctx context.Context, n Leader, dir *directory.Service, cfg Config) error {
 	if cfg.TTL <= 0 {
 		return errors.New("reservations: expiry needs a positive TTL")
 	}
@@ -62,7 +61,7 @@ func Run(ctx context.Context, n Node, cfg Config) error {
 		case <-t.C:
 		}
 		if n.IsLeader() {
-			Expire(ctx, n, cfg, time.Now())
+			Expire(ctx, dir, cfg, time.Now())
 		}
 	}
 }
@@ -72,10 +71,10 @@ const maxPerRound = 4096
 
 // Expire releases, in one proposal, the reservations made before now-TTL
 // and logs each outcome. It returns how many were released.
-func Expire(ctx context.Context, n Node, cfg Config, now time.Time) int {
+func Expire(ctx context.Context, dir *directory.Service, cfg Config, now time.Time) int {
 	cutoff := now.Add(-cfg.TTL).UnixNano()
 	var stale []fsm.Entry
-	n.Store().View().ScanReserved(func(e fsm.Entry) bool {
+	dir.Current().ScanReserved(func(e fsm.Entry) bool {
 		if e.ReservedAt != 0 && e.ReservedAt < cutoff {
 			stale = append(stale, e)
 		}
@@ -86,9 +85,9 @@ func Expire(ctx context.Context, n Node, cfg Config, now time.Time) int {
 	}
 	cmds := make([]fsm.Command, len(stale))
 	for i, e := range stale {
-		cmds[i] = fsm.Command{Op: fsm.OpDelete, Name: e.Name, Identity: cfg.Identity, IfRevision: e.ModRevision}
+		cmds[i] = fsm.Command{Op: fsm.OpDelete, Name: e.Name, IfRevision: e.ModRevision}
 	}
-	res, err := n.Apply(ctx, cmds)
+	res, err := dir.Write(ctx, directory.Caller{Name: cfg.Identity, Writer: true}, cmds...)
 	if err != nil {
 		cfg.Logger.Warn("reservation expiry: release failed; will retry", "reservations", len(cmds), "err", err)
 		return 0
@@ -97,15 +96,15 @@ func Expire(ctx context.Context, n Node, cfg Config, now time.Time) int {
 	for i, r := range res {
 		e := stale[i]
 		age := now.Sub(time.Unix(0, e.ReservedAt)).Round(time.Second)
-		switch r.Code {
-		case fsm.CodeOK:
+		switch k := directory.KindOf(r.Err); {
+		case r.Err == nil:
 			released++
 			cfg.Logger.Info("released expired reservation", "mailbox", e.Name, "location", e.Location,
 				"reserved_by", e.ReservedBy, "age", age, "reservation_revision", e.ModRevision, "revision", r.Revision)
-		case fsm.CodeConflict, fsm.CodeNotFound:
+		case k == directory.KindConflict || k == directory.KindNotFound:
 			cfg.Logger.Info("expired reservation changed before its release; kept", "mailbox", e.Name, "reservation_revision", e.ModRevision)
 		default:
-			cfg.Logger.Warn("expired reservation not released", "mailbox", e.Name, "result", r.Code.Text())
+			cfg.Logger.Warn("expired reservation not released", "mailbox", e.Name, "err", r.Err)
 		}
 	}
 	return released

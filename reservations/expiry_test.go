@@ -11,6 +11,7 @@ import (
 
 	"github.com/rookery/rookery/api/apitest"
 	"github.com/rookery/rookery/cluster"
+	"github.com/rookery/rookery/directory"
 	"github.com/rookery/rookery/fsm"
 	"github.com/rookery/rookery/reservations"
 )
@@ -67,7 +68,7 @@ func TestExpiryReleasesOnlyOldReservationsThroughRaftAndLogsEach(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			cfg := reservations.Config{TTL: 500 * time.Millisecond, Interval: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
-			if err := reservations.Run(ctx, n.Node(), cfg); err != nil {
+			if err := reservations.Run(ctx, n.Node(), directory.NewService(n.Node(), n.Node().Store()), cfg); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -140,7 +141,7 @@ func TestExpiryLosingARaceWithActivateKeepsTheMailbox(t *testing.T) {
 	cfg := reservations.Config{TTL: time.Minute, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if got := reservations.Expire(ctx, n, cfg, time.Now().Add(time.Hour)); got != 1 {
+	if got := reservations.Expire(ctx, directory.NewService(n, leader.Store()), cfg, time.Now().Add(time.Hour)); got != 1 {
 		t.Fatalf("released %d, want 1 (user.stuck only)\n%s", got, logs.String())
 	}
 	if e, ok := leader.Store().Get("user.racing"); !ok || e.State != fsm.StateActive {

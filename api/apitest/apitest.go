@@ -19,6 +19,7 @@ import (
 
 	"github.com/rookery/rookery/api"
 	"github.com/rookery/rookery/cluster"
+	"github.com/rookery/rookery/directory"
 	"github.com/rookery/rookery/internal/freeport"
 	"github.com/rookery/rookery/internal/testnode"
 )
@@ -127,7 +128,7 @@ func (c *Cluster) start(n *Node) error {
 	if c.opts.API != nil {
 		acfg = c.opts.API(n.Index)
 	}
-	srv, err := api.NewServer(acfg, node, n.cfg.Logger)
+	srv, err := api.NewServer(acfg, node, directory.NewService(node, node.Store()), n.cfg.Logger)
 	if err != nil {
 		node.Close()
 		lis.Close()

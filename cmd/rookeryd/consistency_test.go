@@ -12,6 +12,7 @@ import (
 	"github.com/rookery/rookery/api/apitest"
 	"github.com/rookery/rookery/auth"
 	"github.com/rookery/rookery/cluster"
+	"github.com/rookery/rookery/directory"
 	"github.com/rookery/rookery/fsm"
 	"github.com/rookery/rookery/internal/freeport"
 	"github.com/rookery/rookery/internal/mupdateclient"
@@ -51,7 +52,7 @@ func TestDivergedNodeAnswersMupdateReadsWithATemporaryNO(t *testing.T) {
 		t.Fatal(err)
 	}
 	authn := auth.New(auth.Config{Writers: []string{"mupdate"}}, users)
-	ms, err := newMupdateServer(defaultConfig(), bad, authn, apitest.Logger(t), nil)
+	ms, err := newMupdateServer(defaultConfig(), directory.NewService(bad, bad.Store()), authn, apitest.Logger(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

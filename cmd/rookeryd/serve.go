@@ -22,6 +22,7 @@ import (
 	"github.com/rookery/rookery/api"
 	"github.com/rookery/rookery/auth"
 	"github.com/rookery/rookery/cluster"
+	"github.com/rookery/rookery/directory"
 	"github.com/rookery/rookery/fsm"
 	"github.com/rookery/rookery/mupdatecompat"
 	"github.com/rookery/rookery/reservations"
@@ -101,7 +102,10 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus
 	}
 	defer node.Close()
 
-	gs, err := newGRPCServer(cfg, node, authn, peerSecret, logger, obs.grpc.ServerOptions()...)
+	// One directory service per node: MUPDATE, gRPC and reservation
+	// expiry all read and write through it.
+	dir := directory.NewService(node, node.Store())
+	gs, err := newGRPCServer(cfg, node, dir, authn, peerSecret, logger, obs.grpc.ServerOptions()...)
 	if err != nil {
 		return err
 	}
@@ -112,7 +116,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus
 	}()
 	defer stopGRPC(gs)
 
-	ms, err := newMupdateServer(cfg, node, authn, logger, obs.mupdate.ObserveCommand)
+	ms, err := newMupdateServer(cfg, dir, authn, logger, obs.mupdate.ObserveCommand)
 	if err != nil {
 		return err
 	}
@@ -133,7 +137,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus
 		go func() {
 			defer close(expiryDone)
 			rlog := logger.With("component", "reservations")
-			if err := reservations.Run(expiryCtx, node, reservations.Config{TTL: ttl, Logger: rlog}); err != nil {
+			if err := reservations.Run(expiryCtx, node, dir, reservations.Config{TTL: ttl, Logger: rlog}); err != nil {
 				rlog.Error("reservation expiry stopped", "err", err)
 			}
 		}()
@@ -318,7 +322,7 @@ func raftTLS(r RaftConfig) (*tls.Config, error) {
 	}, nil
 }
 
-func newGRPCServer(cfg Config, node *cluster.Node, authn *auth.Authenticator, peerSecret string, logger *slog.Logger, opts ...grpc.ServerOption) (*grpc.Server, error) {
+func newGRPCServer(cfg Config, node *cluster.Node, dir *directory.Service, authn *auth.Authenticator, peerSecret string, logger *slog.Logger, opts ...grpc.ServerOption) (*grpc.Server, error) {
 	acfg := api.DefaultConfig()
 	acfg.TLS = api.TLSConfig{CertFile: cfg.GRPC.TLSCert, KeyFile: cfg.GRPC.TLSKey, ClientCAFile: cfg.GRPC.ClientCA}
 	if cfg.Auth.UsersFile != "" {
@@ -327,9 +331,12 @@ func newGRPCServer(cfg Config, node *cluster.Node, authn *auth.Authenticator, pe
 	acfg.OpenReads = cfg.GRPC.OpenReads
 	acfg.PeerSecret = peerSecret
 	acfg.PeerCAFile = cfg.Raft.TLSCA
-	srv, err := api.NewServer(acfg, node, logger.With("component", "grpc"))
+	srv, err := api.NewServer(acfg, node, dir, logger.With("component", "grpc"))
 	if err != nil {
 		return nil, fmt.Errorf("grpc: %w", err)
 	}
 	return srv.NewGRPCServer(opts...), nil
 }
+
+// The cluster node is the directory's replica.
+var _ directory.Replica = (*cluster.Node)(nil)
