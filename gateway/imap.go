@@ -86,11 +86,13 @@ func (ss *imapSession) run(ctx context.Context) {
 			return
 		}
 		if ss.murder != nil {
+			// Logged in before the client hears so: a Shutdown between
+			// the two must drain this session, not close it as pre-login.
+			ss.s.setRelaying(ss.raw)
 			if ss.bw.Flush() != nil {
 				ss.murder.Close()
 				return
 			}
-			ss.s.setRelaying(ss.raw)
 			// imapserver closes the session when it ends (so does serve
 			// when the hand-off fails).
 			ss.s.handoff.serve(ctx, ss.conn, pending(ss.r.br), ss.murder)
@@ -343,11 +345,11 @@ func imapCode(k failKind) string {
 
 // relay hands the session over to the byte relay.
 func (ss *imapSession) relay(ctx context.Context, b *imapBackend) {
+	ss.s.setRelaying(ss.raw) // before the client hears it is logged in, as above
 	if ss.bw.Flush() != nil {
 		b.conn.Close()
 		return
 	}
-	ss.s.setRelaying(ss.raw)
 	ss.s.relay(ctx, ss.conn, pending(ss.r.br), b.conn, pending(b.br))
 }
 

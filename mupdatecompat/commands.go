@@ -131,8 +131,12 @@ func (c *conn) write(fc fsm.Command) error {
 	res, err := c.srv.dir.WriteCommitted(ctx, directory.Caller{Name: c.id.Name, Server: c.id.Server, Writer: c.id.CanWrite()}, fc)
 	if err == nil {
 		err = res[0].Err
+		result := "done" // the operator's view of who wrote what (e2e TestXFERBetweenBoundBackends reads it)
+		if err != nil {
+			result = err.Error()
+		}
 		c.log.Debug("mupdate write", "op", fc.Op, "name", fc.Name, "location", fc.Location,
-			"identity", c.id.Name, "err", err, "revision", res[0].Revision)
+			"identity", c.id.Name, "result", result, "revision", res[0].Revision)
 	}
 	return err
 }

@@ -28,7 +28,9 @@ func TestBenchAgainstRealCyrus(t *testing.T) {
 		cfg.RunID = "t" + newRunID()
 		cfg.Targets = []target{{Name: "cyrus", Addr: m.MasterAddr()}}
 		cfg.Conns = []int{1, 3}
-		cfg.Duration = 200 * time.Millisecond
+		// Long enough that a slow first fsync on a busy disk still leaves
+		// operations inside the measuring window.
+		cfg.Duration = time.Second
 		cfg.StreamDuration = 200 * time.Millisecond
 		cfg.StreamNoop = 50 * time.Millisecond // Cyrus batches for 5 s unless asked
 		cfg.StreamWait = 10 * time.Second
