@@ -34,17 +34,6 @@ func (o Order) String() string {
 	return fmt.Sprintf("Order(%d)", uint8(o))
 }
 
-// ParseOrder accepts "dbname" (or "cyrus36") and "bytewise" (or "cyrus34").
-func ParseOrder(s string) (Order, error) {
-	switch strings.ToLower(s) {
-	case "", "dbname", "cyrus36":
-		return OrderDBName, nil
-	case "bytewise", "cyrus34":
-		return OrderBytewise, nil
-	}
-	return 0, fmt.Errorf("mupdatecompat: unknown order %q (want dbname or bytewise)", s)
-}
-
 // Profile adapts the output to one kind of Cyrus client.
 type Profile struct {
 	Order Order

@@ -96,7 +96,7 @@ func Dial(ctx context.Context, addr string, cfg Config) (*Client, error) {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	c := NewClient(conn, cfg)
+	c := newClient(conn, cfg)
 	if err := c.readBanner(ctx); err != nil {
 		conn.Close()
 		return nil, err
@@ -110,9 +110,8 @@ func Dial(ctx context.Context, addr string, cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// NewClient wraps an established connection. The caller must then read the
-// banner with ReadBanner (Dial does both).
-func NewClient(conn net.Conn, cfg Config) *Client {
+// newClient wraps an established connection; Dial then reads the banner.
+func newClient(conn net.Conn, cfg Config) *Client {
 	def := DefaultConfig()
 	if cfg.MaxLiteral <= 0 {
 		cfg.MaxLiteral = def.MaxLiteral
@@ -131,9 +130,6 @@ func NewClient(conn net.Conn, cfg Config) *Client {
 		w: mupdatewire.NewWriter(conn),
 	}
 }
-
-// ReadBanner reads the server greeting, up to and including "* OK".
-func (c *Client) ReadBanner(ctx context.Context) error { return c.readBanner(ctx) }
 
 // Banner returns the greeting lines as received (without CRLF).
 func (c *Client) Banner() []string { return append([]string(nil), c.banner...) }

@@ -12,9 +12,6 @@ import (
 	"sync"
 )
 
-// Dir is the murder's state directory (DIR of murder-up.sh).
-func (m *Murder) Dir() string { return m.dir }
-
 // Roles are the roles this murder started.
 func (m *Murder) Roles() []string {
 	m.mu.Lock()
@@ -43,9 +40,6 @@ func local(port string) string { return net.JoinHostPort("127.0.0.1", port) }
 // MasterAddr is the real Cyrus mupdate master's "127.0.0.1:port" (listening
 // only if the master role runs).
 func (m *Murder) MasterAddr() string { return local(m.get("MASTER_PORT")) }
-
-// SlaveAddr is the frontend mupdate slave's own listener.
-func (m *Murder) SlaveAddr() string { return local(m.get("FE_MUPDATE_PORT")) }
 
 // IMAPAddr is the IMAP listener of be1, be2 or fe.
 func (m *Murder) IMAPAddr(role string) string { return local(m.get(envRole(role) + "_IMAP_PORT")) }
