@@ -32,7 +32,6 @@ func BenchmarkReadConfirmation(b *testing.B) {
 		req := raft.AppendEntriesRequest{
 			RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(self), Addr: addr},
 			Term:      n.raft.CurrentTerm(),
-			Leader:    addr,
 		}
 		for i := 0; i < b.N; i++ {
 			var resp raft.AppendEntriesResponse
