@@ -55,7 +55,7 @@ func TestFollowerRelaysLeaderResults(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			res := mustApply(t, fs[1].node, tt.cmd)
 			if res[0].Code != tt.want {
-				t.Fatalf("code %v (%s), want %v", res[0].Code, res[0].Code.Text(), tt.want)
+				t.Fatalf("code %v (%s), want %v", res[0].Code, res[0].Code, tt.want)
 			}
 		})
 	}

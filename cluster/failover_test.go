@@ -220,6 +220,6 @@ func ExampleNode_Apply() {
 	case err != nil:
 		fmt.Println("NO", err)
 	default:
-		fmt.Println(res[0].Code.Text())
+		fmt.Println(res[0].Code)
 	}
 }

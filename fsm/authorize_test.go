@@ -50,7 +50,7 @@ func TestBoundIdentityWritesOnlyItsOwnServer(t *testing.T) {
 				c.Name, c.Identity, c.Bound, c.Time = "user.a", bound, bound, 20
 				rs := s.Apply(2, []Command{c})
 				if rs[0].Code != want[tc.desc][i] {
-					t.Fatalf("code %v (%s), want %v (%s)", rs[0].Code, rs[0].Code.Text(), want[tc.desc][i], want[tc.desc][i].Text())
+					t.Fatalf("code %v (%s), want %v (%s)", rs[0].Code, rs[0].Code, want[tc.desc][i], want[tc.desc][i])
 				}
 				if rs[0].Code == CodeOK {
 					return
@@ -75,7 +75,7 @@ func TestUnboundWriterMovesBetweenServers(t *testing.T) {
 	})
 	for i, r := range rs {
 		if r.Code != CodeOK {
-			t.Fatalf("command %d: %v", i, r.Code.Text())
+			t.Fatalf("command %d: %v", i, r.Code)
 		}
 	}
 	if e, _ := s.Get("user.a"); e.Location != locB {
@@ -99,7 +99,7 @@ func TestXFERByBoundBackends(t *testing.T) {
 	want := []Code{CodeOK, CodeOK, CodePermissionDenied, CodePermissionDenied}
 	for i, r := range rs {
 		if r.Code != want[i] {
-			t.Fatalf("command %d: %v, want %v", i, r.Code.Text(), want[i].Text())
+			t.Fatalf("command %d: %v, want %v", i, r.Code, want[i])
 		}
 	}
 }

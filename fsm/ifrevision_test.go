@@ -35,7 +35,7 @@ func TestIfRevisionAppliesOnlyToTheEntryAsItWasAtThatRevision(t *testing.T) {
 			rev := s.Revision()
 			r := s.Apply(100, []Command{tt.cmd})[0]
 			if r.Code != tt.want {
-				t.Fatalf("code %v (%s), want %v", r.Code, r.Code.Text(), tt.want)
+				t.Fatalf("code %v (%s), want %v", r.Code, r.Code, tt.want)
 			}
 			after, ok := s.Get("user.a")
 			if ok == tt.gone {

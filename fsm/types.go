@@ -119,23 +119,24 @@ const (
 	CodeConflict Code = 6
 )
 
-// Text is the reply text real Cyrus sends for this outcome.
-func (c Code) Text() string {
+// String names the outcome for logs and errors. The words each front end
+// answers with are its own (mupdatecompat: Cyrus's; api: gRPC codes).
+func (c Code) String() string {
 	switch c {
 	case CodeOK:
-		return "done"
+		return "ok"
 	case CodeExists:
-		return "mailbox already exists"
+		return "exists"
 	case CodeNotFound:
-		return "mailbox doesn't exist"
+		return "not found"
 	case CodeNotActive:
-		return "mailbox not currently active"
+		return "not active"
 	case CodeInvalid:
-		return "invalid command"
+		return "invalid"
 	case CodePermissionDenied:
 		return "permission denied"
 	case CodeConflict:
-		return "mailbox changed since the given revision"
+		return "conflict"
 	}
 	return fmt.Sprintf("code %d", uint8(c))
 }

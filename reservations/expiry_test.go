@@ -43,7 +43,7 @@ func apply(t *testing.T, n *cluster.Node, cmds ...fsm.Command) {
 	}
 	for i, r := range res {
 		if r.Code != fsm.CodeOK {
-			t.Fatalf("%s %s: %s", cmds[i].Op, cmds[i].Name, r.Code.Text())
+			t.Fatalf("%s %s: %s", cmds[i].Op, cmds[i].Name, r.Code)
 		}
 	}
 }

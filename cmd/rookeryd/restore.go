@@ -142,7 +142,7 @@ func seedDataDir(dir string, snap io.Reader, peers []peer) (seedResult, error) {
 	index := store.AppliedIndex() + 1
 	for i, r := range store.Apply(index, cmds) {
 		if r.Code != fsm.CodeOK {
-			return seedResult{}, fmt.Errorf("peer %q: %s", cmds[i].Name, r.Code.Text())
+			return seedResult{}, fmt.Errorf("peer %q: %s", cmds[i].Name, r.Code)
 		}
 	}
 	if err := cluster.SeedDataDir(dir, store, index, voters); err != nil {
