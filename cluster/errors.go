@@ -10,10 +10,10 @@ import (
 // lost leadership mid-request, or WriteTimeout expiring. The condition is
 // temporary; protocol layers map it to MUPDATE "NO" and gRPC UNAVAILABLE.
 // A write that failed with it may or may not have been applied.
-var ErrUnavailable = errors.New("cluster: unavailable")
+var ErrUnavailable error = temporaryError("cluster: unavailable")
 
 // ErrShutdown is returned once the node has been closed.
-var ErrShutdown = errors.New("cluster: node is shut down")
+var ErrShutdown error = temporaryError("cluster: node is shut down")
 
 // ErrNotLeader is wrapped by NotLeaderError: the operation must run on the
 // leader and this node cannot forward it.
@@ -38,3 +38,11 @@ func (e *NotLeaderError) Unwrap() error { return ErrNotLeader }
 // to retry elsewhere. It is a kind of ErrUnavailable: when retries run out,
 // the caller sees a temporary failure.
 var errNotApplied = fmt.Errorf("%w: not proposed", ErrUnavailable)
+
+// temporaryError is a condition that passes: it reports Temporary() true,
+// which is how the directory service (and anything else above the
+// replica) recognises "not now" without importing this package.
+type temporaryError string
+
+func (e temporaryError) Error() string   { return string(e) }
+func (e temporaryError) Temporary() bool { return true }

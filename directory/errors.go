@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/rookery/rookery/cluster"
 	"github.com/rookery/rookery/fsm"
 )
 
@@ -103,8 +102,9 @@ func replicaError(op fsm.Op, name string, err error) error {
 		return nil
 	}
 	k := KindInternal
-	if errors.Is(err, ErrUnavailable) || errors.Is(err, cluster.ErrUnavailable) ||
-		errors.Is(err, cluster.ErrShutdown) || errors.Is(err, context.DeadlineExceeded) {
+	var t interface{ Temporary() bool }
+	if errors.Is(err, ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) ||
+		(errors.As(err, &t) && t.Temporary()) {
 		k = KindUnavailable
 	}
 	return &Error{Kind: k, Op: op, Name: name, Err: err}

@@ -9,8 +9,8 @@ import (
 
 // Replica is the replication under the service: propose, read barrier,
 // lookup. *cluster.Node implements it over raft, Local over one store.
-// Errors meaning "not now" wrap ErrUnavailable, cluster.ErrUnavailable or
-// cluster.ErrShutdown.
+// Errors meaning "not now" wrap ErrUnavailable or an error whose
+// Temporary method reports true (cluster.ErrUnavailable, ErrShutdown).
 type Replica interface {
 	// Apply proposes cmds and returns their results once committed and
 	// applied on this node; ApplyCommitted once committed.
