@@ -354,14 +354,8 @@ func TestIMAPMovedUserFollowsTheReplica(t *testing.T) {
 // and appends a message to the user's INBOX.
 func directAppend(t *testing.T, b cyrusServer, user, pass, msgID string) {
 	t.Helper()
-	c, err := imapclient.DialInsecure(b.IMAP, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := loginDirect(t, b, user, pass)
 	defer c.Close()
-	if err := c.Login(user, pass).Wait(); err != nil {
-		t.Fatal(err)
-	}
 	body := []byte(message(msgID))
 	ac := c.Append("INBOX", int64(len(body)), nil)
 	ac.Write(body)

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-smtp"
 
 	"github.com/rookery/rookery/fsm"
@@ -602,14 +601,8 @@ func TestLMTPBareRecipientsAreDelivered(t *testing.T) {
 // returnPath fetches the Return-Path Cyrus wrote into a delivered message.
 func returnPath(tb testing.TB, b cyrusServer, user, pass, msgID string) string {
 	tb.Helper()
-	c, err := imapclient.DialInsecure(b.IMAP, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	c := loginDirect(tb, b, user, pass)
 	defer c.Close()
-	if err := c.Login(user, pass).Wait(); err != nil {
-		tb.Fatal(err)
-	}
 	if _, err := c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
 		tb.Fatal(err)
 	}

@@ -13,18 +13,26 @@ import (
 	"github.com/rookery/rookery/fsm"
 )
 
-// countMessageID logs in to a backend directly (not through the gateway)
-// and counts INBOX messages with the given Message-ID.
-func countMessageID(tb testing.TB, b cyrusServer, user, pass, msgID string) int {
+// loginDirect logs in to a backend directly, not through the gateway.
+func loginDirect(tb testing.TB, b cyrusServer, user, pass string) *imapclient.Client {
 	tb.Helper()
 	c, err := imapclient.DialInsecure(b.IMAP, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer c.Close()
 	if err := c.Login(user, pass).Wait(); err != nil {
+		c.Close()
 		tb.Fatalf("direct login %s on %s: %v", user, b.Name, err)
 	}
+	return c
+}
+
+// countMessageID logs in to a backend directly (not through the gateway)
+// and counts INBOX messages with the given Message-ID.
+func countMessageID(tb testing.TB, b cyrusServer, user, pass, msgID string) int {
+	tb.Helper()
+	c := loginDirect(tb, b, user, pass)
+	defer c.Close()
 	if _, err := c.Select("INBOX", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
 		tb.Fatal(err)
 	}

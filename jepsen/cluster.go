@@ -587,3 +587,14 @@ func (c *Cluster) Close() {
 		p.Release()
 	}
 }
+
+// highestTerm is the highest raft term any reachable node reports.
+func (c *Cluster) highestTerm(ctx context.Context) uint64 {
+	var term uint64
+	for _, st := range c.statuses(ctx) {
+		if st != nil {
+			term = max(term, st.GetTerm())
+		}
+	}
+	return term
+}

@@ -385,14 +385,3 @@ func writeJSON(path string, v any) error {
 	}
 	return os.WriteFile(path, b, 0o644)
 }
-
-// highestTerm is the highest raft term any reachable node reports.
-func (c *Cluster) highestTerm(ctx context.Context) uint64 {
-	var term uint64
-	for _, st := range c.statuses(ctx) {
-		if st != nil {
-			term = max(term, st.GetTerm())
-		}
-	}
-	return term
-}
