@@ -10,7 +10,6 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/rookery/rookery/auth"
-	wire "github.com/rookery/rookery/internal/mupdatewire"
 )
 
 // Reply texts of AUTHENTICATE. "Authenticated" and "Client canceled
@@ -33,29 +32,24 @@ const (
 // (docs/mupdate.md §4): the mechanism may be quoted, a literal or an atom;
 // the initial response a string, or the atom "=" for an empty one;
 // continuation lines are bare base64 both ways, and "*" cancels.
-func (c *conn) authenticate(cmd *wire.Command) bool {
-	tag := cmd.Tag
+func (c *conn) authenticate(tag string, r request) error {
 	if c.authed {
-		c.reply(tag, "BAD", textAlreadyAuthed)
-		return true
+		return &replyError{"BAD", textAlreadyAuthed}
 	}
-	mech := strings.ToUpper(cmd.Args[0].Value)
+	mech := strings.ToUpper(r.Values[0])
 	if !c.offers(mech) {
-		c.reply(tag, "NO", textNoMech)
-		return true
+		return &replyError{"NO", textNoMech}
 	}
 	if c.cfg.RequireTLSForAuth && !c.tls {
 		c.srv.refused.tlsRequired.Add(1)
 		c.log.Warn("mupdate login refused: encryption required", "mech", mech)
-		c.reply(tag, "NO", textEncryptionFirst)
-		return true
+		return &replyError{"NO", textEncryptionFirst}
 	}
 	var resp []byte // nil: no initial response
-	if len(cmd.Args) == 2 {
+	if len(r.Values) == 2 {
 		var ok bool
-		if resp, ok = decodeSASL(cmd.Args[1].Value); !ok {
-			c.reply(tag, "NO", textBadBase64)
-			return true
+		if resp, ok = decodeSASL(r.Values[1]); !ok {
+			return &replyError{"NO", textBadBase64}
 		}
 	}
 
@@ -84,34 +78,34 @@ func (c *conn) authenticate(cmd *wire.Command) bool {
 	for {
 		challenge, done, err := srv.Next(resp)
 		if err != nil {
-			return c.authFailed(tag, mech, user, authErr)
+			return c.authFailed(mech, user, authErr)
 		}
 		if done {
 			break
 		}
 		c.w.WriteLine(base64.StdEncoding.EncodeToString(challenge))
 		if c.flush() != nil {
-			return false
+			return errClosed
 		}
 		c.nc.SetReadDeadline(c.readDeadline())
 		line, err := c.r.ReadLine()
-		if err != nil {
-			return c.readFailed(err)
-		}
-		if len(line) > 0 && line[0] == '*' {
-			c.reply(tag, "NO", textCanceled)
-			return true
+		switch {
+		case err != nil && c.readFailed(err):
+			return errReplied
+		case err != nil:
+			return errClosed
+		case len(line) > 0 && line[0] == '*':
+			return &replyError{"NO", textCanceled}
 		}
 		var ok bool
 		if resp, ok = decodeSASL(string(line)); !ok {
-			c.reply(tag, "NO", textBadBase64)
-			return true
+			return &replyError{"NO", textBadBase64}
 		}
 	}
 
 	if !c.srv.loggedIn(c) {
 		c.closedBeforeLogin() // replaced while the password was checked
-		return false
+		return errClosed
 	}
 	c.authed = true
 	c.id = id
@@ -119,13 +113,12 @@ func (c *conn) authenticate(cmd *wire.Command) bool {
 	c.w.SetQuoteStrings(c.profile.QuoteStrings)
 	c.r.SetLimits(c.cfg.Limits)
 	c.log.Info("mupdate login", "identity", id.Name, "mech", mech, "role", id.Role.String(), "tls", c.tls)
-	c.reply(tag, "OK", textAuthenticated)
-	return true
+	return nil
 }
 
 // authFailed answers a failed login after FailedAuthDelay. Only the user
 // name is logged, never the password or the SASL data.
-func (c *conn) authFailed(tag, mech, user string, authErr error) bool {
+func (c *conn) authFailed(mech, user string, authErr error) error {
 	text := textAuthFailure
 	switch {
 	case authErr == nil: // malformed SASL exchange
@@ -149,8 +142,7 @@ func (c *conn) authFailed(tag, mech, user string, authErr error) bool {
 			t.Stop()
 		}
 	}
-	c.reply(tag, "NO", text)
-	return true
+	return &replyError{"NO", text}
 }
 
 func (c *conn) offers(mech string) bool {

@@ -16,10 +16,12 @@ import (
 type request struct {
 	Name, Location, ACL string
 	Hosts               []string // UPDATE's PARTIAL-UPDATE servers
+	Values              []string // a session command's arguments as sent
 }
 
 // requestOf fills a request from args by layout: one letter per argument,
-// n name, l location, a ACL, h hosts (every remaining argument).
+// n name, l location, a ACL; h hosts and v values take every remaining
+// argument.
 func requestOf(layout string, args []wire.Arg) request {
 	var r request
 	for i, a := range args {
@@ -32,6 +34,8 @@ func requestOf(layout string, args []wire.Arg) request {
 			r.ACL = a.Value
 		case 'h':
 			r.Hosts = append(r.Hosts, a.Value)
+		case 'v':
+			r.Values = append(r.Values, a.Value)
 		}
 	}
 	return r
@@ -45,8 +49,12 @@ func (e *replyError) Error() string { return e.kind + " " + e.text }
 
 var errBadArguments = &replyError{"BAD", "Badly formed arguments"}
 
-// errClosed ends the session: the connection failed while writing.
+// errClosed ends the session: the connection failed while writing, or the
+// command ended it.
 var errClosed = errors.New("mupdatecompat: connection failed")
+
+// errReplied means the command has already sent what it answers.
+var errReplied = errors.New("mupdatecompat: already answered")
 
 // Reply texts for refusals that Cyrus does not have.
 const (
@@ -80,6 +88,8 @@ func (c *conn) answer(tag, ok string, err error) bool {
 		return true
 	case errors.Is(err, errClosed):
 		return false
+	case errors.Is(err, errReplied):
+		return true
 	case errors.As(err, &re):
 		c.reply(tag, re.kind, re.text)
 		return true

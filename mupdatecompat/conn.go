@@ -285,32 +285,31 @@ func (c *conn) linger() {
 	io.CopyN(io.Discard, c.raw, lingerBytes)
 }
 
-// command describes how a command is accepted and run. Session commands
-// have run; directory commands have dir, which takes the arguments by
-// meaning and returns an error that answer renders.
+// command describes how a command is accepted and run: run takes the
+// arguments by meaning and returns an error that answer renders (nil with
+// ok "" when run has replied itself).
 type command struct {
-	run       func(c *conn, cmd *wire.Command) bool
-	dir       func(c *conn, tag string, r request) error
-	layout    string // dir: the arguments' meanings (requestOf)
-	ok        string // dir: the OK text; "" when dir replies itself
+	run       func(c *conn, tag string, r request) error
+	layout    string // the arguments' meanings (requestOf)
+	ok        string // the OK text; "" when run replies itself
 	min, max  int    // argument counts
 	preAuth   bool   // allowed before login
 	streaming bool   // allowed while streaming
 }
 
 var commands = map[string]command{
-	"AUTHENTICATE": {run: (*conn).authenticate, min: 1, max: 2, preAuth: true},
+	"AUTHENTICATE": {run: (*conn).authenticate, layout: "v", ok: textAuthenticated, min: 1, max: 2, preAuth: true},
 	"STARTTLS":     {run: (*conn).startTLS, preAuth: true},
-	"COMPRESS":     {run: (*conn).compress, min: 1, max: 1},
+	"COMPRESS":     {run: (*conn).compress, layout: "v", min: 1, max: 1},
 	"LOGOUT":       {run: (*conn).logout, preAuth: true, streaming: true},
 	"NOOP":         {run: (*conn).noop, streaming: true},
-	"RESERVE":      {dir: (*conn).reserve, layout: "nl", ok: "done", min: 2, max: 2},
-	"ACTIVATE":     {dir: (*conn).activate, layout: "nla", ok: "done", min: 3, max: 3},
-	"DEACTIVATE":   {dir: (*conn).deactivate, layout: "nl", ok: "done", min: 2, max: 2},
-	"DELETE":       {dir: (*conn).delete, layout: "n", ok: "done", min: 1, max: 1},
-	"FIND":         {dir: (*conn).find, layout: "n", ok: "Search completed", min: 1, max: 1},
-	"LIST":         {dir: (*conn).list, layout: "l", ok: "list complete", max: 1},
-	"UPDATE":       {dir: (*conn).update, layout: "h", max: maxUpdateHosts},
+	"RESERVE":      {run: (*conn).reserve, layout: "nl", ok: "done", min: 2, max: 2},
+	"ACTIVATE":     {run: (*conn).activate, layout: "nla", ok: "done", min: 3, max: 3},
+	"DEACTIVATE":   {run: (*conn).deactivate, layout: "nl", ok: "done", min: 2, max: 2},
+	"DELETE":       {run: (*conn).delete, layout: "n", ok: "done", min: 1, max: 1},
+	"FIND":         {run: (*conn).find, layout: "n", ok: "Search completed", min: 1, max: 1},
+	"LIST":         {run: (*conn).list, layout: "l", ok: "list complete", max: 1},
+	"UPDATE":       {run: (*conn).update, layout: "h", max: maxUpdateHosts},
 }
 
 // dispatch checks a command against the session state, with the texts and
@@ -344,23 +343,21 @@ func (c *conn) dispatch(cmd *wire.Command) bool {
 	case len(cmd.Args) > h.max:
 		c.reply(cmd.Tag, "BAD", "Extra arguments")
 		return true
-	case h.dir != nil:
-		return c.answer(cmd.Tag, h.ok, h.dir(c, cmd.Tag, requestOf(h.layout, cmd.Args)))
 	}
-	return h.run(c, cmd)
+	return c.answer(cmd.Tag, h.ok, h.run(c, cmd.Tag, requestOf(h.layout, cmd.Args)))
 }
 
-func (c *conn) logout(cmd *wire.Command) bool {
-	c.final(cmd.Tag, "OK", "bye-bye")
-	return false
+func (c *conn) logout(tag string, _ request) error {
+	c.final(tag, "OK", "bye-bye")
+	return errClosed
 }
 
-func (c *conn) noop(cmd *wire.Command) bool {
+func (c *conn) noop(tag string, _ request) error {
 	if c.stream != nil {
-		return c.stream.barrier(cmd.Tag)
+		return c.stream.barrier(tag)
 	}
-	c.w.WriteReply(cmd.Tag, "OK", "Noop done")
-	return true
+	c.w.WriteReply(tag, "OK", "Noop done")
+	return nil
 }
 
 // banner sends the greeting: mechanisms, STARTTLS while not encrypted,

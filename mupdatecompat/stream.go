@@ -113,7 +113,7 @@ var errStreamEnded = errors.New("mupdatecompat: stream ended")
 // write every change up to that point before `OK "Noop done"`. If the proof
 // does not come within BarrierTimeout, the connection is closed so that the
 // Cyrus slave reconnects, possibly to a node that can answer.
-func (s *streamer) barrier(tag string) bool {
+func (s *streamer) barrier(tag string) error {
 	c := s.c
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.BarrierTimeout)
 	err := c.srv.dir.Barrier(ctx)
@@ -122,10 +122,10 @@ func (s *streamer) barrier(tag string) bool {
 		c.log.Warn("mupdate NOOP barrier failed; closing the stream so the slave reconnects",
 			"identity", c.id.Name, "err", err, "bound", c.cfg.BarrierTimeout)
 		c.final("*", "BYE", "directory unavailable, reconnect")
-		return false
+		return errClosed
 	}
 	s.send(streamReq{tag: tag, kind: "OK", text: "Noop done", barrier: true})
-	return true
+	return nil
 }
 
 func (s *streamer) run() {

@@ -5,8 +5,6 @@ import (
 	"compress/flate"
 	"crypto/tls"
 	"strings"
-
-	wire "github.com/rookery/rookery/internal/mupdatewire"
 )
 
 // startTLS runs STARTTLS (docs/mupdate.md §4): refusals with Cyrus's texts,
@@ -14,21 +12,18 @@ import (
 // without the STARTTLS line. Input the client pipelined after the command
 // is discarded, as Cyrus does, so nothing sent in the clear is ever taken
 // as sent under TLS.
-func (c *conn) startTLS(cmd *wire.Command) bool {
+func (c *conn) startTLS(tag string, _ request) error {
 	switch {
 	case c.tls:
-		c.reply(cmd.Tag, "BAD", "Already did a successful Starttls")
-		return true
+		return &replyError{"BAD", "Already did a successful Starttls"}
 	case c.authed:
-		c.reply(cmd.Tag, "BAD", "Can't Starttls after authentication")
-		return true
+		return &replyError{"BAD", "Can't Starttls after authentication"}
 	case c.deflate != nil:
-		c.reply(cmd.Tag, "BAD", "Can't Starttls after Compress")
-		return true
+		return &replyError{"BAD", "Can't Starttls after Compress"}
 	}
-	c.w.WriteReply(cmd.Tag, "OK", "Begin TLS negotiation now")
+	c.w.WriteReply(tag, "OK", "Begin TLS negotiation now")
 	if c.flush() != nil {
-		return false
+		return errClosed
 	}
 	if n := c.br.Buffered(); n > 0 {
 		c.br.Discard(n)
@@ -37,35 +32,36 @@ func (c *conn) startTLS(cmd *wire.Command) bool {
 	tc := tls.Server(c.raw, c.srv.tlsConfig())
 	if err := c.handshake(tc); err != nil {
 		c.log.Info("mupdate STARTTLS handshake failed", "err", err)
-		return false
+		return errClosed
 	}
 	c.tls = true
 	c.setTransport(tc)
 	c.banner()
-	return c.flush() == nil
+	if c.flush() != nil {
+		return errClosed
+	}
+	return nil
 }
 
 // compress runs COMPRESS "DEFLATE" (docs/mupdate.md §4): after
 // `OK "DEFLATE active"` both directions are raw DEFLATE, output flushed with
 // a sync flush after each burst. Unlike Cyrus it is refused before login
 // (dispatch), because the deflate state costs about 1 MiB per connection.
-func (c *conn) compress(cmd *wire.Command) bool {
-	alg := cmd.Args[0].Value
+func (c *conn) compress(tag string, r request) error {
+	alg := r.Values[0]
 	switch {
 	case c.deflate != nil:
-		c.reply(cmd.Tag, "BAD", "DEFLATE active via COMPRESS")
-		return true
+		return &replyError{"BAD", "DEFLATE active via COMPRESS"}
 	case !strings.EqualFold(alg, "DEFLATE"):
-		c.reply(cmd.Tag, "NO", "Unknown COMPRESS algorithm: "+alg)
-		return true
+		return &replyError{"NO", "Unknown COMPRESS algorithm: " + alg}
 	}
-	c.w.WriteReply(cmd.Tag, "OK", "DEFLATE active")
+	c.w.WriteReply(tag, "OK", "DEFLATE active")
 	if c.flush() != nil {
-		return false
+		return errClosed
 	}
 	fw, err := flate.NewWriter(deadlineWriter{c}, flate.DefaultCompression)
 	if err != nil { // only for an invalid level
-		return false
+		return errClosed
 	}
 	c.deflate = fw
 	c.w.Reset(deflateSink{c})
@@ -74,7 +70,7 @@ func (c *conn) compress(cmd *wire.Command) bool {
 	c.br = bufio.NewReaderSize(flate.NewReader(c.br), 4096)
 	c.setReader(c.br)
 	c.log.Debug("mupdate COMPRESS DEFLATE active")
-	return true
+	return nil
 }
 
 // deflateSink feeds the compressor and notes that it holds output, so that
