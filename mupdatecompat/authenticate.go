@@ -10,7 +10,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/rookery/rookery/auth"
-	wire "github.com/rookery/rookery/internal/mupdatewire"
+	wire "github.com/rookery/rookery/internal/imapwire"
 )
 
 // Reply texts of AUTHENTICATE. "Authenticated" and "Client canceled

@@ -6,7 +6,7 @@ import (
 	"crypto/tls"
 	"strings"
 
-	wire "github.com/rookery/rookery/internal/mupdatewire"
+	wire "github.com/rookery/rookery/internal/imapwire"
 )
 
 // startTLS runs STARTTLS (docs/mupdate.md §4): refusals with Cyrus's texts,

@@ -14,7 +14,7 @@
 // The package knows nothing about command semantics: package mupdatecompat
 // (the server) decides what each command means, internal/mupdateclient
 // what each response means.
-package mupdatewire
+package imapwire
 
 // Limits bounds what one peer can make the reader hold in memory.
 type Limits struct {

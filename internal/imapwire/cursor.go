@@ -1,4 +1,4 @@
-package mupdatewire
+package imapwire
 
 // cursor tokenizes one line (without its line end).
 type cursor struct {
