@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/rookery/rookery/internal/imapwire"
 )
 
 // runInterceptor feeds in to an interceptor whose extension answers
@@ -13,7 +15,7 @@ import (
 // client was answered.
 func runInterceptor(t testing.TB, in string) (passed, answered string) {
 	var ans bytes.Buffer
-	icpt := newInterceptor(strings.NewReader(in), &ans, func(cmd *imapCommand) string { return cmd.tag + " OK " + cmd.name + "\r\n" })
+	icpt := newInterceptor(strings.NewReader(in), &ans, func(cmd *imapwire.Command) string { return cmd.Tag + " OK " + cmd.Name + "\r\n" })
 	var out bytes.Buffer
 	buf := make([]byte, 7) // small reads: imapserver's bufio may ask for any size
 	for i := 0; i <= len(in)+1; i++ {
