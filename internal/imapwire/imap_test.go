@@ -49,6 +49,7 @@ func TestSyntaxDecidesWhatIsRefused(t *testing.T) {
 	}{
 		{"two spaces between arguments", "a LOGIN  x y\r\n", "Invalid characters in command", "", "a", ""},
 		{"trailing space", "a NOOP \r\n", "Invalid characters in command", "", "a", ""},
+		{"tag and space", "a \r\n", "Unrecognized command", "", "a", ""},
 		{"escaped other byte", `a LOGIN "a\lice" x` + "\r\n", "Invalid quoted string", "", "a", ""},
 		{"eight-bit atom", "a LOGIN \xc3\xa9 x\r\n", "Invalid characters in command", "", "a", ""},
 		{"list wildcard in atom", "a LOGIN a%b x\r\n", "Extra arguments", "", "a", ""},

@@ -175,7 +175,7 @@ func (r *Reader) ReadCommand() (*Command, error) {
 		return nil, r.fail("", "Invalid tag", line, &budget)
 	}
 	cmd.Tag = tag
-	if !p.space() || p.eol() { // the tag ends at a space or the line end
+	if !p.space() || (p.eol() && !p.imap) { // IMAP needs a name after "tag SP"
 		return cmd, nil
 	}
 	name := p.atom()
