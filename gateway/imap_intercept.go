@@ -107,8 +107,8 @@ func (in *interceptor) pass(n int, complete bool) {
 		return
 	}
 	in.midCmd = false
-	if lit, _, ok := imapwire.TrailingLiteral(bytes.TrimRight(b, "\r\n")); ok {
-		in.literal = int64(min(lit, math.MaxInt64))
+	if lit, _, ok := imapwire.TrailingLiteral(bytes.TrimRight(b, "\r\n")); ok && lit <= math.MaxInt64 {
+		in.literal = int64(lit)
 		in.midCmd = true
 	}
 }

@@ -45,6 +45,8 @@ func TestInterceptorPassesImapserverCommandsAndAnswersTheRest(t *testing.T) {
 		{"non-synchronizing literal likewise", "a APPEND INBOX {16+}\r\nc GETACL INBOX\r\n\r\nd ID NIL\r\n", "a APPEND INBOX {16+}\r\nc GETACL INBOX\r\n\r\n", "d OK ID\r\n"},
 		{"DONE after IDLE passes", "a IDLE\r\nDONE\r\nb CAPABILITY\r\n", "a IDLE\r\nDONE\r\n", "b OK CAPABILITY\r\n"},
 		{"literal in an intercepted command", "a SETACL {5}\r\nINBOX bob lr\r\nb NOOP\r\n", "b NOOP\r\n", "+ Ready for literal data\r\na OK SETACL\r\n"},
+		{"literal size beyond int64 is no literal", "a APPEND INBOX {99999999999999999999+}\r\nc GETACL INBOX\r\n",
+			"a APPEND INBOX {99999999999999999999+}\r\n", "c OK GETACL\r\n"},
 		{"lower case command name", "a getquotaroot INBOX\r\n", "", "a OK GETQUOTAROOT\r\n"},
 	}
 	for _, tc := range tests {
