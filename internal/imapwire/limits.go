@@ -26,7 +26,8 @@ package imapwire
 type Limits struct {
 	// MaxLineLength is the longest line, without its line end and without
 	// literal contents, that is accepted. A longer line cannot be parsed
-	// safely and closes the connection. Cyrus SASL lines reach 21848 bytes.
+	// safely and closes the connection, unless MaxDiscard lets it be
+	// skipped. Cyrus SASL lines reach 21848 bytes.
 	MaxLineLength int
 	// MaxLiteralSize is the largest single literal. A larger {N} literal is
 	// refused before the client sends it; a larger {N+} literal closes the
