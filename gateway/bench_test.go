@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/rookery/rookery/internal/imapwire"
 	murderpkg "github.com/rookery/rookery/internal/murder"
 )
 
@@ -123,7 +124,7 @@ func (ri *rawIMAP) cmd(b *testing.B, line string) int64 {
 			b.Fatal(err)
 		}
 		total += int64(len(l))
-		if n, ok := trailingLiteral(strings.TrimRight(l, "\r\n")); ok {
+		if n, _, ok := imapwire.TrailingLiteral([]byte(strings.TrimRight(l, "\r\n"))); ok {
 			k, err := io.CopyN(io.Discard, ri.r, int64(n))
 			if err != nil {
 				b.Fatal(err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rookery/rookery/config"
 	"github.com/rookery/rookery/fsm"
+	"github.com/rookery/rookery/internal/imapwire"
 )
 
 // Seeds live in testdata/fuzz/<FuzzName>/; run with e.g.
@@ -25,26 +26,21 @@ import (
 func FuzzIMAPReadCommand(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		const maxLine, maxLit = 512, 256
-		r := &imapReader{
-			lineReader: lineReader{br: bufio.NewReaderSize(bytes.NewReader(in), 256), maxLine: maxLine, discard: 4 * maxLine},
-			maxLiteral: maxLit,
-			maxCommand: 2*maxLine + 2*maxLit,
-			cont:       func() error { return nil },
-		}
+		r := newIMAPReader(bufio.NewReaderSize(bytes.NewReader(in), 256), maxLine, maxLit, func() error { return nil })
 		for i := 0; i <= len(in); i++ {
-			cmd, err := r.readCommand()
-			var pe *protoError
+			cmd, err := readIMAPCommand(r)
+			var pe *imapwire.Error
 			switch {
 			case err == nil:
 				total := 0
-				for _, a := range cmd.args {
-					total += len(a.value)
+				for _, a := range cmd.Args {
+					total += len(a.Value)
 				}
-				if total > r.maxCommand || cmd.tag == "" || cmd.name == "" {
+				if total > r.Limits().MaxCommandSize || cmd.Tag == "" || cmd.Name == "" {
 					t.Fatalf("command beyond bounds: %+v", cmd)
 				}
 			case errors.As(err, &pe):
-				if pe.fatal {
+				if pe.Fatal {
 					return
 				}
 			default:

@@ -7,6 +7,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/rookery/rookery/internal/imapwire"
 )
 
 // imapSession is one client connection in the pre-login state. After a
@@ -17,7 +19,8 @@ type imapSession struct {
 	s      *Server
 	raw    net.Conn // the accepted connection, under any TLS
 	conn   net.Conn
-	r      *imapReader
+	br     *bufio.Reader
+	r      *imapwire.Reader
 	bw     *bufio.Writer
 	ip     string
 	tls    bool
@@ -47,15 +50,42 @@ func (ss *imapSession) reset(conn net.Conn) {
 	lim := ss.s.cfg.Limits
 	ss.conn = conn
 	ss.bw = bufio.NewWriterSize(conn, 4096)
-	ss.r = &imapReader{
-		lineReader: lineReader{br: bufio.NewReaderSize(conn, 4096), maxLine: lim.MaxLine, discard: 16 * lim.MaxLine},
-		maxLiteral: lim.MaxLiteral,
-		maxCommand: 2*lim.MaxLine + 2*lim.MaxLiteral,
-		cont: func() error {
-			ss.bw.WriteString("+ Ready for literal data\r\n")
-			return ss.bw.Flush()
-		},
+	ss.br = bufio.NewReaderSize(conn, 4096)
+	ss.r = newIMAPReader(ss.br, lim.MaxLine, lim.MaxLiteral, func() error {
+		ss.bw.WriteString("+ Ready for literal data\r\n")
+		return ss.bw.Flush()
+	})
+}
+
+// newIMAPReader returns a reader of IMAP commands from a stranger: a line
+// holds at most maxLine bytes (a longer one is skipped and answered BAD, up
+// to 16 times that), a literal maxLiteral, a command two of each. cont
+// sends the continuation request a synchronizing literal waits for.
+func newIMAPReader(br *bufio.Reader, maxLine, maxLiteral int, cont func() error) *imapwire.Reader {
+	r := imapwire.NewReader(br, imapwire.Limits{
+		MaxLineLength:  maxLine,
+		MaxLiteralSize: maxLiteral,
+		MaxCommandSize: 2*maxLine + 2*maxLiteral,
+		MaxDiscard:     16 * maxLine,
+	})
+	r.SetSyntax(imapwire.IMAP)
+	r.SetContinuation(cont)
+	return r
+}
+
+// readIMAPCommand reads one command and upper-cases its name. A line
+// without a command name (empty, or a tag alone) is answered with an
+// untagged BAD: it does not parse as "tag SP command".
+func readIMAPCommand(r *imapwire.Reader) (*imapwire.Command, error) {
+	cmd, err := r.ReadCommand()
+	if err != nil {
+		return nil, err
 	}
+	if cmd.Name == "" {
+		return nil, &imapwire.Error{Text: "Missing or invalid tag"}
+	}
+	cmd.Name = strings.ToUpper(cmd.Name)
+	return cmd, nil
 }
 
 func (ss *imapSession) run(ctx context.Context) {
@@ -66,9 +96,9 @@ func (ss *imapSession) run(ctx context.Context) {
 			return
 		}
 		ss.conn.SetDeadline(time.Now().Add(ss.s.cfg.Limits.PreLoginTimeout.Std()))
-		cmd, err := ss.r.readCommand()
+		cmd, err := readIMAPCommand(ss.r)
 		if err != nil {
-			var pe *protoError
+			var pe *imapwire.Error
 			if !errors.As(err, &pe) {
 				if isTimeout(err) {
 					ss.bye("Autologout; idle for too long")
@@ -95,7 +125,7 @@ func (ss *imapSession) run(ctx context.Context) {
 			}
 			// imapserver closes the session when it ends (so does serve
 			// when the hand-off fails).
-			ss.s.handoff.serve(ctx, ss.conn, pending(ss.r.br), ss.murder)
+			ss.s.handoff.serve(ctx, ss.conn, pending(ss.br), ss.murder)
 			return
 		}
 		if done {
@@ -106,20 +136,20 @@ func (ss *imapSession) run(ctx context.Context) {
 }
 
 // protocolError answers BAD and reports whether the session may go on.
-func (ss *imapSession) protocolError(pe *protoError) bool {
+func (ss *imapSession) protocolError(pe *imapwire.Error) bool {
 	ss.s.m.protocolErrors.Add(1)
 	ss.errors++
-	tag := pe.tag
+	tag := pe.Tag
 	if tag == "" {
 		tag = "*"
 	}
 	code := ""
-	if pe.code != "" {
-		code = "[" + pe.code + "] "
+	if pe.TooBig {
+		code = "[TOOBIG] "
 	}
-	ss.writef("%s BAD %s%s\r\n", tag, code, pe.msg)
+	ss.writef("%s BAD %s%s\r\n", tag, code, pe.Text)
 	switch {
-	case pe.fatal:
+	case pe.Fatal:
 		ss.bye("Protocol error, closing connection")
 		return false
 	case ss.errors >= ss.s.cfg.Limits.MaxBadCommands:
@@ -129,28 +159,28 @@ func (ss *imapSession) protocolError(pe *protoError) bool {
 	return true
 }
 
-func (ss *imapSession) bad(cmd *imapCommand, msg string) {
-	ss.protocolError(&protoError{tag: cmd.tag, msg: msg})
+func (ss *imapSession) bad(cmd *imapwire.Command, msg string) {
+	ss.protocolError(&imapwire.Error{Tag: cmd.Tag, Text: msg})
 }
 
 // dispatch runs one pre-login command. It returns done when the
 // connection must close, or a logged-in backend to relay to.
-func (ss *imapSession) dispatch(ctx context.Context, cmd *imapCommand) (done bool, handoff *imapBackend) {
-	switch cmd.name {
+func (ss *imapSession) dispatch(ctx context.Context, cmd *imapwire.Command) (done bool, handoff *imapBackend) {
+	switch cmd.Name {
 	case "CAPABILITY":
-		if len(cmd.args) != 0 {
+		if len(cmd.Args) != 0 {
 			ss.bad(cmd, "Unexpected arguments")
 			return ss.errors >= ss.s.cfg.Limits.MaxBadCommands, nil
 		}
-		ss.writef("* CAPABILITY %s\r\n%s OK Completed\r\n", ss.capabilities(), cmd.tag)
+		ss.writef("* CAPABILITY %s\r\n%s OK Completed\r\n", ss.capabilities(), cmd.Tag)
 	case "NOOP":
-		ss.writef("%s OK Completed\r\n", cmd.tag)
+		ss.writef("%s OK Completed\r\n", cmd.Tag)
 	case "LOGOUT":
-		ss.writef("* BYE Logging out\r\n%s OK Completed\r\n", cmd.tag)
+		ss.writef("* BYE Logging out\r\n%s OK Completed\r\n", cmd.Tag)
 		ss.bw.Flush()
 		return true, nil
 	case "ID":
-		ss.writef("* ID (\"name\" \"Rookery gateway\")\r\n%s OK Completed\r\n", cmd.tag)
+		ss.writef("* ID (\"name\" \"Rookery gateway\")\r\n%s OK Completed\r\n", cmd.Tag)
 	case "STARTTLS":
 		return ss.startTLS(ctx, cmd), nil
 	case "LOGIN":
@@ -158,7 +188,7 @@ func (ss *imapSession) dispatch(ctx context.Context, cmd *imapCommand) (done boo
 	case "AUTHENTICATE":
 		return ss.authenticate(ctx, cmd)
 	default:
-		if needsLogin(cmd.name) {
+		if needsLogin(cmd.Name) {
 			ss.bad(cmd, "Please login first")
 		} else {
 			ss.bad(cmd, "Unrecognized command")
@@ -195,20 +225,20 @@ func (ss *imapSession) capabilities() string {
 
 func (ss *imapSession) loginDisabled() bool { return ss.s.cfg.TLS.Required && !ss.tls }
 
-func (ss *imapSession) startTLS(ctx context.Context, cmd *imapCommand) bool {
+func (ss *imapSession) startTLS(ctx context.Context, cmd *imapwire.Command) bool {
 	switch {
-	case len(cmd.args) != 0:
+	case len(cmd.Args) != 0:
 		ss.bad(cmd, "Unexpected arguments")
 	case ss.s.tlsConf == nil || ss.tls:
 		ss.bad(cmd, "STARTTLS not available")
-	case ss.r.br.Buffered() > 0:
+	case ss.br.Buffered() > 0:
 		// Anything sent after STARTTLS in the same flight would be read
 		// as if it came through TLS (the CVE-2011-0411 injection): drop
 		// it and refuse.
-		ss.r.br.Discard(ss.r.br.Buffered())
+		ss.br.Discard(ss.br.Buffered())
 		ss.bad(cmd, "STARTTLS must be the last command sent before the handshake")
 	default:
-		ss.writef("%s OK Begin TLS negotiation now\r\n", cmd.tag)
+		ss.writef("%s OK Begin TLS negotiation now\r\n", cmd.Tag)
 		if ss.bw.Flush() != nil {
 			return true
 		}
@@ -223,34 +253,34 @@ func (ss *imapSession) startTLS(ctx context.Context, cmd *imapCommand) bool {
 	return ss.errors >= ss.s.cfg.Limits.MaxBadCommands
 }
 
-func (ss *imapSession) login(ctx context.Context, cmd *imapCommand) (bool, *imapBackend) {
-	if len(cmd.args) != 2 || !cmd.args[0].isString() || !cmd.args[1].isString() {
+func (ss *imapSession) login(ctx context.Context, cmd *imapwire.Command) (bool, *imapBackend) {
+	if len(cmd.Args) != 2 || !cmd.Args[0].IsAString() || !cmd.Args[1].IsAString() {
 		ss.bad(cmd, "LOGIN needs a user name and a password")
 		return ss.errors >= ss.s.cfg.Limits.MaxBadCommands, nil
 	}
 	if ss.loginDisabled() {
-		ss.writef("%s NO [PRIVACYREQUIRED] LOGIN is disabled before STARTTLS\r\n", cmd.tag)
+		ss.writef("%s NO [PRIVACYREQUIRED] LOGIN is disabled before STARTTLS\r\n", cmd.Tag)
 		return false, nil
 	}
-	return ss.finishLogin(ctx, cmd, Credentials{AuthcID: cmd.args[0].value, Password: cmd.args[1].value})
+	return ss.finishLogin(ctx, cmd, Credentials{AuthcID: cmd.Args[0].Value, Password: cmd.Args[1].Value})
 }
 
-func (ss *imapSession) authenticate(ctx context.Context, cmd *imapCommand) (bool, *imapBackend) {
-	if len(cmd.args) < 1 || len(cmd.args) > 2 || cmd.args[0].kind != argAtom || (len(cmd.args) == 2 && cmd.args[1].kind != argAtom) {
+func (ss *imapSession) authenticate(ctx context.Context, cmd *imapwire.Command) (bool, *imapBackend) {
+	if len(cmd.Args) < 1 || len(cmd.Args) > 2 || cmd.Args[0].Kind != imapwire.Atom || (len(cmd.Args) == 2 && cmd.Args[1].Kind != imapwire.Atom) {
 		ss.bad(cmd, "AUTHENTICATE needs a mechanism and at most one initial response")
 		return ss.errors >= ss.s.cfg.Limits.MaxBadCommands, nil
 	}
-	if !strings.EqualFold(cmd.args[0].value, "PLAIN") {
-		ss.writef("%s NO Unsupported authentication mechanism\r\n", cmd.tag)
+	if !strings.EqualFold(cmd.Args[0].Value, "PLAIN") {
+		ss.writef("%s NO Unsupported authentication mechanism\r\n", cmd.Tag)
 		return false, nil
 	}
 	if ss.loginDisabled() {
-		ss.writef("%s NO [PRIVACYREQUIRED] Authentication is disabled before STARTTLS\r\n", cmd.tag)
+		ss.writef("%s NO [PRIVACYREQUIRED] Authentication is disabled before STARTTLS\r\n", cmd.Tag)
 		return false, nil
 	}
 	var resp string
-	if len(cmd.args) == 2 {
-		resp = cmd.args[1].value
+	if len(cmd.Args) == 2 {
+		resp = cmd.Args[1].Value
 		if resp == "=" {
 			resp = ""
 		}
@@ -259,16 +289,16 @@ func (ss *imapSession) authenticate(ctx context.Context, cmd *imapCommand) (bool
 		if ss.bw.Flush() != nil {
 			return true, nil
 		}
-		line, err := ss.r.readLine()
+		line, err := ss.r.ReadLine()
 		if err != nil {
-			var tl *errLineTooLong
-			if errors.As(err, &tl) {
-				return !ss.protocolError(&protoError{tag: cmd.tag, code: "TOOBIG", msg: "SASL response too long"}), nil
+			var we *imapwire.Error
+			if errors.As(err, &we) && !we.Fatal {
+				return !ss.protocolError(&imapwire.Error{Tag: cmd.Tag, Text: "SASL response too long", TooBig: true}), nil
 			}
 			return true, nil
 		}
 		if string(line) == "*" {
-			ss.writef("%s BAD Authentication cancelled\r\n", cmd.tag)
+			ss.writef("%s BAD Authentication cancelled\r\n", cmd.Tag)
 			return false, nil
 		}
 		resp = string(line)
@@ -283,7 +313,7 @@ func (ss *imapSession) authenticate(ctx context.Context, cmd *imapCommand) (bool
 
 // finishLogin routes the user, logs in to the backend and, on success,
 // answers OK with the backend's capabilities and returns the backend.
-func (ss *imapSession) finishLogin(ctx context.Context, cmd *imapCommand, creds Credentials) (bool, *imapBackend) {
+func (ss *imapSession) finishLogin(ctx context.Context, cmd *imapwire.Command, creds Credentials) (bool, *imapBackend) {
 	// The client may wait as long as the backend takes; the pre-login
 	// deadline must not cut a slow but healthy login short.
 	ss.conn.SetDeadline(time.Time{})
@@ -301,18 +331,18 @@ func (ss *imapSession) finishLogin(ctx context.Context, cmd *imapCommand, creds 
 		}
 	}
 	if lerr != nil {
-		ss.writef("%s NO [%s] %s\r\n", cmd.tag, imapCode(lerr.kind), lerr.text)
+		ss.writef("%s NO [%s] %s\r\n", cmd.Tag, imapCode(lerr.kind), lerr.text)
 		return false, nil
 	}
 	a.succeeded(r)
 	caps := filterCaps(b.caps, ss.s.cfg.IMAP.HideCapabilities)
-	ss.writef("%s OK [CAPABILITY %s] Logged in\r\n", cmd.tag, strings.Join(caps, " "))
+	ss.writef("%s OK [CAPABILITY %s] Logged in\r\n", cmd.Tag, strings.Join(caps, " "))
 	return false, b
 }
 
 // murderLogin logs in to the user's INBOX backend with imapclient, the
 // first of the murder session's backend connections.
-func (ss *imapSession) murderLogin(ctx context.Context, cmd *imapCommand, a *attempt, r route, lerr *loginError) {
+func (ss *imapSession) murderLogin(ctx context.Context, cmd *imapwire.Command, a *attempt, r route, lerr *loginError) {
 	var ms *imapMurderSession
 	if lerr == nil {
 		ms = ss.s.newMurderSession(ss.s.ctx, r, nil)
@@ -324,11 +354,11 @@ func (ss *imapSession) murderLogin(ctx context.Context, cmd *imapCommand, a *att
 		}
 	}
 	if lerr != nil {
-		ss.writef("%s NO [%s] %s\r\n", cmd.tag, imapCode(lerr.kind), lerr.text)
+		ss.writef("%s NO [%s] %s\r\n", cmd.Tag, imapCode(lerr.kind), lerr.text)
 		return
 	}
 	a.succeeded(r)
-	ss.writef("%s OK [CAPABILITY %s] Logged in\r\n", cmd.tag, murderCapsAll)
+	ss.writef("%s OK [CAPABILITY %s] Logged in\r\n", cmd.Tag, murderCapsAll)
 	ss.murder = ms
 }
 
@@ -350,7 +380,7 @@ func (ss *imapSession) relay(ctx context.Context, b *imapBackend) {
 		b.conn.Close()
 		return
 	}
-	ss.s.relay(ctx, ss.conn, pending(ss.r.br), b.conn, pending(b.br))
+	ss.s.relay(ctx, ss.conn, pending(ss.br), b.conn, pending(b.br))
 }
 
 func (ss *imapSession) writef(format string, args ...any) {

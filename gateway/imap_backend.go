@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+
+	"github.com/rookery/rookery/internal/imapwire"
 )
 
 // imapBackend is a logged-in connection to a backend's IMAP service.
@@ -95,16 +98,16 @@ func (b *imapBackend) readLine() (string, error) {
 		if err != nil {
 			return "", err
 		}
-		s := strings.TrimRight(string(line), "\r\n")
-		out.WriteString(s)
+		line = bytes.TrimRight(line, "\r\n")
+		out.Write(line)
 		if out.Len() > maxBackendLine {
 			return "", errors.New("backend response too long")
 		}
-		n, ok := trailingLiteral(s)
+		n, _, ok := imapwire.TrailingLiteral(line)
 		if !ok {
 			return out.String(), nil
 		}
-		if n > maxBackendLine-out.Len() {
+		if n > uint64(maxBackendLine-out.Len()) {
 			return "", errors.New("backend literal too long")
 		}
 		buf := make([]byte, n)
@@ -195,12 +198,10 @@ func (b *imapBackend) authenticate(caps []string, c backendCreds, passthrough bo
 			st, text, post, err = b.authenticateCont(ir)
 		}
 	case passthrough && c.authzid == "" && !hasCap(caps, "LOGINDISABLED"):
-		u, ok1 := quoteIMAP(c.authcid)
-		p, ok2 := quoteIMAP(c.password)
-		if !ok1 || !ok2 {
+		if strings.ContainsAny(c.authcid+c.password, "\r\n\x00") {
 			return nil, &refusal{text: "credentials cannot be sent with LOGIN"}
 		}
-		st, text, post, err = b.command("LOGIN " + u + " " + p)
+		st, text, post, err = b.command("LOGIN " + imapwire.Quote(c.authcid) + " " + imapwire.Quote(c.password))
 	default:
 		return nil, errors.New("backend offers no usable login (need AUTH=PLAIN)")
 	}
@@ -275,21 +276,4 @@ next:
 		out = append(out, c)
 	}
 	return out
-}
-
-// trailingLiteral reports whether a line ends with "{n}" or "{n+}".
-func trailingLiteral(s string) (int, bool) {
-	if !strings.HasSuffix(s, "}") {
-		return 0, false
-	}
-	i := strings.LastIndexByte(s, '{')
-	if i < 0 {
-		return 0, false
-	}
-	num := strings.TrimSuffix(s[i+1:len(s)-1], "+")
-	n, err := strconv.Atoi(num)
-	if err != nil || n < 0 {
-		return 0, false
-	}
-	return n, true
 }

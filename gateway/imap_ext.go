@@ -8,6 +8,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/rookery/rookery/internal/imapwire"
 )
 
 // The commands the interceptor answers (imap_intercept.go): CAPABILITY
@@ -20,40 +21,40 @@ const murderCapsAll = murderCapsAfterLogin + " ACL RIGHTS=kxten QUOTA ID"
 
 // runExtension answers one intercepted command; the result holds every
 // response line through the tagged one.
-func (ms *imapMurderSession) runExtension(cmd *imapCommand) string {
+func (ms *imapMurderSession) runExtension(cmd *imapwire.Command) string {
 	var b strings.Builder
 	err := ms.extension(&b, cmd)
 	var ie *imap.Error
 	switch {
 	case err == nil:
-		fmt.Fprintf(&b, "%s OK Completed\r\n", cmd.tag)
+		fmt.Fprintf(&b, "%s OK Completed\r\n", cmd.Tag)
 	case errors.As(err, &ie):
 		code := ""
 		if ie.Code != "" {
 			code = "[" + string(ie.Code) + "] "
 		}
-		fmt.Fprintf(&b, "%s %s %s%s\r\n", cmd.tag, ie.Type, code, oneLine(ie.Text))
+		fmt.Fprintf(&b, "%s %s %s%s\r\n", cmd.Tag, ie.Type, code, oneLine(ie.Text))
 	default:
-		fmt.Fprintf(&b, "%s NO %s\r\n", cmd.tag, oneLine(err.Error()))
+		fmt.Fprintf(&b, "%s NO %s\r\n", cmd.Tag, oneLine(err.Error()))
 	}
 	return b.String()
 }
 
 var errArgs = &imap.Error{Type: imap.StatusResponseTypeBad, Text: "Wrong arguments"}
 
-func (ms *imapMurderSession) extension(b *strings.Builder, cmd *imapCommand) error {
-	args := make([]string, len(cmd.args))
-	for i, a := range cmd.args {
-		if !a.isString() {
+func (ms *imapMurderSession) extension(b *strings.Builder, cmd *imapwire.Command) error {
+	args := make([]string, len(cmd.Args))
+	for i, a := range cmd.Args {
+		if !a.IsAString() {
 			return errArgs
 		}
-		args[i] = a.value
+		args[i] = a.Value
 	}
 	want := map[string]int{"CAPABILITY": 0, "GETACL": 1, "SETACL": 3, "DELETEACL": 2, "MYRIGHTS": 1, "LISTRIGHTS": 2, "GETQUOTA": 1, "GETQUOTAROOT": 1}
-	if n, ok := want[cmd.name]; ok && len(args) != n {
+	if n, ok := want[cmd.Name]; ok && len(args) != n {
 		return errArgs
 	}
-	switch cmd.name {
+	switch cmd.Name {
 	case "CAPABILITY":
 		fmt.Fprintf(b, "* CAPABILITY %s\r\n", murderCapsAll)
 	case "ID":
@@ -83,7 +84,7 @@ func (ms *imapMurderSession) extension(b *strings.Builder, cmd *imapCommand) err
 			return err
 		}
 		mod, rights := imap.RightModificationReplace, ""
-		if cmd.name == "SETACL" {
+		if cmd.Name == "SETACL" {
 			rights = args[2]
 			if strings.HasPrefix(rights, "+") || strings.HasPrefix(rights, "-") {
 				mod, rights = imap.RightModification(rights[0]), rights[1:]
@@ -168,14 +169,10 @@ func writeQuota(b *strings.Builder, root string, res map[imap.QuotaResourceType]
 	b.WriteString(")\r\n")
 }
 
-// quoted renders s as an IMAP quoted string (CR and LF, which no mailbox
-// name or identifier holds, are dropped).
+// quoted renders s as an IMAP quoted string (CR, LF and NUL, which no
+// mailbox name or identifier holds, are dropped).
 func quoted(s string) string {
-	q, ok := quoteIMAP(s)
-	if !ok {
-		q, _ = quoteIMAP(strings.NewReplacer("\r", "", "\n", "", "\x00", "").Replace(s))
-	}
-	return q
+	return imapwire.Quote(strings.NewReplacer("\r", "", "\n", "", "\x00", "").Replace(s))
 }
 
 func oneLine(s string) string {

@@ -5,7 +5,10 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"strings"
+
+	"github.com/rookery/rookery/internal/imapwire"
 )
 
 // go-imap v2.0.0-beta.8's imapserver knows no ACL (RFC 4314), QUOTA
@@ -27,7 +30,7 @@ var interceptedCommands = map[string]bool{
 type interceptor struct {
 	br   *bufio.Reader
 	conn io.Writer // the client, for intercepted answers
-	run  func(cmd *imapCommand) string
+	run  func(cmd *imapwire.Command) string
 
 	out     []byte // bytes to hand to imapserver
 	literal int64  // literal bytes still to pass through
@@ -37,7 +40,7 @@ type interceptor struct {
 
 const maxInterceptLine = 64 << 10
 
-func newInterceptor(r io.Reader, conn io.Writer, run func(*imapCommand) string) *interceptor {
+func newInterceptor(r io.Reader, conn io.Writer, run func(*imapwire.Command) string) *interceptor {
 	return &interceptor{br: bufio.NewReaderSize(r, maxInterceptLine), conn: conn, run: run}
 }
 
@@ -104,7 +107,7 @@ func (in *interceptor) pass(n int, complete bool) {
 		return
 	}
 	in.midCmd = false
-	if lit, ok := trailingLiteral(strings.TrimRight(string(b), "\r\n")); ok {
+	if lit, _, ok := imapwire.TrailingLiteral(bytes.TrimRight(b, "\r\n")); ok && lit <= math.MaxInt64 {
 		in.literal = int64(lit)
 		in.midCmd = true
 	}
@@ -112,23 +115,18 @@ func (in *interceptor) pass(n int, complete bool) {
 
 // intercept reads one whole command (with any literals) and answers it.
 func (in *interceptor) intercept() error {
-	r := &imapReader{
-		lineReader: lineReader{br: in.br, maxLine: maxInterceptLine, discard: 16 * maxInterceptLine},
-		maxLiteral: maxInterceptLine,
-		maxCommand: 4 * maxInterceptLine,
-		cont: func() error {
-			_, err := io.WriteString(in.conn, "+ Ready for literal data\r\n")
-			return err
-		},
-	}
-	cmd, err := r.readCommand()
-	var pe *protoError
+	r := newIMAPReader(in.br, maxInterceptLine, maxInterceptLine, func() error {
+		_, err := io.WriteString(in.conn, "+ Ready for literal data\r\n")
+		return err
+	})
+	cmd, err := readIMAPCommand(r)
+	var pe *imapwire.Error
 	if errors.As(err, &pe) {
-		tag := pe.tag
+		tag := pe.Tag
 		if tag == "" {
 			tag = "*"
 		}
-		_, err = io.WriteString(in.conn, tag+" BAD "+pe.msg+"\r\n")
+		_, err = io.WriteString(in.conn, tag+" BAD "+pe.Text+"\r\n")
 		return err
 	}
 	if err != nil {

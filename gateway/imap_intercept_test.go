@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/rookery/rookery/internal/imapwire"
 )
 
 // runInterceptor feeds in to an interceptor whose extension answers
@@ -13,7 +15,7 @@ import (
 // client was answered.
 func runInterceptor(t testing.TB, in string) (passed, answered string) {
 	var ans bytes.Buffer
-	icpt := newInterceptor(strings.NewReader(in), &ans, func(cmd *imapCommand) string { return cmd.tag + " OK " + cmd.name + "\r\n" })
+	icpt := newInterceptor(strings.NewReader(in), &ans, func(cmd *imapwire.Command) string { return cmd.Tag + " OK " + cmd.Name + "\r\n" })
 	var out bytes.Buffer
 	buf := make([]byte, 7) // small reads: imapserver's bufio may ask for any size
 	for i := 0; i <= len(in)+1; i++ {
@@ -43,6 +45,8 @@ func TestInterceptorPassesImapserverCommandsAndAnswersTheRest(t *testing.T) {
 		{"non-synchronizing literal likewise", "a APPEND INBOX {16+}\r\nc GETACL INBOX\r\n\r\nd ID NIL\r\n", "a APPEND INBOX {16+}\r\nc GETACL INBOX\r\n\r\n", "d OK ID\r\n"},
 		{"DONE after IDLE passes", "a IDLE\r\nDONE\r\nb CAPABILITY\r\n", "a IDLE\r\nDONE\r\n", "b OK CAPABILITY\r\n"},
 		{"literal in an intercepted command", "a SETACL {5}\r\nINBOX bob lr\r\nb NOOP\r\n", "b NOOP\r\n", "+ Ready for literal data\r\na OK SETACL\r\n"},
+		{"literal size beyond int64 is no literal", "a APPEND INBOX {99999999999999999999+}\r\nc GETACL INBOX\r\n",
+			"a APPEND INBOX {99999999999999999999+}\r\n", "c OK GETACL\r\n"},
 		{"lower case command name", "a getquotaroot INBOX\r\n", "", "a OK GETQUOTAROOT\r\n"},
 	}
 	for _, tc := range tests {

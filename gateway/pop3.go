@@ -8,6 +8,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/rookery/rookery/internal/imapwire"
 )
 
 // pop3Session is one POP3 client before login (RFC 1939, CAPA from RFC
@@ -17,7 +19,8 @@ type pop3Session struct {
 	s      *Server
 	raw    net.Conn // the accepted connection, under any TLS
 	conn   net.Conn
-	lr     *lineReader
+	br     *bufio.Reader
+	r      *imapwire.Reader // reads lines only: bounded, over-long ones skipped
 	bw     *bufio.Writer
 	ip     string
 	tls    bool
@@ -44,7 +47,8 @@ func (ps *pop3Session) reset(conn net.Conn) {
 	lim := ps.s.cfg.Limits
 	ps.conn = conn
 	ps.bw = bufio.NewWriterSize(conn, 4096)
-	ps.lr = &lineReader{br: bufio.NewReaderSize(conn, 4096), maxLine: lim.MaxLine, discard: 16 * lim.MaxLine}
+	ps.br = bufio.NewReaderSize(conn, 4096)
+	ps.r = imapwire.NewReader(ps.br, imapwire.Limits{MaxLineLength: lim.MaxLine, MaxDiscard: 16 * lim.MaxLine})
 }
 
 func (ps *pop3Session) run(ctx context.Context) {
@@ -55,17 +59,17 @@ func (ps *pop3Session) run(ctx context.Context) {
 			return
 		}
 		ps.conn.SetDeadline(time.Now().Add(ps.s.cfg.Limits.PreLoginTimeout.Std()))
-		line, err := ps.lr.readLine()
+		line, err := ps.r.ReadLine()
 		if err != nil {
-			var tl *errLineTooLong
-			if !errors.As(err, &tl) {
-				if errors.Is(err, errDiscardLimit) {
-					ps.err("Line too long")
-					ps.bw.Flush()
-				}
+			var we *imapwire.Error
+			switch {
+			case !errors.As(err, &we):
 				return
-			}
-			if !ps.protocolError("Line too long") {
+			case we.Fatal:
+				ps.err(we.Text)
+				ps.bw.Flush()
+				return
+			case !ps.protocolError(we.Text):
 				return
 			}
 			continue
@@ -74,7 +78,7 @@ func (ps *pop3Session) run(ctx context.Context) {
 		if handoff != nil {
 			if ps.bw.Flush() == nil {
 				ps.s.setRelaying(ps.raw)
-				ps.s.relay(ctx, ps.conn, pending(ps.lr.br), handoff.conn, pending(handoff.br))
+				ps.s.relay(ctx, ps.conn, pending(ps.br), handoff.conn, pending(handoff.br))
 			} else {
 				handoff.conn.Close()
 			}
@@ -164,8 +168,8 @@ func (ps *pop3Session) stls(ctx context.Context, arg string) bool {
 		return !ps.protocolError("STLS takes no argument")
 	case ps.s.tlsConf == nil || ps.tls:
 		return !ps.protocolError("STLS not available")
-	case ps.lr.br.Buffered() > 0:
-		ps.lr.br.Discard(ps.lr.br.Buffered())
+	case ps.br.Buffered() > 0:
+		ps.br.Discard(ps.br.Buffered())
 		return !ps.protocolError("STLS must be the last command sent before the handshake")
 	}
 	writef(ps.bw, "+OK Begin TLS negotiation\r\n")
@@ -200,10 +204,10 @@ func (ps *pop3Session) auth(ctx context.Context, arg string) (bool, *pop3Backend
 		if ps.bw.Flush() != nil {
 			return true, nil
 		}
-		line, err := ps.lr.readLine()
+		line, err := ps.r.ReadLine()
 		if err != nil {
-			var tl *errLineTooLong
-			if errors.As(err, &tl) {
+			var we *imapwire.Error
+			if errors.As(err, &we) && !we.Fatal {
 				return !ps.protocolError("SASL response too long"), nil
 			}
 			return true, nil

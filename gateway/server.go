@@ -12,8 +12,9 @@
 // The files are grouped by protocol; each group's first file says how it
 // works:
 //
-//   - IMAP: imap.go (pre-login session), imapwire.go (command reader),
-//     imap_backend*.go (backend login), and for imap.mode "murder"
+//   - IMAP: imap.go (pre-login session; commands are read by
+//     internal/imapwire in its IMAP syntax), imap_backend*.go (backend
+//     login), and for imap.mode "murder"
 //     imap_session.go with imap_mailbox.go, imap_message.go, imap_ext.go,
 //     imap_namespace.go, imap_acl.go, imap_handoff.go, imap_intercept.go.
 //   - POP3: pop3.go.

@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/rookery/rookery/internal/imapwire"
 	"github.com/rookery/rookery/internal/mupdateclient"
-	"github.com/rookery/rookery/internal/mupdatewire"
 	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
 
@@ -298,7 +298,7 @@ func mupdateWriteResult(err error) Result {
 func mupdateServerError(err error) bool {
 	var se *mupdateclient.StatusError
 	if !errors.As(err, &se) {
-		return errors.Is(err, mupdatewire.ErrProtocol)
+		return errors.Is(err, imapwire.ErrProtocol)
 	}
 	return se.Status == "BAD" || se.Text == "directory error" || se.Text == "permission denied" || se.Text == "invalid command"
 }

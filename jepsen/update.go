@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rookery/rookery/internal/imapwire"
 	"github.com/rookery/rookery/internal/mupdateclient"
-	"github.com/rookery/rookery/internal/mupdatewire"
 )
 
 // streamer follows the directory with MUPDATE UPDATE like a Cyrus
@@ -177,11 +177,11 @@ func (s *streamer) read(ctx context.Context, cl *mupdateclient.Client, idx int, 
 		}
 		var it UpdateItem
 		switch {
-		case r.Tag == "U01" && r.Kind == mupdatewire.KindMailbox:
+		case r.Tag == "U01" && r.Kind == imapwire.KindMailbox:
 			it = UpdateItem{Kind: "mailbox", Name: r.Name, Loc: r.Location, ACL: r.ACL}
-		case r.Tag == "U01" && r.Kind == mupdatewire.KindReserve:
+		case r.Tag == "U01" && r.Kind == imapwire.KindReserve:
 			it = UpdateItem{Kind: "reserve", Name: r.Name, Loc: r.Location}
-		case r.Tag == "U01" && r.Kind == mupdatewire.KindDelete:
+		case r.Tag == "U01" && r.Kind == imapwire.KindDelete:
 			it = UpdateItem{Kind: "delete", Name: r.Name}
 		case r.IsStatus():
 			pmu.Lock()
@@ -191,7 +191,7 @@ func (s *streamer) read(ctx context.Context, cl *mupdateclient.Client, idx int, 
 			if !ok {
 				return fmt.Errorf("answer %s %s to no NOOP", r.Tag, r.Kind)
 			}
-			if r.Kind != mupdatewire.KindOK {
+			if r.Kind != imapwire.KindOK {
 				return fmt.Errorf("NOOP %s: %s %q", r.Tag, r.Kind, r.Text)
 			}
 			it = p

@@ -8,7 +8,7 @@ import (
 
 	"github.com/rookery/rookery/directory"
 	"github.com/rookery/rookery/fsm"
-	wire "github.com/rookery/rookery/internal/mupdatewire"
+	wire "github.com/rookery/rookery/internal/imapwire"
 )
 
 // request holds a directory command's arguments by meaning; dispatch fills

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	wire "github.com/rookery/rookery/internal/mupdatewire"
+	wire "github.com/rookery/rookery/internal/imapwire"
 )
 
 // Order is the order of LIST and UPDATE output. Cyrus clients merge-join

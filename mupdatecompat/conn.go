@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/rookery/rookery/auth"
-	wire "github.com/rookery/rookery/internal/mupdatewire"
+	wire "github.com/rookery/rookery/internal/imapwire"
 )
 
 // conn is one MUPDATE session. A single goroutine runs it (serve); once

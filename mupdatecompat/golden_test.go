@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/rookery/rookery/fsm"
-	wire "github.com/rookery/rookery/internal/mupdatewire"
+	wire "github.com/rookery/rookery/internal/imapwire"
 )
 
 // The golden test replays the client side of every real Cyrus 3.6.1

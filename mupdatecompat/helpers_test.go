@@ -20,7 +20,7 @@ import (
 	"github.com/rookery/rookery/auth"
 	"github.com/rookery/rookery/directory"
 	"github.com/rookery/rookery/fsm"
-	wire "github.com/rookery/rookery/internal/mupdatewire"
+	wire "github.com/rookery/rookery/internal/imapwire"
 )
 
 // Banner fields of the real Cyrus master the transcripts were captured

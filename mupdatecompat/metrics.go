@@ -4,7 +4,7 @@ import (
 	"strings"
 	"time"
 
-	wire "github.com/rookery/rookery/internal/mupdatewire"
+	wire "github.com/rookery/rookery/internal/imapwire"
 )
 
 // Streams returns the number of UPDATE streams open now.

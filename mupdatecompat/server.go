@@ -59,7 +59,7 @@ import (
 
 	"github.com/rookery/rookery/auth"
 	"github.com/rookery/rookery/directory"
-	wire "github.com/rookery/rookery/internal/mupdatewire"
+	wire "github.com/rookery/rookery/internal/imapwire"
 )
 
 // Authenticator checks a SASL login. *auth.Authenticator implements it.

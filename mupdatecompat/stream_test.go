@@ -11,7 +11,7 @@ import (
 
 	"github.com/rookery/rookery/directory"
 	"github.com/rookery/rookery/fsm"
-	wire "github.com/rookery/rookery/internal/mupdatewire"
+	wire "github.com/rookery/rookery/internal/imapwire"
 )
 
 // respLine renders a response compactly for comparisons.

@@ -6,8 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rookery/rookery/internal/imapwire"
 	"github.com/rookery/rookery/internal/mupdateclient"
-	"github.com/rookery/rookery/internal/mupdatewire"
 )
 
 // streamResult is the stream-delay phase: how long after an ACTIVATE's OK
@@ -49,7 +49,7 @@ func (b *bench) stream(ctx context.Context) (*streamResult, error) {
 				readerDone <- err
 				return
 			}
-			if r.Kind == mupdatewire.KindMailbox {
+			if r.Kind == imapwire.KindMailbox {
 				now := time.Now()
 				mu.Lock()
 				if _, dup := seen[r.Name]; !dup {

@@ -17,8 +17,8 @@ import (
 
 	"github.com/rookery/rookery/fsm"
 	"github.com/rookery/rookery/gateway"
+	"github.com/rookery/rookery/internal/imapwire"
 	"github.com/rookery/rookery/internal/mupdateclient"
-	"github.com/rookery/rookery/internal/mupdatewire"
 )
 
 // Config tunes a Feed.
@@ -127,7 +127,7 @@ func (f *Feed) session(ctx context.Context) error {
 			f.rep.Apply([]fsm.Event{ev})
 		} else if r.IsStatus() {
 			f.rep.ObserveHead(f.rev)
-			if r.Kind != mupdatewire.KindOK {
+			if r.Kind != imapwire.KindOK {
 				return fmt.Errorf("mupdate: %s %s", r.Kind, r.Text)
 			}
 		}
@@ -150,14 +150,14 @@ func (f *Feed) noops(ctx context.Context, c *mupdateclient.Client) {
 }
 
 // event turns a streamed MAILBOX, RESERVE or DELETE into a replica event.
-func (f *Feed) event(r mupdatewire.Response) (fsm.Event, bool) {
+func (f *Feed) event(r imapwire.Response) (fsm.Event, bool) {
 	var ev fsm.Event
 	switch r.Kind {
-	case mupdatewire.KindMailbox:
+	case imapwire.KindMailbox:
 		ev = fsm.Event{Type: fsm.EventPut, Op: fsm.OpActivate, Entry: toEntry(r.Name, r.Location, r.ACL, false)}
-	case mupdatewire.KindReserve:
+	case imapwire.KindReserve:
 		ev = fsm.Event{Type: fsm.EventPut, Op: fsm.OpReserve, Entry: toEntry(r.Name, r.Location, "", true)}
-	case mupdatewire.KindDelete:
+	case imapwire.KindDelete:
 		ev = fsm.Event{Type: fsm.EventDelete, Op: fsm.OpDelete, Entry: fsm.Entry{Name: r.Name}}
 	default:
 		return fsm.Event{}, false

@@ -9,8 +9,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rookery/rookery/fsm"
+	"github.com/rookery/rookery/internal/imapwire"
 	"github.com/rookery/rookery/internal/mupdateclient"
-	"github.com/rookery/rookery/internal/mupdatewire"
 )
 
 // Getter reads one entry of the target (client.Client.Get).
@@ -108,7 +108,7 @@ func Mirror(ctx context.Context, cfg MirrorConfig, t Target, lcfg LoaderConfig) 
 }
 
 type streamItem struct {
-	r   mupdatewire.Response
+	r   imapwire.Response
 	at  time.Time
 	err error
 }
@@ -134,7 +134,7 @@ type follower struct {
 	stream  chan streamItem
 	stats   FollowStats
 	probes  map[string]time.Time // NOOP tag → sent at
-	pending []mupdatewire.Response
+	pending []imapwire.Response
 }
 
 // maxGroup bounds how many consecutive stream updates go in one Batch.
@@ -182,14 +182,14 @@ func (f *follower) handle(ctx context.Context, it streamItem) error {
 	return f.flush(ctx)
 }
 
-func (f *follower) take(ctx context.Context, r mupdatewire.Response) error {
+func (f *follower) take(ctx context.Context, r imapwire.Response) error {
 	if r.IsStatus() {
 		sent, ok := f.probes[r.Tag]
 		if !ok {
 			return nil
 		}
 		delete(f.probes, r.Tag)
-		if r.Kind != mupdatewire.KindOK {
+		if r.Kind != imapwire.KindOK {
 			return fmt.Errorf("NOOP answered %s %q", r.Kind, r.Text)
 		}
 		// Every update sent before this answer is queued before it.
@@ -226,11 +226,11 @@ func (f *follower) flush(ctx context.Context) error {
 	var cmds []fsm.Command
 	for _, r := range f.pending {
 		switch r.Kind {
-		case mupdatewire.KindMailbox:
+		case imapwire.KindMailbox:
 			cmds = append(cmds, Command(mupdateclient.EntryOf(r)))
-		case mupdatewire.KindDelete:
+		case imapwire.KindDelete:
 			cmds = append(cmds, fsm.Command{Op: fsm.OpDelete, Name: r.Name})
-		case mupdatewire.KindReserve:
+		case imapwire.KindReserve:
 			// The translation depends on the entry's state after the
 			// commands before it: apply those first.
 			if err := f.apply(ctx, cmds); err != nil {
@@ -245,7 +245,7 @@ func (f *follower) flush(ctx context.Context) error {
 				return err
 			}
 		default:
-			return fmt.Errorf("%w: unexpected %s on the update stream", mupdatewire.ErrProtocol, r.Kind)
+			return fmt.Errorf("%w: unexpected %s on the update stream", imapwire.ErrProtocol, r.Kind)
 		}
 	}
 	f.pending = f.pending[:0]

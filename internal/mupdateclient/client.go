@@ -5,7 +5,7 @@
 // LITERAL+ string.
 //
 // It exists for load tools and tests. Its wire syntax is the server's own,
-// internal/mupdatewire; what it sends and expects on top of that is written
+// internal/imapwire; what it sends and expects on top of that is written
 // from real Cyrus transcripts, not from the server package.
 package mupdateclient
 
@@ -22,7 +22,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rookery/rookery/internal/mupdatewire"
+	"github.com/rookery/rookery/internal/imapwire"
 )
 
 // Config holds the connection settings.
@@ -72,9 +72,9 @@ func (e *StatusError) Error() string {
 // Next while another calls SendNoop.
 type Client struct {
 	conn  net.Conn
-	rd    *mupdatewire.Reader
+	rd    *imapwire.Reader
 	wmu   sync.Mutex // serializes writes (SendNoop vs. the rest)
-	w     *mupdatewire.Writer
+	w     *imapwire.Writer
 	tagN  int
 	noopN int
 
@@ -121,13 +121,13 @@ func newClient(conn net.Conn, cfg Config) *Client {
 	}
 	return &Client{
 		conn: conn,
-		rd: mupdatewire.NewReader(bufio.NewReaderSize(conn, 16<<10), mupdatewire.Limits{
+		rd: imapwire.NewReader(bufio.NewReaderSize(conn, 16<<10), imapwire.Limits{
 			MaxLineLength:  cfg.MaxLine,
 			MaxLiteralSize: cfg.MaxLiteral,
 			// A MAILBOX response is four lines and three literals.
 			MaxCommandSize: 4*cfg.MaxLine + 3*cfg.MaxLiteral,
 		}),
-		w: mupdatewire.NewWriter(conn),
+		w: imapwire.NewWriter(conn),
 	}
 }
 
@@ -158,12 +158,12 @@ func (c *Client) readBanner(ctx context.Context) error {
 			for _, m := range strings.Fields(r.Text) {
 				c.mechs = append(c.mechs, strings.Trim(m, `"`))
 			}
-		case r.Tag == "*" && r.Kind == mupdatewire.KindOK:
+		case r.Tag == "*" && r.Kind == imapwire.KindOK:
 			return nil
-		case r.Tag == "*" && r.Kind == mupdatewire.KindBYE:
+		case r.Tag == "*" && r.Kind == imapwire.KindBYE:
 			return c.fail(ctx, fmt.Errorf("mupdate: server refused connection: BYE %q", r.Text))
 		case r.Tag != "*":
-			return c.fail(ctx, fmt.Errorf("%w: tagged response %q in banner", mupdatewire.ErrProtocol, line))
+			return c.fail(ctx, fmt.Errorf("%w: tagged response %q in banner", imapwire.ErrProtocol, line))
 		}
 	}
 }
@@ -172,8 +172,8 @@ func (c *Client) readBanner(ctx context.Context) error {
 // LITERAL+ exactly like Cyrus backends do (tag A01, no continuation).
 func (c *Client) Authenticate(ctx context.Context, user, password string) error {
 	blob := base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + password))
-	_, err := c.roundTrip(ctx, mupdatewire.Command{Tag: "A01", Name: "AUTHENTICATE", Args: []mupdatewire.Arg{
-		{Kind: mupdatewire.Quoted, Value: "PLAIN"}, {Kind: mupdatewire.Literal, Value: blob},
+	_, err := c.roundTrip(ctx, imapwire.Command{Tag: "A01", Name: "AUTHENTICATE", Args: []imapwire.Arg{
+		{Kind: imapwire.Quoted, Value: "PLAIN"}, {Kind: imapwire.Literal, Value: blob},
 	}})
 	return err
 }
@@ -239,7 +239,7 @@ func (c *Client) List(ctx context.Context, prefix string) ([]Entry, error) {
 
 // Logout sends LOGOUT, waits for the answer and closes the connection.
 func (c *Client) Logout(ctx context.Context) error {
-	_, err := c.roundTrip(ctx, mupdatewire.Command{Tag: "Q01", Name: "LOGOUT"})
+	_, err := c.roundTrip(ctx, imapwire.Command{Tag: "Q01", Name: "LOGOUT"})
 	cerr := c.conn.Close()
 	if err != nil {
 		return err
@@ -250,21 +250,21 @@ func (c *Client) Logout(ctx context.Context) error {
 // SendLogout writes LOGOUT without waiting for the answer, as Cyrus backends
 // often do before closing.
 func (c *Client) SendLogout(ctx context.Context) error {
-	return c.write(ctx, mupdatewire.Command{Tag: "Q01", Name: "LOGOUT"})
+	return c.write(ctx, imapwire.Command{Tag: "Q01", Name: "LOGOUT"})
 }
 
 // command sends a tagged command with LITERAL+ arguments and collects its
 // data responses up to the tagged OK.
-func (c *Client) command(ctx context.Context, name string, args ...string) ([]mupdatewire.Response, error) {
-	cmd := mupdatewire.Command{Tag: "X" + strconv.Itoa(c.tagN), Name: name, Args: make([]mupdatewire.Arg, len(args))}
+func (c *Client) command(ctx context.Context, name string, args ...string) ([]imapwire.Response, error) {
+	cmd := imapwire.Command{Tag: "X" + strconv.Itoa(c.tagN), Name: name, Args: make([]imapwire.Arg, len(args))}
 	c.tagN++
 	for i, a := range args {
-		cmd.Args[i] = mupdatewire.Arg{Kind: mupdatewire.Literal, Value: a}
+		cmd.Args[i] = imapwire.Arg{Kind: imapwire.Literal, Value: a}
 	}
 	return c.roundTrip(ctx, cmd)
 }
 
-func (c *Client) roundTrip(ctx context.Context, cmd mupdatewire.Command) ([]mupdatewire.Response, error) {
+func (c *Client) roundTrip(ctx context.Context, cmd imapwire.Command) ([]imapwire.Response, error) {
 	if err := c.broken(); err != nil {
 		return nil, err
 	}
@@ -272,7 +272,7 @@ func (c *Client) roundTrip(ctx context.Context, cmd mupdatewire.Command) ([]mupd
 		return nil, err
 	}
 	defer c.watch(ctx, true, false)()
-	var data []mupdatewire.Response
+	var data []imapwire.Response
 	for {
 		r, err := c.rd.ReadResponse()
 		if err != nil {
@@ -280,23 +280,23 @@ func (c *Client) roundTrip(ctx context.Context, cmd mupdatewire.Command) ([]mupd
 		}
 		switch {
 		case r.Tag == cmd.Tag && r.IsStatus():
-			if r.Kind != mupdatewire.KindOK {
+			if r.Kind != imapwire.KindOK {
 				return data, &StatusError{Command: cmd.Name, Status: string(r.Kind), Text: r.Text}
 			}
 			return data, nil
 		case r.Tag == cmd.Tag:
 			data = append(data, r)
-		case r.Tag == "*" && r.Kind == mupdatewire.KindBYE:
+		case r.Tag == "*" && r.Kind == imapwire.KindBYE:
 			return nil, c.fail(ctx, fmt.Errorf("mupdate: %s: server closed: BYE %q", cmd.Name, r.Text))
-		case r.Tag == "*" && (r.Kind == mupdatewire.KindBAD || r.Kind == mupdatewire.KindNO):
+		case r.Tag == "*" && (r.Kind == imapwire.KindBAD || r.Kind == imapwire.KindNO):
 			return nil, c.fail(ctx, &StatusError{Command: cmd.Name, Status: string(r.Kind), Text: r.Text})
 		default:
-			return nil, c.fail(ctx, fmt.Errorf("%w: %s: unexpected response %s %s", mupdatewire.ErrProtocol, cmd.Name, r.Tag, r.Kind))
+			return nil, c.fail(ctx, fmt.Errorf("%w: %s: unexpected response %s %s", imapwire.ErrProtocol, cmd.Name, r.Tag, r.Kind))
 		}
 	}
 }
 
-func (c *Client) write(ctx context.Context, cmd mupdatewire.Command) error {
+func (c *Client) write(ctx context.Context, cmd imapwire.Command) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if err := c.broken(); err != nil {
@@ -359,19 +359,19 @@ func (c *Client) broken() error {
 }
 
 // EntryOf returns the mailbox a MAILBOX or RESERVE response carries.
-func EntryOf(r mupdatewire.Response) Entry {
-	return Entry{Name: r.Name, Location: r.Location, ACL: r.ACL, Reserved: r.Kind == mupdatewire.KindReserve}
+func EntryOf(r imapwire.Response) Entry {
+	return Entry{Name: r.Name, Location: r.Location, ACL: r.ACL, Reserved: r.Kind == imapwire.KindReserve}
 }
 
-func isEntry(r mupdatewire.Response) bool {
-	return r.Kind == mupdatewire.KindMailbox || r.Kind == mupdatewire.KindReserve
+func isEntry(r imapwire.Response) bool {
+	return r.Kind == imapwire.KindMailbox || r.Kind == imapwire.KindReserve
 }
 
-func entries(data []mupdatewire.Response) ([]Entry, error) {
+func entries(data []imapwire.Response) ([]Entry, error) {
 	out := make([]Entry, 0, len(data))
 	for _, r := range data {
 		if !isEntry(r) {
-			return nil, fmt.Errorf("%w: %s %s is not a mailbox", mupdatewire.ErrProtocol, r.Kind, r.Name)
+			return nil, fmt.Errorf("%w: %s %s is not a mailbox", imapwire.ErrProtocol, r.Kind, r.Name)
 		}
 		out = append(out, EntryOf(r))
 	}

@@ -1,4 +1,4 @@
-package mupdatewire
+package imapwire
 
 import (
 	"bufio"
@@ -20,6 +20,10 @@ const (
 	Quoted
 	// Literal is a {N} or {N+} literal.
 	Literal
+	// ListOpen and ListClose are the parentheses of a list, read only in
+	// the IMAP syntax (the parameter list of ID).
+	ListOpen
+	ListClose
 )
 
 func (k ArgKind) String() string {
@@ -44,6 +48,10 @@ type Arg struct {
 // the only forms RFC 3656 calls "string".
 func (a Arg) IsString() bool { return a.Kind == Quoted || a.Kind == Literal }
 
+// IsAString reports whether the argument is an IMAP astring: an atom, a
+// quoted string or a literal, not a list parenthesis.
+func (a Arg) IsAString() bool { return a.Kind == Atom || a.IsString() }
+
 // Command is one parsed line: a command from a client, or a response from
 // a server (both have the shape "tag SP word *(SP argument)").
 //
@@ -62,27 +70,45 @@ type Command struct {
 //
 // When Fatal is false the whole offending command has been consumed and the
 // next ReadCommand starts on the next command. When Fatal is true the
-// reader cannot know where the next command starts (an over-long line, a
-// {N+} literal above the limit) and the connection must be closed after the
-// reply.
+// reader cannot know where the next command starts (an over-long line that
+// was not skipped, a {N+} literal above the limit) and the connection must
+// be closed after the reply. TooBig says a size limit was hit; IMAP answers
+// that with the TOOBIG response code.
 type Error struct {
-	Tag   string
-	Text  string
-	Fatal bool
+	Tag    string
+	Text   string
+	Fatal  bool
+	TooBig bool
 }
 
 func (e *Error) Error() string {
 	if e.Fatal {
-		return "mupdate wire: " + e.Text + " (fatal)"
+		return "imapwire: " + e.Text + " (fatal)"
 	}
-	return "mupdate wire: " + e.Text
+	return "imapwire: " + e.Text
 }
 
-// Reader reads MUPDATE commands (or responses) from a buffered stream.
-// It is not safe for concurrent use.
+// Syntax selects the lexical rules where IMAP and MUPDATE peers differ.
+type Syntax uint8
+
+const (
+	// MUPDATE reads the syntax as Cyrus's MUPDATE peers write it
+	// (docs/mupdate.md §2): runs of spaces, any byte escaped by a
+	// backslash, eight-bit atoms, no lists.
+	MUPDATE Syntax = iota
+	// IMAP reads RFC 9051's rules: one space between tokens, atoms of
+	// ASTRING-CHAR, only \" and \\ escaped, '}' allowed in tags of at most
+	// 64 bytes, and lists nested up to four deep.
+	IMAP
+)
+
+// Reader reads commands (or MUPDATE responses) from a buffered stream, in
+// the MUPDATE syntax unless SetSyntax says otherwise. It is not safe for
+// concurrent use.
 type Reader struct {
 	br   *bufio.Reader
 	lim  Limits
+	imap bool
 	cont func() error
 	line []byte // scratch buffer for the current line
 }
@@ -96,6 +122,12 @@ func NewReader(br *bufio.Reader, lim Limits) *Reader {
 // SetLimits replaces the limits for the following commands, for example
 // wider ones once the peer has authenticated.
 func (r *Reader) SetLimits(lim Limits) { r.lim = lim.withDefaults() }
+
+// SetSyntax selects the lexical rules for the following commands.
+func (r *Reader) SetSyntax(s Syntax) { r.imap = s == IMAP }
+
+// cursor returns a cursor over line in the reader's syntax.
+func (r *Reader) cursor(line []byte) cursor { return cursor{b: line, imap: r.imap} }
 
 // Limits returns the limits in force.
 func (r *Reader) Limits() Limits { return r.lim }
@@ -131,9 +163,9 @@ func (r *Reader) ReadCommand() (*Command, error) {
 	budget := r.begin()
 	line, err := r.readLine(&budget)
 	if err != nil {
-		return nil, err
+		return nil, r.tagSkipped(err)
 	}
-	p := cursor{b: line}
+	p := r.cursor(line)
 	if p.allSpace() {
 		return &Command{}, nil
 	}
@@ -143,10 +175,7 @@ func (r *Reader) ReadCommand() (*Command, error) {
 		return nil, r.fail("", "Invalid tag", line, &budget)
 	}
 	cmd.Tag = tag
-	if !p.skipSpaces() || p.eol() {
-		if !p.eol() {
-			return nil, r.fail(tag, "Invalid tag", line, &budget)
-		}
+	if !p.space() || (p.eol() && !p.imap) { // IMAP needs a name after "tag SP"
 		return cmd, nil
 	}
 	name := p.atom()
@@ -164,53 +193,80 @@ func (r *Reader) ReadCommand() (*Command, error) {
 // keyword at p, with the literals and continuation lines they span.
 func (r *Reader) readArgs(tag string, p cursor, budget *int) ([]Arg, error) {
 	var args []Arg
+	depth := 0 // lists open (IMAP syntax only)
 	for {
-		if p.eol() {
+		switch {
+		case p.eol() && depth > 0:
+			return nil, r.fail(tag, "Unbalanced parentheses", p.b, budget)
+		case p.eol():
 			return args, nil
-		}
-		if !p.skipSpaces() {
+		case depth > 0 && p.peek() == ')':
+			p.i++
+			depth--
+			args = append(args, Arg{Kind: ListClose})
+			continue
+		case len(args) > 0 && args[len(args)-1].Kind == ListOpen:
+			// A list's first element follows "(" directly.
+		case !p.space():
 			return nil, r.fail(tag, "Extra arguments", p.b, budget)
-		}
-		if p.eol() { // trailing spaces are tolerated
+		case p.eol() && !p.imap: // trailing spaces are tolerated
 			return args, nil
 		}
 		if len(args) >= r.lim.MaxArgs {
 			return nil, r.fail(tag, "Too many arguments", p.b, budget)
 		}
-		switch p.peek() {
-		case '"':
-			s, ok := p.quoted()
-			if !ok {
-				return nil, r.fail(tag, "Invalid quoted string", p.b, budget)
-			}
-			args = append(args, Arg{Kind: Quoted, Value: s})
-		case '{':
-			n, sync, ok := p.literalHeader()
-			if !ok || !p.eol() {
-				return nil, r.fail(tag, "Invalid literal", p.b, budget)
-			}
-			s, hasNUL, err := r.literal(tag, n, sync, budget)
-			if err != nil {
-				return nil, err
-			}
-			// The command continues on the line after the literal.
-			line, err := r.readLine(budget)
-			if err != nil {
-				return nil, tagged(err, tag)
-			}
-			if hasNUL { // Cyrus rejects NUL in literals too
-				return nil, r.fail(tag, "NUL byte in literal", line, budget)
-			}
-			args = append(args, Arg{Kind: Literal, Value: s})
-			p = cursor{b: line}
-		default:
-			s := p.atom()
-			if s == "" {
-				return nil, r.fail(tag, "Invalid characters in command", p.b, budget)
-			}
-			args = append(args, Arg{Kind: Atom, Value: s})
+		if p.imap && p.peek() == '(' && depth < maxListDepth {
+			p.i++
+			depth++
+			args = append(args, Arg{Kind: ListOpen})
+			continue
 		}
+		a, err := r.readArg(tag, &p, budget)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, a)
 	}
+}
+
+// maxListDepth bounds the nesting of IMAP lists.
+const maxListDepth = 4
+
+// readArg reads the quoted string, literal or atom at p. After a literal,
+// p is moved to the line that continues the command.
+func (r *Reader) readArg(tag string, p *cursor, budget *int) (Arg, error) {
+	switch p.peek() {
+	case '"':
+		s, ok := p.quoted()
+		if !ok {
+			return Arg{}, r.fail(tag, "Invalid quoted string", p.b, budget)
+		}
+		return Arg{Kind: Quoted, Value: s}, nil
+	case '{':
+		n, sync, ok := p.literalHeader()
+		if !ok || !p.eol() {
+			return Arg{}, r.fail(tag, "Invalid literal", p.b, budget)
+		}
+		s, hasNUL, err := r.literal(tag, n, sync, budget)
+		if err != nil {
+			return Arg{}, err
+		}
+		// The command continues on the line after the literal.
+		line, err := r.readLine(budget)
+		if err != nil {
+			return Arg{}, tagged(err, tag)
+		}
+		if hasNUL { // Cyrus rejects NUL in literals too; IMAP's CHAR8 excludes it
+			return Arg{}, r.fail(tag, "NUL byte in literal", line, budget)
+		}
+		*p = r.cursor(line)
+		return Arg{Kind: Literal, Value: s}, nil
+	}
+	s := p.atom()
+	if s == "" {
+		return Arg{}, r.fail(tag, "Invalid characters in command", p.b, budget)
+	}
+	return Arg{Kind: Atom, Value: s}, nil
 }
 
 // ReadLine reads one raw line, without its line end, for the SASL exchange
@@ -231,8 +287,9 @@ func (r *Reader) readLine(budget *int) ([]byte, error) {
 	r.line = r.line[:0]
 	for {
 		frag, err := r.br.ReadSlice('\n')
-		if len(r.line)+len(frag) > r.lim.MaxLineLength+2 {
-			return nil, &Error{Text: "Line too long", Fatal: true}
+		if room := r.lim.MaxLineLength + 2 - len(r.line); len(frag) > room {
+			r.line = append(r.line, frag[:room]...) // the start, for tagSkipped
+			return nil, r.skipLong(len(r.line)+len(frag)-room, err == nil)
 		}
 		r.line = append(r.line, frag...)
 		if err == nil {
@@ -252,12 +309,47 @@ func (r *Reader) readLine(budget *int) ([]byte, error) {
 		n--
 	}
 	if n > r.lim.MaxLineLength {
-		return nil, &Error{Text: "Line too long", Fatal: true}
+		return nil, r.tooLong(true)
 	}
 	if *budget < 0 {
-		return nil, &Error{Text: "Command too long", Fatal: true}
+		return nil, &Error{Text: "Command too long", Fatal: true, TooBig: true}
 	}
 	return r.line[:n], nil
+}
+
+// skipLong handles a line longer than MaxLineLength of which seen bytes
+// were read (ended: through its LF). Without MaxDiscard that is fatal;
+// with it, up to MaxDiscard bytes are skipped to find the line's end, so
+// that the next line can be read.
+func (r *Reader) skipLong(seen int, ended bool) error {
+	for !ended && seen <= r.lim.MaxDiscard {
+		frag, err := r.br.ReadSlice('\n')
+		seen += len(frag)
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return err
+		}
+		ended = err == nil
+	}
+	return r.tooLong(ended)
+}
+
+// tooLong is the error for an over-long line; skipped says the whole line
+// was consumed.
+func (r *Reader) tooLong(skipped bool) error {
+	return &Error{Text: "Line too long", Fatal: !skipped || r.lim.MaxDiscard == 0, TooBig: true}
+}
+
+// tagSkipped gives the error for a skipped over-long first line the tag
+// the line began with, so that the BAD answering it is tagged.
+func (r *Reader) tagSkipped(err error) error {
+	var we *Error
+	if errors.As(err, &we) && !we.Fatal {
+		p := r.cursor(r.line)
+		if tag, ok := p.tag(); ok && p.space() {
+			we.Tag = tag
+		}
+	}
+	return err
 }
 
 // literal reads the contents of a literal of n bytes announced by the
@@ -276,7 +368,7 @@ func (r *Reader) literal(tag string, n uint64, sync bool, budget *int) (string, 
 		// A client that sent {N} waits for "+ go ahead" and abandons the
 		// command on BAD: the stream stays in sync. The bytes of a {N+}
 		// literal are already on their way: give up on this connection.
-		return "", false, &Error{Tag: tag, Text: text, Fatal: !sync}
+		return "", false, &Error{Tag: tag, Text: text, Fatal: !sync, TooBig: true}
 	}
 	if sync && r.cont != nil {
 		if err := r.cont(); err != nil {
@@ -303,7 +395,7 @@ func (r *Reader) literal(tag string, n uint64, sync bool, budget *int) (string, 
 // continuation it will never get.
 func (r *Reader) fail(tag, text string, line []byte, budget *int) error {
 	for {
-		n, sync, ok := trailingLiteral(line)
+		n, sync, ok := TrailingLiteral(line)
 		if !ok || sync {
 			return &Error{Tag: tag, Text: text}
 		}
@@ -325,13 +417,15 @@ func (r *Reader) fail(tag, text string, line []byte, budget *int) error {
 func tagged(err error, tag string) error {
 	var we *Error
 	if errors.As(err, &we) && we.Tag == "" {
-		return &Error{Tag: tag, Text: we.Text, Fatal: we.Fatal}
+		we.Tag = tag
 	}
 	return err
 }
 
-// trailingLiteral reports whether line ends with a literal header.
-func trailingLiteral(line []byte) (n uint64, sync, ok bool) {
+// TrailingLiteral reports whether line (without its line end) ends with a
+// literal header, and the literal's size; a size too long for a uint64 is
+// reported as the largest one.
+func TrailingLiteral(line []byte) (n uint64, sync, ok bool) {
 	if len(line) == 0 || line[len(line)-1] != '}' {
 		return 0, false, false
 	}

@@ -1,4 +1,4 @@
-package mupdatewire
+package imapwire
 
 import (
 	"bufio"
@@ -21,7 +21,14 @@ type step struct {
 // error, and counts continuations.
 func readAll(t *testing.T, input string, lim Limits) (steps []step, conts int) {
 	t.Helper()
+	return readAllIn(t, MUPDATE, input, lim)
+}
+
+// readAllIn is readAll in the given syntax.
+func readAllIn(t *testing.T, syntax Syntax, input string, lim Limits) (steps []step, conts int) {
+	t.Helper()
 	r := NewReader(bufio.NewReader(strings.NewReader(input)), lim)
+	r.SetSyntax(syntax)
 	r.SetContinuation(func() error { conts++; return nil })
 	for i := 0; i < 100; i++ {
 		cmd, err := r.ReadCommand()

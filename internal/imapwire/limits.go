@@ -1,9 +1,14 @@
-// Package mupdatewire is the one MUPDATE (RFC 3656) codec, for both sides:
-// the server reads commands and writes responses, the client writes
-// commands and reads responses. It speaks the syntax the way real Cyrus
-// IMAP peers do (docs/mupdate.md §2): tags, atoms, quoted strings with
-// backslash escapes, {N} synchronizing and {N+} non-synchronizing
-// literals, and bare LF line ends.
+// Package imapwire reads and writes IMAP's syntax (RFC 9051 §4): tags,
+// atoms, quoted strings with backslash escapes, {N} synchronizing and {N+}
+// non-synchronizing literals, lists. Two protocols use it: MUPDATE (RFC
+// 3656), which borrows IMAP's syntax, on both sides (the server reads
+// commands and writes responses, the client writes commands and reads
+// responses), and the gateway's IMAP sessions, which read commands before
+// login and the commands they answer themselves after it. Where Cyrus's
+// MUPDATE peers are looser than RFC 9051 (runs of spaces, any escaped byte,
+// eight-bit atoms) the reader follows the Syntax it is given
+// (docs/mupdate.md §2 describes the MUPDATE one). Response and Writer are
+// MUPDATE's alone.
 //
 // The reader is written for hostile input. Every line, literal and command
 // is bounded by Limits; an announced literal size is checked before a single
@@ -12,15 +17,17 @@
 // the command was consumed) or must be closed.
 //
 // The package knows nothing about command semantics: package mupdatecompat
-// (the server) decides what each command means, internal/mupdateclient
-// what each response means.
-package mupdatewire
+// (the MUPDATE server) decides what each command means,
+// internal/mupdateclient what each response means, package gateway what
+// an IMAP command means.
+package imapwire
 
 // Limits bounds what one peer can make the reader hold in memory.
 type Limits struct {
 	// MaxLineLength is the longest line, without its line end and without
 	// literal contents, that is accepted. A longer line cannot be parsed
-	// safely and closes the connection. Cyrus SASL lines reach 21848 bytes.
+	// safely and closes the connection, unless MaxDiscard lets it be
+	// skipped. Cyrus SASL lines reach 21848 bytes.
 	MaxLineLength int
 	// MaxLiteralSize is the largest single literal. A larger {N} literal is
 	// refused before the client sends it; a larger {N+} literal closes the
@@ -30,6 +37,11 @@ type Limits struct {
 	MaxCommandSize int
 	// MaxArgs bounds the number of arguments of one command.
 	MaxArgs int
+	// MaxDiscard, when set, lets an over-long line be skipped rather than
+	// close the connection: its end is searched for while fewer than
+	// MaxDiscard bytes of it have been read, and if found the error is not
+	// fatal. MUPDATE leaves it 0.
+	MaxDiscard int
 }
 
 // DefaultLimits returns limits far above anything Cyrus sends (mailbox

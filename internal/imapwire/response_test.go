@@ -1,4 +1,4 @@
-package mupdatewire
+package imapwire
 
 import (
 	"bufio"
