@@ -34,6 +34,10 @@ func (k ArgKind) String() string {
 		return "quoted"
 	case Literal:
 		return "literal"
+	case ListOpen:
+		return "list open"
+	case ListClose:
+		return "list close"
 	}
 	return fmt.Sprintf("ArgKind(%d)", uint8(k))
 }
