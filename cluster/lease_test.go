@@ -265,6 +265,37 @@ func TestLeadershipTransferRevokesTheLeaseBeforeTimeoutNowIsSent(t *testing.T) {
 	}
 }
 
+func TestNewLeaderReadsOnItsLeaseOnlyOnceAnEntryOfItsTermIsApplied(t *testing.T) {
+	clock := newManualClock()
+	c, fts := leaseCluster(t, ReadLease, clock)
+	old, next := c.leader(), c.followers()[0]
+	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+	// The new leader's heartbeats get through; its entries do not.
+	fts[next.cfg.NodeID].setRule(func(_ raft.ServerID, req any) fault {
+		if ae, ok := req.(*raft.AppendEntriesRequest); ok && len(ae.Entries) > 0 {
+			return fault{hold: release}
+		}
+		return fault{}
+	})
+	if err := old.node.TransferLeadership(testCtx(t), next.cfg.NodeID); err != nil {
+		t.Fatalf("transfer: %v", err)
+	}
+	waitFor(t, "acknowledged heartbeats of the new leader", func() bool {
+		l := next.node.lease
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return next.node.IsLeader() && l.term == next.node.raft.CurrentTerm() && len(l.acks) > 0
+	})
+	if _, ok := next.node.leaseIndex(); ok {
+		t.Fatal("a new leader reads on its lease before an entry of its term is applied")
+	}
+	unblock()
+	waitLease(t, next.node)
+}
+
 func TestLeaderThatSteppedDownHoldsNoLease(t *testing.T) {
 	clock := newManualClock()
 	c, fts := leaseCluster(t, ReadLease, clock)
