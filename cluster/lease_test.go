@@ -169,12 +169,13 @@ func TestLeaseReadsOnTheLeaderSendNoHeartbeatRound(t *testing.T) {
 	const reads = 200
 	tests := []struct {
 		mode string
-		// bound on heartbeats per read: a round sends one per follower,
-		// raft's own ticks a few in the time reads take.
-		atLeast, below float64
+		// Heartbeats sent while the reads run. A round needs an answer to
+		// a heartbeat of its own, less the one per follower that may be in
+		// flight when counting starts; raft's own ticks add a few.
+		atLeast, below int64
 	}{
-		{ReadLinearizable, 1, 1e9},
-		{ReadLease, 0, 0.25},
+		{ReadLinearizable, reads - 2, 1 << 30},
+		{ReadLease, 0, reads / 4},
 	}
 	for _, tc := range tests {
 		t.Run(tc.mode, func(t *testing.T) {
@@ -196,10 +197,10 @@ func TestLeaseReadsOnTheLeaderSendNoHeartbeatRound(t *testing.T) {
 					t.Fatalf("read %d: found=%v err=%v", i, found, err)
 				}
 			}
-			per := float64(heartbeats.Load()) / reads
-			t.Logf("%s: %d heartbeats for %d reads", tc.mode, heartbeats.Load(), reads)
-			if per < tc.atLeast || per >= tc.below {
-				t.Fatalf("%s: %.2f heartbeats per read, want in [%v, %v)", tc.mode, per, tc.atLeast, tc.below)
+			got := heartbeats.Load()
+			t.Logf("%s: %d heartbeats for %d reads", tc.mode, got, reads)
+			if got < tc.atLeast || got >= tc.below {
+				t.Fatalf("%s: %d heartbeats for %d reads, want in [%d, %d)", tc.mode, got, reads, tc.atLeast, tc.below)
 			}
 		})
 	}
@@ -211,11 +212,40 @@ func TestExpiredLeaseFallsBackToAHeartbeatRound(t *testing.T) {
 	l := c.leader()
 	waitLease(t, l.node)
 	mustApply(t, l.node, activate(1))
-	waitLease(t, l.node) // the write's acknowledgements moved it; still valid
-	// No heartbeat reaches a follower any more: only the lease can answer.
-	fts[l.cfg.NodeID].setRule(func(_ raft.ServerID, req any) fault {
-		_, ae := req.(*raft.AppendEntriesRequest)
-		return fault{fail: ae}
+	commit := l.node.raft.CommitIndex()
+	waitFor(t, "the followers to apply the write", func() bool {
+		for _, f := range c.followers() {
+			if applied, _ := f.node.fsm.appliedIndex(); applied < commit {
+				return false
+			}
+		}
+		return true
+	})
+	// No raft message gets through any more: only the lease can answer,
+	// and no other node can become leader and answer instead. Once a
+	// heartbeat to each follower failed, none sent earlier is in flight
+	// (raft counts a late answer for a later VerifyLeader).
+	var mu sync.Mutex
+	failed := map[raft.ServerID]bool{}
+	for _, ft := range fts {
+		ft.setRule(func(to raft.ServerID, req any) fault {
+			if isHeartbeat(req) {
+				mu.Lock()
+				failed[to] = true
+				mu.Unlock()
+			}
+			return fault{fail: true}
+		})
+	}
+	waitFor(t, "a failed heartbeat to each follower", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, f := range c.followers() {
+			if !failed[raft.ServerID(f.cfg.NodeID)] {
+				return false
+			}
+		}
+		return true
 	})
 	if _, found, err := l.node.LinearizableGet(testCtx(t), mailboxName(1)); err != nil || !found {
 		t.Fatalf("read under a valid lease with heartbeats failing: found=%v err=%v", found, err)
