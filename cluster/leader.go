@@ -43,7 +43,9 @@ func (n *Node) watchLeadership() {
 		case isLeader := <-n.raft.LeaderCh():
 			if isLeader {
 				n.establishLeadership()
-			} else if n.lease != nil {
+			} else if n.lease != nil && !n.IsLeader() {
+				// Not when it leads again already (raft reports only the
+				// latest change): that term's lease is a new one.
 				n.lease.revoke(n.raft.CurrentTerm())
 			}
 		case <-n.ctx.Done():
