@@ -129,7 +129,7 @@ func TestLeaseHoldsWhileAQuorumAcknowledgedWithinItsSpan(t *testing.T) {
 
 // leaseCluster is a three-node cluster in mode whose raft links pass
 // through fault transports, its leases on clock (nil: the real one).
-func leaseCluster(t *testing.T, mode string, clock LeaseClock) (*testCluster, map[string]*faultTransport) {
+func leaseCluster(t *testing.T, mode string, clock LeaseClock, tweaks ...func(*Config)) (*testCluster, map[string]*faultTransport) {
 	t.Helper()
 	fts := map[string]*faultTransport{}
 	c := newTestCluster(t, 3, func(cfg *Config) {
@@ -141,6 +141,9 @@ func leaseCluster(t *testing.T, mode string, clock LeaseClock) (*testCluster, ma
 		cfg.Transport = fts[cfg.NodeID]
 		cfg.ReadMode = mode
 		cfg.LeaseClock = clock
+		for _, tw := range tweaks {
+			tw(cfg)
+		}
 	})
 	return c, fts
 }
@@ -350,9 +353,49 @@ type readRecord struct {
 	err        error
 }
 
+// The second case breaks the clock assumption on purpose, as if the
+// followers' clocks ran 20 times fast: it proves the test sees a stale
+// read when one happens.
 func TestCutOffLeaderStopsLeaseReadsAndNeverServesAValueOverwrittenElsewhere(t *testing.T) {
-	c, fts := leaseCluster(t, ReadLease, nil)
-	old := c.leader()
+	tests := []struct {
+		name               string
+		leaderHB, othersHB time.Duration
+		wantStale          bool
+	}{
+		{"every heartbeat timeout as the lease assumes", 300 * time.Millisecond, 300 * time.Millisecond, false},
+		{"followers time out 20 times sooner than the lease assumes", time.Second, 50 * time.Millisecond, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, fts := leaseCluster(t, ReadLease, nil, func(cfg *Config) {
+				hb := tc.othersHB
+				if cfg.NodeID == "n1" {
+					hb = tc.leaderHB
+				}
+				cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = hb, hb, hb
+			})
+			old := c.nodes[0]
+			if c.leader() != old {
+				if err := c.leader().node.TransferLeadership(testCtx(t), old.cfg.NodeID); err != nil {
+					t.Fatalf("transfer to %s: %v", old.cfg.NodeID, err)
+				}
+				waitFor(t, old.cfg.NodeID+" to lead", func() bool { return c.stableLeader() == old })
+			}
+			stale := cutOffLeaderReads(t, c, fts, old)
+			if stale != tc.wantStale {
+				t.Fatalf("stale read seen: %v, want %v", stale, tc.wantStale)
+			}
+		})
+	}
+}
+
+// cutOffLeaderReads cuts old, the leader, off from the others while
+// reading one name on it in a loop, has the new leader overwrite the name,
+// and reports whether old returned the overwritten value to a read started
+// after the new one was acknowledged. It fails the test if old answered no
+// read on its lease, or answered one started after its lease ended.
+func cutOffLeaderReads(t *testing.T, c *testCluster, fts map[string]*faultTransport, old *testNode) (stale bool) {
+	t.Helper()
 	const name = "user.lease"
 	mustApply(t, old.node, fsm.Command{Op: fsm.OpActivate, Name: name, Location: "be-old!default", ACL: acl(1), Identity: "mupdate-be"})
 	waitLease(t, old.node)
@@ -415,17 +458,18 @@ func TestCutOffLeaderStopsLeaseReadsAndNeverServesAValueOverwrittenElsewhere(t *
 			served++
 		}
 		if r.start.After(ackedAt) && r.loc != "be-new!default" {
-			t.Fatalf("a read started %v after the new leader acknowledged be-new returned %q", r.start.Sub(ackedAt), r.loc)
+			stale = true
 		}
 		if r.start.After(leaseEnd) && r.loc == "be-old!default" {
 			t.Fatalf("the cut-off node answered a read started %v after its lease ended", r.start.Sub(leaseEnd))
 		}
 	}
-	t.Logf("%d reads on the cut-off leader, %d answered after the cut (on its lease); new leader acknowledged the write %v after the cut",
-		len(reads), served, ackedAt.Sub(cutAt))
+	t.Logf("%d reads on the cut-off leader, %d answered after the cut; the new leader acknowledged its write %v after the cut, the lease ended %v after it",
+		len(reads), served, ackedAt.Sub(cutAt), old.node.lease.span)
 	if served == 0 {
 		t.Fatal("the cut-off leader answered no read on its lease: the test did not exercise it")
 	}
+	return stale
 }
 
 func TestLeaseModeNodeListensForRaftOnlyAHeartbeatTimeoutAfterStart(t *testing.T) {
