@@ -16,7 +16,7 @@ import (
 // linearizable.
 //
 // On the leader: confirm leadership with a heartbeat round (VerifyLeader),
-// then wait until the commit index recorded before it is applied; reads are
+// or in ReadLease by a lease while it holds, then wait until the commit index recorded before it is applied; reads are
 // refused until the leader has applied an entry of its own term. On a
 // follower: ask the leader for that index (Peer.ReadIndex), then wait until
 // it is applied here. Concurrent callers share rounds, so the cost is one
