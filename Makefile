@@ -58,10 +58,13 @@ bench-gateway:
 bench-mupdate: build deps
 	ROOKERY_BENCH=$(BIN)/rookery-bench ./scripts/bench-mupdate.sh
 
-## jepsen: fault-injection runs with linearizability checking (JEPSEN_RUNS, JEPSEN_TIME, JEPSEN_NEMESIS, JEPSEN_LOG_STORE)
+## jepsen: fault-injection runs with linearizability checking (JEPSEN_RUNS, JEPSEN_TIME, JEPSEN_NEMESIS, JEPSEN_LOG_STORE,
+## JEPSEN_READ_MODE, JEPSEN_CLOCK_DRIFT: the clock nemesis, with a rookeryd the test builds with -tags clocknemesis)
 jepsen: build
+	rk=-rookeryd=$(CURDIR)/$(BIN)/rookeryd; [ -z "$${JEPSEN_CLOCK_DRIFT:-}" ] || rk=; \
 	$(GO) test -count=1 -timeout 0 -v -run 'TestJepsen$$' ./jepsen/ -args -runs=$${JEPSEN_RUNS:-5} -time=$${JEPSEN_TIME:-60s} \
-		-nemesis=$${JEPSEN_NEMESIS:-} -log-store=$${JEPSEN_LOG_STORE:-} -rookeryd=$(CURDIR)/$(BIN)/rookeryd
+		-nemesis=$${JEPSEN_NEMESIS:-} -log-store=$${JEPSEN_LOG_STORE:-} -read-mode=$${JEPSEN_READ_MODE:-} \
+		-clock-drift=$${JEPSEN_CLOCK_DRIFT:-0} $$rk
 
 ## jepsen-short: the short fault-injection runs that `make test` also runs
 jepsen-short:

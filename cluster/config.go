@@ -81,6 +81,19 @@ type Config struct {
 	// missed that push (it was behind); every tick costs an RPC per
 	// follower on an idle cluster.
 	CommitTimeout time.Duration
+	// ReadMode is how the leader confirms a linearizable read:
+	// ReadLinearizable (the default, a heartbeat round per batch of
+	// reads) or ReadLease (answered locally while a lease holds; lease.go).
+	// Every member must run the same mode: a lease-mode node waits a
+	// HeartbeatTimeout after it starts before it votes.
+	ReadMode string
+	// LeaseMaxDrift is the largest relative difference between the rates
+	// of two members' clocks that ReadLease tolerates; the lease is that
+	// much shorter than HeartbeatTimeout. Zero means 0.1.
+	LeaseMaxDrift float64
+	// LeaseClock is the clock leases are measured on; nil means Go's
+	// monotonic clock. Tests and the clock nemesis replace it.
+	LeaseClock LeaseClock
 	// WriteTimeout bounds a write and a linearizable read that cannot reach
 	// a quorum: they fail with an error wrapping ErrUnavailable.
 	WriteTimeout time.Duration
@@ -188,6 +201,8 @@ func DefaultConfig() Config {
 		MaxBatchCommands:   1024,
 
 		MaxProposalsInFlight: 2,
+		ReadMode:             ReadLinearizable,
+		LeaseMaxDrift:        0.1,
 		FSM:                  fsm.DefaultConfig(),
 
 		ConsistencyCheckInterval: 5 * time.Minute,
@@ -230,6 +245,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxProposalsInFlight == 0 {
 		c.MaxProposalsInFlight = d.MaxProposalsInFlight
+	}
+	if c.ReadMode == "" {
+		c.ReadMode = d.ReadMode
+	}
+	if c.LeaseMaxDrift == 0 {
+		c.LeaseMaxDrift = d.LeaseMaxDrift
+	}
+	if c.LeaseClock == nil {
+		c.LeaseClock = monotonicClock{}
 	}
 	if c.FSM.HistorySize == 0 {
 		c.FSM.HistorySize = d.FSM.HistorySize
@@ -283,6 +307,12 @@ func (c Config) validate() error {
 	}
 	if err := c.validateRaftAuth(); err != nil {
 		return err
+	}
+	if c.ReadMode != ReadLinearizable && c.ReadMode != ReadLease {
+		return fmt.Errorf("cluster: config: ReadMode %q: want %q or %q", c.ReadMode, ReadLinearizable, ReadLease)
+	}
+	if c.LeaseMaxDrift < 0 || c.LeaseMaxDrift >= 0.5 {
+		return fmt.Errorf("cluster: config: LeaseMaxDrift %v: want at least 0 and below 0.5", c.LeaseMaxDrift)
 	}
 	if c.SnapshotRetain < 1 {
 		return errors.New("cluster: config: SnapshotRetain must be at least 1")

@@ -25,7 +25,9 @@
 // the replicated peer map for that purpose), so entries committed by its
 // predecessors are visible. Node.LinearizableGet reads one name: a
 // follower that has not yet applied the read index has the leader answer
-// (Peer.Lookup) instead of waiting to learn the new commit index.
+// (Peer.Lookup) instead of waiting to learn the new commit index. With
+// Config.ReadMode ReadLease the leader skips the heartbeat round while a
+// lease from its followers' acknowledgements holds (lease.go).
 //
 // Availability. Every call that needs a leader or quorum gives up after
 // Config.WriteTimeout (or the caller's deadline) with an error wrapping

@@ -43,6 +43,10 @@ func (n *Node) watchLeadership() {
 		case isLeader := <-n.raft.LeaderCh():
 			if isLeader {
 				n.establishLeadership()
+			} else if n.lease != nil && !n.IsLeader() {
+				// Not when it leads again already (raft reports only the
+				// latest change): that term's lease is a new one.
+				n.lease.revoke(n.raft.CurrentTerm())
 			}
 		case <-n.ctx.Done():
 			return
@@ -65,6 +69,7 @@ func (n *Node) establishLeadership() {
 		cancel()
 		if err == nil {
 			if n.raft.CurrentTerm() == term {
+				n.refreshLeaseVoters()
 				n.lead.setReady(term)
 				n.logger.Info("leadership established", "term", term)
 			}

@@ -172,6 +172,7 @@ func (n *Node) addServerLocal(ctx context.Context, p Peer, voter bool) (uint64, 
 	if _, _, err := n.propose(ctx, []fsm.Command{{Op: fsm.OpSetPeer, Name: p.ID, Location: p.APIAddr}}); err != nil {
 		return 0, err
 	}
+	defer n.changingMembers()()
 	var f raft.IndexFuture
 	if voter {
 		f = n.raft.AddVoter(raft.ServerID(p.ID), raft.ServerAddress(p.RaftAddr), 0, n.cfg.WriteTimeout)
@@ -252,6 +253,7 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 	if _, _, err := n.propose(ctx, []fsm.Command{{Op: fsm.OpSetPeer, Name: id}}); err != nil {
 		return err
 	}
+	defer n.changingMembers()()
 	if err := waitFuture(ctx, n.raft.RemoveServer(raft.ServerID(id), 0, n.cfg.WriteTimeout)); err != nil {
 		return n.raftError("remove server "+id, err)
 	}

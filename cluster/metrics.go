@@ -21,6 +21,9 @@ type Hooks struct {
 	// "unavailable" (outcome unknown, e.g. leadership lost mid-write),
 	// "canceled" (the caller gave up), "shutdown" or "other".
 	ProposalFailed func(reason string)
+	// LeaderRead is called for every read index the leader takes, with
+	// whether its lease gave it (ReadLease) or it took a heartbeat round.
+	LeaderRead func(lease bool)
 }
 
 // ProposalFailureReason classifies an error returned by Apply for

@@ -39,6 +39,7 @@ type Node struct {
 	// rounds to the leader.
 	leaderReads   *readBatcher
 	followerReads *readBatcher
+	lease         *lease // nil unless ReadLease
 	lead          leadership
 	health        *heartbeatTracker
 	changes       leaderChanges
@@ -79,6 +80,9 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, logger: cfg.Logger.With("node", cfg.NodeID)}
 	n.alarms = newAlarmSet(n.logger)
+	if err := waitVoteFence(ctx, cfg); err != nil {
+		return nil, err
+	}
 	if err := n.start(); err != nil {
 		n.release()
 		return nil, err
@@ -109,7 +113,11 @@ func (n *Node) start() error {
 			return err
 		}
 	}
-	n.trans = &raftTransport{Transport: inner}
+	n.trans = &raftTransport{Transport: inner, term: func() uint64 { return n.raft.CurrentTerm() }}
+	if n.cfg.ReadMode == ReadLease {
+		n.lease = newLease(n.cfg.LeaseClock, n.cfg.HeartbeatTimeout, n.cfg.LeaseMaxDrift)
+		n.trans.lease = n.lease
+	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.peers = newPeerClients(n.cfg.PeerDialOptions)
 	n.proposer = newProposer(n)

@@ -56,8 +56,9 @@ func (s *peerServer) Apply(ctx context.Context, req *rookeryv1.PeerApplyRequest)
 	return &rookeryv1.PeerApplyResponse{Results: fsm.EncodeResults(results), Index: index}, nil
 }
 
-// ReadIndex confirms leadership and returns the index a follower must
-// apply before serving a linearizable read. Concurrent calls share rounds.
+// ReadIndex confirms leadership (by a heartbeat round, or the lease in
+// ReadLease) and returns the index a follower must apply before serving a
+// linearizable read. Concurrent calls share rounds.
 func (s *peerServer) ReadIndex(ctx context.Context, _ *rookeryv1.ReadIndexRequest) (*rookeryv1.ReadIndexResponse, error) {
 	n := s.n
 	if n.closed.Load() || !n.IsLeader() {
@@ -65,7 +66,7 @@ func (s *peerServer) ReadIndex(ctx context.Context, _ *rookeryv1.ReadIndexReques
 	}
 	ctx, cancel := n.withWriteTimeout(ctx)
 	defer cancel()
-	index, err := n.leaderReads.do(ctx)
+	index, err := n.leaderIndex(ctx)
 	if err != nil {
 		return nil, toPeerError(err)
 	}

@@ -16,7 +16,7 @@ import (
 // linearizable.
 //
 // On the leader: confirm leadership with a heartbeat round (VerifyLeader),
-// then wait until the commit index recorded before it is applied; reads are
+// or in ReadLease by a lease while it holds, then wait until the commit index recorded before it is applied; reads are
 // refused until the leader has applied an entry of its own term. On a
 // follower: ask the leader for that index (Peer.ReadIndex), then wait until
 // it is applied here. Concurrent callers share rounds, so the cost is one
@@ -70,7 +70,7 @@ func (n *Node) LinearizableGet(ctx context.Context, name string) (e fsm.Entry, f
 
 // leaderGet is one LinearizableGet round on the leader.
 func (n *Node) leaderGet(ctx context.Context, name string) (fsm.Entry, bool, error) {
-	index, err := n.leaderReads.do(ctx)
+	index, err := n.leaderIndex(ctx)
 	if err != nil {
 		return fsm.Entry{}, false, err
 	}
@@ -104,7 +104,7 @@ func (n *Node) followerGet(ctx context.Context, name string) (fsm.Entry, bool, e
 func (n *Node) readIndex(ctx context.Context) (index uint64, err error) {
 	err = n.retryRead(ctx, func() error {
 		if n.raft.State() == raft.Leader {
-			index, err = n.leaderReads.do(ctx)
+			index, err = n.leaderIndex(ctx)
 		} else {
 			index, err = n.followerReads.do(ctx)
 		}

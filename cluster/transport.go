@@ -94,11 +94,17 @@ func newTransport(addr, advertiseAddr string, tlsCfg *tls.Config, secret []byte,
 // to save current term: database not open"), which a test run under load
 // hit. fence stops new heartbeat handling and waits for any in progress.
 //
+// Lease (ReadLease only): AppendEntries records when each follower's
+// acknowledged request was sent, and TimeoutNow, which raft sends only to
+// hand leadership over, revokes the lease first (lease.go).
+//
 // Every other method, and the optional interfaces raft looks for
 // (pre-vote, close), come from the embedded transport: the TCP one, or
 // Config.Transport.
 type raftTransport struct {
 	Transport
+	lease *lease        // nil unless ReadLease
+	term  func() uint64 // raft's current term
 
 	mu     sync.RWMutex // held for reading while a heartbeat is handled
 	fenced bool
@@ -122,6 +128,30 @@ var _ func(*raftTransport, raft.ServerID, raft.ServerAddress) (raft.AppendPipeli
 // "never pipeline to this follower".
 func (*raftTransport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
 	return nil, raft.ErrPipelineReplicationNotSupported
+}
+
+// AppendEntries sends one request and, with a lease, records an
+// acknowledgement of the leader's term: the follower then knows this node
+// as leader and has restarted its heartbeat timeout after sent.
+func (t *raftTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	if t.lease == nil {
+		return t.Transport.AppendEntries(id, target, args, resp)
+	}
+	sent := t.lease.clock.Now()
+	err := t.Transport.AppendEntries(id, target, args, resp)
+	if err == nil && resp.Success && resp.Term == args.Term {
+		t.lease.acked(id, args.Term, sent)
+	}
+	return err
+}
+
+// TimeoutNow revokes the lease before raft tells a follower to start an
+// election that the others vote in although they know a leader.
+func (t *raftTransport) TimeoutNow(id raft.ServerID, target raft.ServerAddress, args *raft.TimeoutNowRequest, resp *raft.TimeoutNowResponse) error {
+	if t.lease != nil {
+		t.lease.revoke(t.term())
+	}
+	return t.Transport.TimeoutNow(id, target, args, resp)
 }
 
 // SetHeartbeatHandler installs cb behind the fence.

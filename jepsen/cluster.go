@@ -40,6 +40,9 @@ type ClusterConfig struct {
 	// LogStore is raft.log_store ("bolt" or "wal"); empty keeps rookeryd's
 	// default.
 	LogStore string
+	// ReadMode is raft.read_mode ("linearizable" or "lease"); empty keeps
+	// rookeryd's default.
+	ReadMode string
 	// Direct has the nodes reach each other on their real ports instead of
 	// through the proxies: no network faults, and no per-connection cost of
 	// the proxies' process lookup (which falls behind when many
@@ -196,6 +199,9 @@ func (c *Cluster) args(n *Node) []string {
 	}
 	if c.cfg.LogStore != "" {
 		args = append(args, "-raft.log_store", c.cfg.LogStore)
+	}
+	if c.cfg.ReadMode != "" {
+		args = append(args, "-raft.read_mode", c.cfg.ReadMode)
 	}
 	return append(args, c.cfg.ExtraArgs...)
 }

@@ -24,6 +24,8 @@ var (
 	clientsFlag = flag.Int("clients", 0, "clients per node in full runs, half gRPC, half MUPDATE (0: the default, 2)")
 	verboseFlag = flag.Bool("jepsen.v", false, "log harness events to the test log")
 	storeFlag   = flag.String("log-store", "", "raft.log_store of every node, bolt or wal (default: rookeryd's, bolt)")
+	readFlag    = flag.String("read-mode", "", "raft.read_mode of every node, linearizable or lease (default: rookeryd's, linearizable)")
+	driftFlag   = flag.Float64("clock-drift", 0, "run the clock nemesis beside the main one: lease clock rates in [1-d, 1+d] (needs rookeryd built with -tags clocknemesis)")
 )
 
 // runConfig prepares a run's config with the test's binary and folder.
@@ -36,6 +38,8 @@ func runConfig(t *testing.T, name, root string) Config {
 		cfg.Seed = *seedFlag
 	}
 	cfg.Cluster.LogStore = *storeFlag
+	cfg.Cluster.ReadMode = *readFlag
+	cfg.ClockDrift = *driftFlag
 	if *verboseFlag {
 		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
@@ -117,6 +121,12 @@ func TestJepsen(t *testing.T) {
 		name := fmt.Sprintf("run%02d-%dn-%s", i+1, nodes, nem)
 		if *storeFlag != "" {
 			name += "-" + *storeFlag
+		}
+		if *readFlag != "" {
+			name += "-" + *readFlag
+		}
+		if *driftFlag > 0 {
+			name += fmt.Sprintf("-drift%g", *driftFlag)
 		}
 		t.Run(name, func(t *testing.T) {
 			cfg := runConfig(t, name, root)

@@ -32,7 +32,9 @@ func rookerydBinary(t testing.TB) string {
 			return
 		}
 		build.path = filepath.Join(dir, "rookeryd")
-		cmd := exec.Command("go", "build", "-o", build.path, "github.com/rookery/rookery/cmd/rookeryd")
+		// With the clock nemesis's lease clock, which runs at rate 1
+		// until a run's clock nemesis changes it.
+		cmd := exec.Command("go", "build", "-tags", "clocknemesis", "-o", build.path, "github.com/rookery/rookery/cmd/rookeryd")
 		build.out, build.err = cmd.CombinedOutput()
 	})
 	if build.err != nil {

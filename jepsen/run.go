@@ -43,11 +43,15 @@ type Config struct {
 	// while the history records the reads as linearizable: a deliberately
 	// wrong client, to prove the checker catches stale reads.
 	UnsafeStaleReads bool
-	Workload         Workload
-	Seed             uint64
-	Cluster          ClusterConfig
-	Check            CheckConfig
-	Logger           *slog.Logger
+	// ClockDrift, when positive, runs the clock nemesis beside Nemesis:
+	// lease clock rates in [1−ClockDrift, 1+ClockDrift] (clock.go). It
+	// needs rookeryd built with -tags clocknemesis.
+	ClockDrift float64
+	Workload   Workload
+	Seed       uint64
+	Cluster    ClusterConfig
+	Check      CheckConfig
+	Logger     *slog.Logger
 }
 
 // DefaultConfig is a 3-node mixed-nemesis run of 30 s.
@@ -92,8 +96,15 @@ func (r *RunResult) Summary(cfg Config) string {
 	if !r.Report.Valid() || len(r.Problems) > 0 {
 		verdict = "INVALID"
 	}
+	nem := describeNemesis(cfg.Nemesis)
+	if cfg.ClockDrift > 0 {
+		nem += fmt.Sprintf("+clock(drift %.2f)", cfg.ClockDrift)
+	}
+	if cfg.Cluster.ReadMode != "" {
+		nem += " read_mode=" + cfg.Cluster.ReadMode
+	}
 	return fmt.Sprintf("%s: %s nodes=%d nemesis=%s duration=%s terms=%d→%d %s", cfg.Name, verdict, cfg.Nodes,
-		describeNemesis(cfg.Nemesis), cfg.Duration, r.Terms[0], r.Terms[1], r.Report.Summary())
+		nem, cfg.Duration, r.Terms[0], r.Terms[1], r.Report.Summary())
 }
 
 // Run starts a cluster, runs the workload under the nemesis, heals, reads
@@ -116,6 +127,11 @@ func Run(ctx context.Context, cfg Config) (*RunResult, error) {
 		return nil, err
 	}
 	defer c.Close()
+	if cfg.ClockDrift > 0 {
+		if err := checkClockNemesis(c); err != nil {
+			return nil, err
+		}
+	}
 	r := &run{cfg: cfg, c: c, h: NewHistory(), rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))}
 	return r.execute(ctx)
 }
@@ -208,9 +224,18 @@ func (r *run) execute(ctx context.Context) (*RunResult, error) {
 	terms[0] = r.c.highestTerm(ctx)
 	nemDone := make(chan struct{})
 	go func() { defer close(nemDone); nem.run(workCtx) }()
+	clockDone := make(chan struct{})
+	cn := r.clockNemesis()
+	go func() {
+		defer close(clockDone)
+		if cn != nil {
+			cn.run(workCtx)
+		}
+	}()
 	<-workCtx.Done()
 	stopWork()
 	<-nemDone
+	<-clockDone
 	workWG.Wait()
 	terms[1] = r.c.highestTerm(ctx)
 	log.Info("workload done", "ops", len(r.h.Ops()))
@@ -253,6 +278,15 @@ func (r *run) execute(ctx context.Context) (*RunResult, error) {
 		return res, err
 	}
 	return res, nil
+}
+
+// clockNemesis is the run's clock nemesis; nil without ClockDrift.
+func (r *run) clockNemesis() *clockNemesis {
+	if r.cfg.ClockDrift <= 0 {
+		return nil
+	}
+	return &clockNemesis{c: r.c, h: r.h, log: r.cfg.Logger, drift: r.cfg.ClockDrift, every: r.cfg.QuietFor,
+		rng: rand.New(rand.NewPCG(r.rng.Uint64(), r.rng.Uint64()))}
 }
 
 // finalReads reads every name on every node, linearizably, over both

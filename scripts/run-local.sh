@@ -26,6 +26,7 @@
 # $ROOKERY_MUPDATE_TLS_KEY, or a self-signed one for 127.0.0.1 made under $DATA.
 # $ROOKERY_LOG_STORE chooses the raft log store of a new ./data: bolt
 # (raft-boltdb, the default) or wal (raft-wal, one fsync per append).
+# $ROOKERY_READ_MODE is raft.read_mode: linearizable (the default) or lease.
 # RAFT_PORTS, GRPC_PORTS, MUPDATE_PORTS and DEBUG_PORTS (three ports each,
 # space-separated) move the listeners, for tests.
 set -euo pipefail
@@ -33,6 +34,7 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
 DATA=${DATA:-data}
 LOG_STORE=${ROOKERY_LOG_STORE:-bolt}
+READ_MODE=${ROOKERY_READ_MODE:-linearizable}
 read -r -a RAFT <<<"${RAFT_PORTS:-7001 7002 7003}"
 read -r -a GRPC <<<"${GRPC_PORTS:-7101 7102 7103}"
 read -r -a MUPD <<<"${MUPDATE_PORTS:-3905 3906 3907}"
@@ -135,7 +137,7 @@ for i in "${down[@]}"; do
   setsid sh -c '[ "$0" = 0 ] || echo "$0" >/proc/self/autogroup || echo "could not set autogroup nice $0" >&2; exec "$@"' \
     "$AUTOGROUP_NICE" "$BIN/rookeryd" \
     -node.id "n$i" -node.data_dir "$DATA/n$i" \
-    -raft.address "127.0.0.1:${RAFT[$k]}" -raft.peers "$PEERS" -raft.log_store "$LOG_STORE" \
+    -raft.address "127.0.0.1:${RAFT[$k]}" -raft.peers "$PEERS" -raft.log_store "$LOG_STORE" -raft.read_mode "$READ_MODE" \
     -grpc.listen "127.0.0.1:${GRPC[$k]}" -grpc.open_reads -debug.listen "127.0.0.1:${DEBUG[$k]}" \
     -mupdate.listen "127.0.0.1:${MUPD[$k]}" -mupdate.servername "rookery-n$i" \
     -raft.peer_secret_file "$DATA/cluster-secret" \

@@ -74,6 +74,8 @@ type RaftConfig struct {
 	// ConsistencyCheckInterval: how often the node compares its directory
 	// hash with the other members' (0 disables the periodic check).
 	ConsistencyCheckInterval config.Duration `toml:"consistency_check_interval" help:"how often to compare the directory hash with the other members (0: only on rookeryctl check consistency)"`
+	// ReadMode: cluster.ReadLease says what "lease" assumes of clocks.
+	ReadMode string `toml:"read_mode" help:"how the leader confirms linearizable reads: linearizable (a heartbeat round) or lease (local while a lease holds; assumes clock rates within 10%; every member the same mode)"`
 
 	TLSCert string `toml:"tls_cert" help:"PEM certificate for raft and peer traffic (enables TLS between nodes)"`
 	TLSKey  string `toml:"tls_key" help:"PEM key for tls_cert"`
@@ -155,6 +157,7 @@ func defaultConfig() Config {
 	c.Raft.TrailingLogs = 50_000
 	c.Raft.HistorySize = 100_000
 	c.Raft.LogStore = cluster.LogStoreBolt
+	c.Raft.ReadMode = cluster.ReadLinearizable
 	c.Raft.ConsistencyCheckInterval = config.Duration(5 * time.Minute)
 	c.GRPC.Listen = "127.0.0.1:7101"
 	c.Mupdate.Listen = "127.0.0.1:3905"
@@ -244,6 +247,9 @@ func (c *Config) validate() error {
 	}
 	if c.Raft.LogStore != cluster.LogStoreBolt && c.Raft.LogStore != cluster.LogStoreWAL {
 		errs = append(errs, fmt.Errorf("raft.log_store %q: want %q or %q", c.Raft.LogStore, cluster.LogStoreBolt, cluster.LogStoreWAL))
+	}
+	if c.Raft.ReadMode != cluster.ReadLinearizable && c.Raft.ReadMode != cluster.ReadLease {
+		errs = append(errs, fmt.Errorf("raft.read_mode %q: want %q or %q", c.Raft.ReadMode, cluster.ReadLinearizable, cluster.ReadLease))
 	}
 	if _, err := parsePeers(c.Raft.Peers); err != nil {
 		errs = append(errs, fmt.Errorf("raft.peers: %w", err))

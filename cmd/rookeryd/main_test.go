@@ -45,6 +45,7 @@ func TestRunRefusesBadConfigurationNamingTheSetting(t *testing.T) {
 		{"bad log level", append(base, "-log.level", "loud", "-raft.bootstrap", "-raft.insecure"), "log.level"},
 		{"bad backend servers", append(base, "-mupdate.backend_servers", "be1"), "mupdate.backend_servers"},
 		{"unknown log store", append(base, "-raft.log_store", "leveldb"), `raft.log_store "leveldb"`},
+		{"unknown read mode", append(base, "-raft.read_mode", "fast"), `raft.read_mode "fast"`},
 		{"raft with neither secret nor TLS", base, "raft connections would be unauthenticated: set raft.peer_secret_file"},
 		{"require_tls without a certificate", append(base, "-mupdate.require_tls"), "mupdate.require_tls needs mupdate.tls_cert"},
 		{"negative reservation ttl", append(base, "-directory.reservation_ttl", "-1m"), "directory.reservation_ttl"},

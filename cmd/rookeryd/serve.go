@@ -265,6 +265,10 @@ func clusterConfig(cfg Config, grpcAddr, peerSecret string, logger *slog.Logger)
 	c.SnapshotThreshold = cfg.Raft.SnapshotThreshold
 	c.TrailingLogs = cfg.Raft.TrailingLogs
 	c.LogStore = cfg.Raft.LogStore
+	c.ReadMode = cfg.Raft.ReadMode
+	if c.LeaseClock, err = leaseClock(cfg.Node.DataDir, logger); err != nil {
+		return c, err
+	}
 	c.FSM = fsm.DefaultConfig()
 	c.FSM.HistorySize = cfg.Raft.HistorySize
 	c.Logger = logger.With("component", "cluster")

@@ -9,11 +9,13 @@ import (
 )
 
 // ClusterHooks counts what a cluster.Node reports through cluster.Hooks:
-// log appends (their duration is dominated by fsync) and failed writes.
+// log appends (their duration is dominated by fsync), failed writes and
+// how the leader confirmed its reads.
 type ClusterHooks struct {
 	fsync    prometheus.Histogram
 	failed   *prometheus.CounterVec
 	appendEr prometheus.Counter
+	reads    *prometheus.CounterVec
 }
 
 // NewClusterHooks registers the hook metrics on reg.
@@ -32,16 +34,21 @@ func NewClusterHooks(reg prometheus.Registerer) *ClusterHooks {
 			Name: "rookery_disk_log_append_failures_total",
 			Help: "Appends to the raft log store that returned an error.",
 		}),
+		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rookery_server_leader_reads_total",
+			Help: "Read indexes this node took as leader, by how leadership was confirmed: lease (raft.read_mode lease, while the lease held) or round (a heartbeat round).",
+		}, []string{"confirmed"}),
 	}
 	for _, r := range []string{"no_leader", "timeout", "unavailable", "canceled", "shutdown", "other"} {
 		h.failed.WithLabelValues(r) // export zeros, so rate() works from the first failure
 	}
-	reg.MustRegister(h.fsync, h.failed, h.appendEr)
+	reg.MustRegister(h.fsync, h.failed, h.appendEr, h.reads)
 	return h
 }
 
 // Hooks returns the cluster.Hooks to put in cluster.Config.
 func (h *ClusterHooks) Hooks() cluster.Hooks {
+	leaseReads, roundReads := h.reads.WithLabelValues("lease"), h.reads.WithLabelValues("round")
 	return cluster.Hooks{
 		StoreLogs: func(d time.Duration, _ int, err error) {
 			if err != nil {
@@ -51,5 +58,12 @@ func (h *ClusterHooks) Hooks() cluster.Hooks {
 			h.fsync.Observe(d.Seconds())
 		},
 		ProposalFailed: func(reason string) { h.failed.WithLabelValues(reason).Inc() },
+		LeaderRead: func(lease bool) {
+			if lease {
+				leaseReads.Inc()
+			} else {
+				roundReads.Inc()
+			}
+		},
 	}
 }
