@@ -12,7 +12,7 @@ import (
 
 	"github.com/rookery/rookery/api/apitest"
 	"github.com/rookery/rookery/cluster"
-	"github.com/rookery/rookery/fsm"
+	"github.com/rookery/rookery/internal/testnode"
 	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
 
@@ -65,30 +65,12 @@ func BenchmarkRestartToServing(b *testing.B) {
 }
 
 func writeRealisticSnapshot(b *testing.B, path string, n int) {
-	s := fsm.New(fsm.DefaultConfig())
-	folders := []string{"", ".Sent", ".Trash", ".Drafts", ".Sent.Archive"}
-	batch := make([]fsm.Command, 0, 4096)
-	idx := uint64(0)
-	flush := func() {
-		idx++
-		s.Apply(idx, batch)
-		batch = batch[:0]
-	}
-	for i := 0; i < n; i++ {
-		u := i / len(folders)
-		batch = append(batch, fsm.Command{Op: fsm.OpActivate, Name: fmt.Sprintf("user.u%07d%s", u, folders[i%len(folders)]),
-			Location: fmt.Sprintf("imap-backend-%02d!default", u%8), ACL: fmt.Sprintf("u%07d\tlrswipkxtecdan\t", u)})
-		if len(batch) == cap(batch) {
-			flush()
-		}
-	}
-	flush()
 	f, err := os.Create(path)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer f.Close()
-	if _, err := s.Snapshot().WriteTo(f); err != nil {
+	if err := testnode.WriteRealisticSnapshot(f, n); err != nil {
 		b.Fatal(err)
 	}
 }
