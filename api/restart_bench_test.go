@@ -18,8 +18,8 @@ import (
 
 // BenchmarkRestartToServing measures how long a three-node cluster whose
 // nodes hold a snapshot of ROOKERY_BENCH_MAILBOXES (default 1M) realistic
-// mailboxes takes from opening its data dirs (seeded with `rookeryctl
-// snapshot restore`, as after a restart from a snapshot) to answering a
+// mailboxes takes from opening its data dirs (seeded with `rookeryd
+// snapshot-restore`, as after a restart from a snapshot) to answering a
 // linearizable Get: raft restores the snapshot on every node (FSM restore
 // with its indexes), elects a leader and serves. All three nodes restore
 // at once in one process on one machine; the CPU time is reported too.
@@ -31,9 +31,9 @@ func BenchmarkRestartToServing(b *testing.B) {
 	dir := b.TempDir()
 	snap := filepath.Join(dir, "dir.snap")
 	writeRealisticSnapshot(b, snap, n)
-	ctl := filepath.Join(dir, "rookeryctl")
-	if out, err := exec.Command("go", "build", "-o", ctl, "github.com/rookery/rookery/cmd/rookeryctl").CombinedOutput(); err != nil {
-		b.Fatalf("build rookeryctl: %v\n%s", err, out)
+	rookeryd := filepath.Join(dir, "rookeryd")
+	if out, err := exec.Command("go", "build", "-o", rookeryd, "github.com/rookery/rookery/cmd/rookeryd").CombinedOutput(); err != nil {
+		b.Fatalf("build rookeryd: %v\n%s", err, out)
 	}
 	for i := 0; i < b.N; i++ {
 		var start time.Time
@@ -44,7 +44,7 @@ func BenchmarkRestartToServing(b *testing.B) {
 				list = append(list, fmt.Sprintf("%s=%s/%s", p.ID, p.RaftAddr, p.APIAddr))
 			}
 			for _, d := range dirs {
-				if out, err := exec.Command(ctl, "snapshot", "restore", snap, "--data-dir", d, "--peers", strings.Join(list, ",")).CombinedOutput(); err != nil {
+				if out, err := exec.Command(rookeryd, "snapshot-restore", snap, "--data-dir", d, "--peers", strings.Join(list, ",")).CombinedOutput(); err != nil {
 					return fmt.Errorf("%v: %s", err, out)
 				}
 			}
