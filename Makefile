@@ -56,7 +56,7 @@ bench-gateway:
 
 ## bench-mupdate: the same MUPDATE load against the real Cyrus master and Rookery, side by side
 bench-mupdate: build deps
-	ROOKERY_BENCH=$(BIN)/rookery-bench ./scripts/bench-mupdate.sh
+	ROOKERY_BENCH=$(BIN)/rookery-bench ROOKERYCTL=$(BIN)/rookeryctl ./scripts/bench-mupdate.sh
 
 ## jepsen: fault-injection runs with linearizability checking (JEPSEN_RUNS, JEPSEN_TIME, JEPSEN_NEMESIS, JEPSEN_LOG_STORE,
 ## JEPSEN_READ_MODE, JEPSEN_CLOCK_DRIFT: the clock nemesis, with a rookeryd the test builds with -tags clocknemesis)

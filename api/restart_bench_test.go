@@ -12,14 +12,14 @@ import (
 
 	"github.com/rookery/rookery/api/apitest"
 	"github.com/rookery/rookery/cluster"
-	"github.com/rookery/rookery/fsm"
+	"github.com/rookery/rookery/internal/testnode"
 	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
 
 // BenchmarkRestartToServing measures how long a three-node cluster whose
 // nodes hold a snapshot of ROOKERY_BENCH_MAILBOXES (default 1M) realistic
-// mailboxes takes from opening its data dirs (seeded with `rookeryctl
-// snapshot restore`, as after a restart from a snapshot) to answering a
+// mailboxes takes from opening its data dirs (seeded with `rookeryd
+// snapshot-restore`, as after a restart from a snapshot) to answering a
 // linearizable Get: raft restores the snapshot on every node (FSM restore
 // with its indexes), elects a leader and serves. All three nodes restore
 // at once in one process on one machine; the CPU time is reported too.
@@ -31,9 +31,9 @@ func BenchmarkRestartToServing(b *testing.B) {
 	dir := b.TempDir()
 	snap := filepath.Join(dir, "dir.snap")
 	writeRealisticSnapshot(b, snap, n)
-	ctl := filepath.Join(dir, "rookeryctl")
-	if out, err := exec.Command("go", "build", "-o", ctl, "github.com/rookery/rookery/cmd/rookeryctl").CombinedOutput(); err != nil {
-		b.Fatalf("build rookeryctl: %v\n%s", err, out)
+	rookeryd := filepath.Join(dir, "rookeryd")
+	if out, err := exec.Command("go", "build", "-o", rookeryd, "github.com/rookery/rookery/cmd/rookeryd").CombinedOutput(); err != nil {
+		b.Fatalf("build rookeryd: %v\n%s", err, out)
 	}
 	for i := 0; i < b.N; i++ {
 		var start time.Time
@@ -44,7 +44,7 @@ func BenchmarkRestartToServing(b *testing.B) {
 				list = append(list, fmt.Sprintf("%s=%s/%s", p.ID, p.RaftAddr, p.APIAddr))
 			}
 			for _, d := range dirs {
-				if out, err := exec.Command(ctl, "snapshot", "restore", snap, "--data-dir", d, "--peers", strings.Join(list, ",")).CombinedOutput(); err != nil {
+				if out, err := exec.Command(rookeryd, "snapshot-restore", snap, "--data-dir", d, "--peers", strings.Join(list, ",")).CombinedOutput(); err != nil {
 					return fmt.Errorf("%v: %s", err, out)
 				}
 			}
@@ -65,30 +65,12 @@ func BenchmarkRestartToServing(b *testing.B) {
 }
 
 func writeRealisticSnapshot(b *testing.B, path string, n int) {
-	s := fsm.New(fsm.DefaultConfig())
-	folders := []string{"", ".Sent", ".Trash", ".Drafts", ".Sent.Archive"}
-	batch := make([]fsm.Command, 0, 4096)
-	idx := uint64(0)
-	flush := func() {
-		idx++
-		s.Apply(idx, batch)
-		batch = batch[:0]
-	}
-	for i := 0; i < n; i++ {
-		u := i / len(folders)
-		batch = append(batch, fsm.Command{Op: fsm.OpActivate, Name: fmt.Sprintf("user.u%07d%s", u, folders[i%len(folders)]),
-			Location: fmt.Sprintf("imap-backend-%02d!default", u%8), ACL: fmt.Sprintf("u%07d\tlrswipkxtecdan\t", u)})
-		if len(batch) == cap(batch) {
-			flush()
-		}
-	}
-	flush()
 	f, err := os.Create(path)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer f.Close()
-	if _, err := s.Snapshot().WriteTo(f); err != nil {
+	if err := testnode.WriteRealisticSnapshot(f, n); err != nil {
 		b.Fatal(err)
 	}
 }

@@ -15,6 +15,15 @@
 #   BENCH_STREAM_NOOP   NOOP period on the UPDATE connection, 0 = passive [0]
 #   BENCH_CTL_N         local mailboxes for the ctl_mboxlist -m step, 0 skips it [10000]
 #   BENCH_CTL_MISSING   of those, missing on the MUPDATE server [9000]
+#   BENCH_CTL_TOTAL     first fill BOTH directories with this many other mailboxes
+#                       (user.fill..., on servers fill0..fill7), so ctl_mboxlist -m
+#                       runs among them; 0 = no fill [0]. The Cyrus master gets them
+#                       by cvt_cyrusdb into its mailboxes.db (stopped meanwhile),
+#                       Rookery by `rookeryctl import --from-dump --merge=skip-existing`
+#                       (needs ROOKERY_ENDPOINTS, gRPC host:port list, and a writer
+#                       in ROOKERY_TOKEN [mupdate:mupdatepw]). The fill stays in
+#                       Rookery afterwards; its names are fixed, so a second run
+#                       finds it there.
 #   BENCH_CLEANUP       1 = delete this run's entries from Rookery afterwards [1]
 #   KEEP                1 = keep the Cyrus state directory (logs) [0]
 #
@@ -33,6 +42,7 @@ BENCH_DURATION=${BENCH_DURATION:-5s}
 BENCH_STREAM_NOOP=${BENCH_STREAM_NOOP:-0}
 BENCH_CTL_N=${BENCH_CTL_N:-10000}
 BENCH_CTL_MISSING=${BENCH_CTL_MISSING:-9000}
+BENCH_CTL_TOTAL=${BENCH_CTL_TOTAL:-0}
 BENCH_CLEANUP=${BENCH_CLEANUP:-1}
 KEEP=${KEEP:-0}
 
@@ -52,6 +62,14 @@ BENCH=${ROOKERY_BENCH:-$STATE/rookery-bench}
 if [ -z "${ROOKERY_BENCH:-}" ]; then
   say "building rookery-bench"
   go build -o "$BENCH" ./cmd/rookery-bench
+fi
+if [ "$BENCH_CTL_TOTAL" -gt 0 ] && [ -n "$ROOKERY_MUPDATE" ]; then
+  [ -n "${ROOKERY_ENDPOINTS:-}" ] || die "BENCH_CTL_TOTAL with ROOKERY_MUPDATE needs ROOKERY_ENDPOINTS (Rookery's gRPC host:port list) for the import"
+  CTL=${ROOKERYCTL:-$STATE/rookeryctl}
+  if [ -z "${ROOKERYCTL:-}" ]; then
+    say "building rookeryctl"
+    go build -o "$CTL" ./cmd/rookeryctl
+  fi
 fi
 
 # Free ports on 127.0.0.1 (held together while picking, so they differ).
@@ -77,6 +95,21 @@ trap cleanup EXIT
 
 say "starting the real Cyrus mupdate master (127.0.0.1:$P_MASTER) and backend $BE1_NAME"
 MURDER_ROLES="master be1" "$MURDER_UP" "$DIR" start
+
+if [ "$BENCH_CTL_TOTAL" -gt 0 ]; then
+  echo "== fill: $BENCH_CTL_TOTAL other mailboxes into each directory, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+  MURDER_ROLES=master "$MURDER_UP" "$DIR" stop >/dev/null
+  "$BENCH" fill --total "$BENCH_CTL_TOTAL" --dump "$STATE/fill.json" --cyrus-master-conf "$DIR/master/imapd.conf"
+  # Its START recovers the databases first: minutes for a large mailboxes.db.
+  MURDER_ROLES=master WAIT_SECS=900 "$MURDER_UP" "$DIR" start
+  if [ -n "$ROOKERY_MUPDATE" ]; then
+    t0=$(date +%s.%N)
+    ROOKERY_TOKEN=${ROOKERY_TOKEN:-mupdate:mupdatepw} "$CTL" --endpoints "$ROOKERY_ENDPOINTS" \
+      import --from-dump "$STATE/fill.json" --merge=skip-existing
+    echo "fill: rookeryctl import took $(python3 -c "import sys; print('%.1fs' % (float(sys.argv[2]) - float(sys.argv[1])))" "$t0" "$(date +%s.%N)")"
+  fi
+  rm -f "$STATE/fill.json"
+fi
 
 TARGETS=(--target "cyrus=127.0.0.1:$P_MASTER")
 BACKENDS=(--backend "cyrus=$DIR/be1/imapd.conf")

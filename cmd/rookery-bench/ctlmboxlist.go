@@ -168,7 +168,12 @@ func undumpJSON(prefix, partition string, from, to int) []byte {
 
 // ctlMboxlist runs ctl_mboxlist as the cyrus user (via runuser when root).
 func ctlMboxlist(ctx context.Context, bin, conf string, stdin []byte, args ...string) (string, error) {
-	argv := append([]string{bin + "/ctl_mboxlist", "-C", conf}, args...)
+	return asCyrus(ctx, stdin, bin+"/ctl_mboxlist", append([]string{"-C", conf}, args...)...)
+}
+
+// asCyrus runs a Cyrus program as the cyrus user (via runuser when root).
+func asCyrus(ctx context.Context, stdin []byte, prog string, args ...string) (string, error) {
+	argv := append([]string{prog}, args...)
 	if os.Geteuid() == 0 {
 		argv = append([]string{"runuser", "-u", "cyrus", "--"}, argv...)
 	}
@@ -182,11 +187,31 @@ func ctlMboxlist(ctx context.Context, bin, conf string, stdin []byte, args ...st
 	return stdout.String(), nil
 }
 
-// readImapdConf reads "key: value" lines of an imapd.conf.
+// chownCyrus gives path to the cyrus user, so a Cyrus program can read it.
+func chownCyrus(ctx context.Context, path string) error {
+	if out, err := exec.CommandContext(ctx, "chown", "cyrus", path).CombinedOutput(); err != nil {
+		return fmt.Errorf("chown cyrus %s: %w: %s", path, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// readImapdConf reads a murder backend's imapd.conf.
 func readImapdConf(path string) (map[string]string, error) {
+	conf, err := readConfKeys(path)
+	if err != nil {
+		return nil, err
+	}
+	if conf["servername"] == "" || conf["mupdate_server"] == "" {
+		return nil, fmt.Errorf("%s is not a murder backend config (needs servername and mupdate_server)", path)
+	}
+	return conf, nil
+}
+
+// readConfKeys reads "key: value" lines of an imapd.conf.
+func readConfKeys(path string) (map[string]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading backend config: %w", err)
+		return nil, fmt.Errorf("reading Cyrus config: %w", err)
 	}
 	defer f.Close()
 	conf := make(map[string]string)
@@ -202,9 +227,6 @@ func readImapdConf(path string) (map[string]string, error) {
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	if conf["servername"] == "" || conf["mupdate_server"] == "" {
-		return nil, fmt.Errorf("%s is not a murder backend config (needs servername and mupdate_server)", path)
 	}
 	return conf, nil
 }

@@ -5,6 +5,7 @@
 //	rookery-bench mupdate     --target cyrus=127.0.0.1:13905 --target rookery=127.0.0.1:3905 ...
 //	rookery-bench ctlmboxlist --backend cyrus=DIR/be1/imapd.conf --backend rookery=DIR/be2/imapd.conf ...
 //	rookery-bench cleanup     --target 127.0.0.1:3905 --prefix user.bench
+//	rookery-bench fill        --total 1000000 --dump FILE --cyrus-master-conf DIR/master/imapd.conf
 //
 // Run a subcommand with -h for its flags. scripts/bench-mupdate.sh starts a
 // real Cyrus murder and runs the first two against it and against Rookery.
@@ -52,6 +53,8 @@ func run(ctx context.Context, log *slog.Logger, args []string) error {
 		return runCtlMboxlist(ctx, log, os.Stdout, args[1:])
 	case "cleanup":
 		return runCleanup(ctx, log, os.Stdout, args[1:])
+	case "fill":
+		return runFill(ctx, log, os.Stdout, args[1:])
 	case "-h", "-help", "--help", "help":
 		usage()
 		return nil
@@ -68,6 +71,8 @@ func usage() {
   ctlmboxlist  time Cyrus "ctl_mboxlist -m" on backends with many local
                mailboxes missing on their MUPDATE server
   cleanup      DELETE every entry whose name starts with --prefix
+  fill         generate --total mailboxes on other servers as a dump for
+               rookeryctl import and/or into a stopped Cyrus master
 
 Run "rookery-bench SUBCOMMAND -h" for the flags.
 `)

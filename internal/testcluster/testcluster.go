@@ -36,6 +36,12 @@ type Options struct {
 	Readers []string
 	// ExtraArgs are appended to every node's command line.
 	ExtraArgs []string
+	// Prepare, when set, runs before the nodes first start, with the
+	// rookeryd binary, the peer list (id=raft/grpc,...) and each node's
+	// data directory: to seed them with `rookeryd snapshot-restore`.
+	Prepare func(bin, peers string, dataDirs []string) error
+	// LeaderWait bounds the wait for the first leader [30 s].
+	LeaderWait time.Duration
 }
 
 // Node is one rookeryd process.
@@ -49,6 +55,9 @@ type Node struct {
 
 // Running reports whether the node's process is alive.
 func (n *Node) Running() bool { return n.proc.Running() }
+
+// Pid is the node's process id.
+func (n *Node) Pid() int { return n.proc.Pid() }
 
 // Cluster is a set of rookeryd processes.
 type Cluster struct {
@@ -106,11 +115,23 @@ func Start(t testing.TB, opts Options) *Cluster {
 			break
 		}
 	}
+	if opts.Prepare != nil {
+		dirs := make([]string, len(c.Nodes))
+		for i, n := range c.Nodes {
+			dirs[i] = n.DataDir
+		}
+		if err := opts.Prepare(c.bin, strings.Join(peers, ","), dirs); err != nil {
+			t.Fatalf("testcluster: prepare: %v", err)
+		}
+	}
 	t.Cleanup(c.stopAll)
 	for i := range c.Nodes {
 		c.Start(i)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if opts.LeaderWait == 0 {
+		opts.LeaderWait = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opts.LeaderWait)
 	defer cancel()
 	if _, err := c.WaitLeader(ctx); err != nil {
 		t.Fatalf("testcluster: no leader: %v", err)
