@@ -188,13 +188,17 @@ func (n *Node) enqueue(ctx context.Context, ch chan<- *proposal, cmds []fsm.Comm
 // and not yet committed, and proposals arriving meanwhile queue and leave
 // together. Without that cap each entry held only what arrived during one
 // leader fsync (about 3 commands at 16 writers), and every entry cost an
-// fsync on each node.
+// fsync on each node. A batch that starts with fewer writers than recent
+// commits answered also waits briefly for the rest (hold).
 type proposer struct {
 	n     *Node
 	ch    chan *proposal
 	slots chan struct{} // one per entry proposed and not yet committed
 
 	entries, commands atomic.Uint64 // proposed so far
+	// released counts the callers answered since the last batch left:
+	// writers likely to send their next command soon (see hold).
+	released atomic.Int64
 }
 
 func newProposer(n *Node) *proposer {
@@ -220,11 +224,42 @@ func (p *proposer) run() {
 			p.drain()
 			return
 		}
+		answered := int(p.released.Swap(0))
 		batch, count := fillBatch(first, p.ch, max)
+		if expect := answered - len(batch); expect > 0 && p.n.cfg.GroupCommitHold > 0 {
+			batch, count = p.hold(batch, count, expect, max)
+		}
 		if !p.send(batch, count) {
 			<-p.slots
 		}
 	}
+}
+
+// hold keeps a batch open for the writers recent commits have just
+// answered, up to expect more proposals, a full batch or GroupCommitHold.
+// Those writers send their next command a moment after their reply; the
+// first one back finds a slot free, and without the hold it would leave
+// alone (or with the few already back), splitting the writers into
+// cohorts that each cost an entry, an fsync per node and a replication
+// round. One writer never holds: it is the only one answered.
+func (p *proposer) hold(batch []*proposal, count, expect, max int) ([]*proposal, int) {
+	t := time.NewTimer(p.n.cfg.GroupCommitHold)
+	defer t.Stop()
+	for range expect {
+		if count >= max {
+			break
+		}
+		select {
+		case q := <-p.ch:
+			batch = append(batch, q)
+			count += len(q.cmds)
+		case <-t.C:
+			return batch, count
+		case <-p.n.ctx.Done():
+			return batch, count
+		}
+	}
+	return batch, count
 }
 
 // fillBatch adds proposals already queued behind first, up to max commands.
@@ -320,6 +355,7 @@ func (p *proposer) send(batch []*proposal, count int) bool {
 // caller its results.
 func (p *proposer) complete(f raft.ApplyFuture, batch []*proposal) {
 	err := f.Error()
+	p.released.Add(int64(len(batch)))
 	<-p.slots
 	if err == nil && len(p.ch) == 0 && len(p.slots) == 0 {
 		// Nothing follows that would carry the commit to followers.

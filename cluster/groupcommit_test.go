@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/rookery/rookery/fsm"
 )
 
@@ -55,6 +57,89 @@ func TestWritersInFlightShareTheNextEntry(t *testing.T) {
 	if got := p.entries.Load() - entries0; got != 1 {
 		t.Fatalf("%d entries proposed while the first is uncommitted, want 1", got)
 	}
+}
+
+// TestWritersAnsweredTogetherShareTheirNextEntry answers eight writers
+// with one entry and has them send their next write 40 ms apart, as slow
+// clients would: with the hold, the first one back waits for the other
+// seven and the eight writes share one entry; without it (and, with the
+// same timing, for any hold shorter than the stagger) each leaves alone.
+func TestWritersAnsweredTogetherShareTheirNextEntry(t *testing.T) {
+	tests := []struct {
+		name        string
+		hold        time.Duration
+		wantEntries func(uint64) bool
+	}{
+		{"hold", 10 * time.Second, func(n uint64) bool { return n == 1 }},
+		{"no hold", -1, func(n uint64) bool { return n > 1 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := entriesForNextWrites(t, tt.hold, 8, 40*time.Millisecond)
+			if !tt.wantEntries(got) {
+				t.Fatalf("hold %v: the writers' next writes took %d entries", tt.hold, got)
+			}
+		})
+	}
+}
+
+// entriesForNextWrites makes the leader propose one entry holding the
+// first write of each of n writers (their writes queue while a first
+// entry cannot replicate), then each writer sends a second write i×stagger
+// after its answer; it returns how many entries those second writes took.
+func entriesForNextWrites(t *testing.T, hold time.Duration, n int, stagger time.Duration) uint64 {
+	var fts []*faultTransport
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		inner, _, err := newTransport(cfg.RaftAddr, "", nil, cfg.RaftSecret, cfg.Logger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fts = append(fts, newFaultTransport(inner))
+		cfg.Transport = fts[len(fts)-1]
+		cfg.MaxProposalsInFlight = 1
+		cfg.GroupCommitHold = hold
+	})
+	leader := c.leader().node
+	p := leader.proposer
+	release := make(chan struct{})
+	for _, ft := range fts {
+		ft.setRule(func(_ raft.ServerID, req any) fault {
+			if ae, ok := req.(*raft.AppendEntriesRequest); ok && len(ae.Entries) > 0 {
+				return fault{hold: release}
+			}
+			return fault{}
+		})
+	}
+	entries0 := p.entries.Load()
+	var wg sync.WaitGroup
+	write := func(i int) {
+		if _, err := leader.Apply(testCtx(t), []fsm.Command{activate(i)}); err != nil {
+			t.Errorf("write %d: %v", i, err)
+		}
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		write(0)
+	}()
+	waitFor(t, "the first entry to be proposed", func() bool { return p.entries.Load() == entries0+1 })
+	for i := 1; i <= n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			write(i)
+			time.Sleep(time.Duration(i) * stagger)
+			write(100 + i)
+		}()
+	}
+	waitFor(t, "the writes to queue behind the entry in flight", func() bool { return len(p.ch) == n-1 })
+	for _, ft := range fts {
+		ft.setRule(nil)
+	}
+	close(release)
+	wg.Wait()
+	// One entry for writer 0, one for the first writes of the others.
+	return p.entries.Load() - entries0 - 2
 }
 
 // waitFor polls cond until it holds, failing the test after 10 s.
