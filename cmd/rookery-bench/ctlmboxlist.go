@@ -137,33 +137,53 @@ func ctlBench(ctx context.Context, log *slog.Logger, cfg ctlConfig, idx int, be 
 	return rep, nil
 }
 
-// undumpJSON builds `ctl_mboxlist -u` input in the format `ctl_mboxlist -d`
-// prints on Cyrus 3.6: one object per mailbox, keyed by its internal name.
-// Only mailboxes.db entries are made (no spool), which is all `-m` reads.
+// undumpJSON builds `ctl_mboxlist -u` input for mailboxes [from, to) of
+// this backend. Only mailboxes.db entries are made (no spool), which is all
+// `-m` reads.
 func undumpJSON(prefix, partition string, from, to int) []byte {
 	now := strconv.FormatInt(time.Now().Unix(), 10)
 	var buf bytes.Buffer
-	buf.WriteString("{\n")
-	for i := from; i < to; i++ {
-		name := fmt.Sprintf("%sn%06d", prefix, i)
+	writeDump(&buf, to-from, func(i int) dumpMailbox {
+		name := fmt.Sprintf("%sn%06d", prefix, from+i)
 		owner := strings.TrimPrefix(name, "user.")
-		entry := map[string]any{
-			"name": name, "mtime": now, "uidvalidity": now, "createdmodseq": "1", "foldermodseq": "1",
-			"mbtype": "e", "partition": partition, "acl": map[string]string{owner: "lrswipkxtecdan"},
-			"uniqueid": fmt.Sprintf("%024s", strings.ReplaceAll(owner, ".", "")), "name_history": []any{},
-		}
-		b, _ := json.Marshal(entry)
-		k, _ := json.Marshal(name)
-		buf.Write(k)
-		buf.WriteString(": ")
-		buf.Write(b)
-		if i < to-1 {
-			buf.WriteByte(',')
-		}
-		buf.WriteByte('\n')
-	}
-	buf.WriteString("}\n")
+		return dumpMailbox{name: name, owner: owner, partition: partition, mtime: now,
+			uniqueid: fmt.Sprintf("%024s", strings.ReplaceAll(owner, ".", ""))}
+	})
 	return buf.Bytes()
+}
+
+// dumpMailbox is one mailbox of a `ctl_mboxlist -d` dump.
+type dumpMailbox struct{ name, owner, server, partition, uniqueid, mtime string }
+
+// writeDump writes n mailboxes as `ctl_mboxlist -d` prints them on Cyrus
+// 3.6 (internal/migrate/testdata/ctl_mboxlist-d.json): one object per
+// mailbox, keyed by its internal name; an entry with a server is a remote
+// one (mbtype "er"), as on a mupdate master.
+func writeDump(w io.Writer, n int, at func(int) dumpMailbox) error {
+	bw := bufio.NewWriter(w)
+	bw.WriteString("{\n")
+	for i := range n {
+		m := at(i)
+		rec := map[string]any{
+			"name": m.name, "mtime": m.mtime, "uidvalidity": m.mtime, "createdmodseq": "1", "foldermodseq": "1",
+			"mbtype": "e", "partition": m.partition, "acl": map[string]string{m.owner: "lrswipkxtecdan"},
+			"uniqueid": m.uniqueid, "name_history": []any{},
+		}
+		if m.server != "" {
+			rec["mbtype"], rec["server"] = "er", m.server
+		}
+		b, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		sep := ",\n"
+		if i == n-1 {
+			sep = "\n"
+		}
+		fmt.Fprintf(bw, "%q: %s%s", m.name, b, sep)
+	}
+	bw.WriteString("}\n")
+	return bw.Flush()
 }
 
 // ctlMboxlist runs ctl_mboxlist as the cyrus user (via runuser when root).

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -69,29 +68,12 @@ func runFill(ctx context.Context, log *slog.Logger, out io.Writer, args []string
 }
 
 // writeFillDump writes the fill as `ctl_mboxlist -d` prints a Cyrus 3.6
-// mupdate master's entries (internal/migrate/testdata/ctl_mboxlist-d.json).
+// mupdate master's entries.
 func writeFillDump(w io.Writer, total, servers int) error {
-	bw := bufio.NewWriter(w)
-	bw.WriteString("{\n")
-	for i := range total {
+	return writeDump(w, total, func(i int) dumpMailbox {
 		e := fillAt(i, servers)
-		rec := map[string]any{
-			"name": e.name, "mtime": fillMtime, "uidvalidity": fillMtime, "createdmodseq": "1", "foldermodseq": "1",
-			"mbtype": "er", "partition": "default", "server": e.server, "acl": map[string]string{e.owner: "lrswipkxtecdan"},
-			"uniqueid": e.uniqueid, "name_history": []any{},
-		}
-		b, err := json.Marshal(rec)
-		if err != nil {
-			return err
-		}
-		sep := ",\n"
-		if i == total-1 {
-			sep = "\n"
-		}
-		fmt.Fprintf(bw, "%q: %s%s", e.name, b, sep)
-	}
-	bw.WriteString("}\n")
-	return bw.Flush()
+		return dumpMailbox{name: e.name, owner: e.owner, server: e.server, partition: "default", uniqueid: e.uniqueid, mtime: fillMtime}
+	})
 }
 
 // writeFillFlat writes the fill as the records of a Cyrus 3.6 mailboxes.db
