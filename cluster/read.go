@@ -16,8 +16,9 @@ import (
 // linearizable.
 //
 // On the leader: confirm leadership with a heartbeat round (VerifyLeader),
-// or in ReadLease by a lease while it holds, then wait until the commit index recorded before it is applied; reads are
-// refused until the leader has applied an entry of its own term. On a
+// or in ReadLease by a lease while it holds, then wait until the commit
+// index recorded before it is applied; reads are refused until the leader
+// has applied an entry of its own term. On a
 // follower: ask the leader for that index (Peer.ReadIndex), then wait until
 // it is applied here. Concurrent callers share rounds, so the cost is one
 // heartbeat round (or RPC) per batch of readers, not per reader. Without a
