@@ -26,29 +26,33 @@ import (
 // to raft's leader loop, commit and apply) and from hashicorp/raft's
 // metrics (leader fsync, replication round trip, follower fsync, FSM
 // apply), so it also shows how many commands share an entry and how many
-// fsyncs each command costs.
+// fsyncs each command costs. order=persist-first is raft's own order
+// (Config.PersistBeforeReplicate), order=early the default.
 //
 //	go test ./cluster -run '^$' -bench BenchmarkCreateBreakdown -benchtime 2000x
 func BenchmarkCreateBreakdown(b *testing.B) {
 	for _, store := range []string{LogStoreBolt, LogStoreWAL} {
-		for _, via := range []string{"leader", "follower"} {
-			for _, writers := range []int{1, 16} {
-				for _, inflight := range []int{1, 2, 4, 1024} {
-					name := fmt.Sprintf("store=%s/via=%s/writers=%d/inflight=%d", store, via, writers, inflight)
-					b.Run(name, func(b *testing.B) {
-						benchBreakdown(b, name, store, via, writers, inflight)
-					})
+		for _, order := range []string{"early", "persist-first"} {
+			for _, via := range []string{"leader", "follower"} {
+				for _, writers := range []int{1, 16} {
+					for _, inflight := range []int{1, 2, 4, 1024} {
+						name := fmt.Sprintf("store=%s/order=%s/via=%s/writers=%d/inflight=%d", store, order, via, writers, inflight)
+						b.Run(name, func(b *testing.B) {
+							benchBreakdown(b, name, store, order == "persist-first", via, writers, inflight)
+						})
+					}
 				}
 			}
 		}
 	}
 }
 
-func benchBreakdown(b *testing.B, name, store, via string, writers, inflight int) {
+func benchBreakdown(b *testing.B, name, store string, persistFirst bool, via string, writers, inflight int) {
 	tr := &traceRecorder{}
 	c := newTestCluster(b, 3, func(cfg *Config) {
 		defaultTiming(cfg)
 		cfg.LogStore = store
+		cfg.PersistBeforeReplicate = persistFirst
 		cfg.MaxProposalsInFlight = inflight
 		cfg.trace = tr
 	})
@@ -154,6 +158,9 @@ func benchBreakdown(b *testing.B, name, store, via string, writers, inflight int
 	_ = w.Flush()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "creates/s")
 	b.ReportMetric(float64(cmds)/float64(max(1, entries)), "cmds/entry")
+	if leader.early != nil {
+		b.ReportMetric(float64(leader.early.stored.Load())/float64(max(1, entries)), "early/entry")
+	}
 	b.ReportMetric(0, "ns/op")
 }
 

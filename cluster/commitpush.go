@@ -76,14 +76,8 @@ func (c *commitPusher) push(index uint64) {
 		return
 	}
 	self := raft.ServerID(n.cfg.NodeID)
-	addr := n.trans.LocalAddr()
-	header := raft.RPCHeader{
-		ProtocolVersion: raft.ProtocolVersionMax,
-		ID:              []byte(self),
-		Addr:            n.trans.EncodePeer(self, addr),
-	}
 	req := raft.AppendEntriesRequest{
-		RPCHeader:         header,
+		RPCHeader:         n.rpcHeader(),
 		Term:              entry.Term,
 		PrevLogEntry:      index,
 		PrevLogTerm:       entry.Term,
@@ -104,4 +98,14 @@ func (c *commitPusher) push(index uint64) {
 		}()
 	}
 	wg.Wait()
+}
+
+// rpcHeader is the header of an RPC this node sends as raft would.
+func (n *Node) rpcHeader() raft.RPCHeader {
+	self := raft.ServerID(n.cfg.NodeID)
+	return raft.RPCHeader{
+		ProtocolVersion: raft.ProtocolVersionMax,
+		ID:              []byte(self),
+		Addr:            n.trans.EncodePeer(self, n.trans.LocalAddr()),
+	}
 }

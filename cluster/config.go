@@ -126,6 +126,11 @@ type Config struct {
 	// default 1ms, as 300µs was too short for MUPDATE clients on a loaded
 	// host (docs/notes/perf.md §3). Negative turns it off.
 	GroupCommitHold time.Duration
+	// PersistBeforeReplicate restores hashicorp/raft's own order, in which
+	// followers see an entry only after the leader wrote it. By default
+	// the leader sends it while it writes, so that the leader's and the
+	// followers' syncs overlap (earlyappend.go).
+	PersistBeforeReplicate bool
 
 	// trace, in benchmarks, receives every proposal's timestamps.
 	trace writeTrace

@@ -45,6 +45,7 @@ type Node struct {
 	changes       leaderChanges
 	commits       commitPusher
 	commitPushes  atomic.Uint64 // commits a follower accepted from commitPusher
+	early         *earlyAppend  // nil with PersistBeforeReplicate
 	leaderSeen    broadcast     // notified on every leader raft reports
 	retryBase     time.Duration // first pause of a write or read retry
 	retryMax      time.Duration // longest pause
@@ -131,6 +132,11 @@ func (n *Node) start() error {
 	n.health = newHeartbeatTracker()
 
 	n.storage.logs = withStoreTiming(n.storage.logs, n.cfg.Hooks.StoreLogs)
+	if !n.cfg.PersistBeforeReplicate {
+		n.early = newEarlyAppend(n, n.storage.logs)
+		n.storage.logs = n.early
+		n.trans.early = n.early
+	}
 	r, err := newRaftGuarded(n.cfg.raftConfig(n.logger), n.fsm, n.storage, n.trans, n.cfg.DataDir)
 	if err != nil {
 		if herr := n.fsm.haltedErr(); herr != nil {
@@ -140,6 +146,9 @@ func (n *Node) start() error {
 	}
 	n.fsm.setRunning()
 	n.raft = r
+	if n.early != nil {
+		n.early.raft.Store(r)
+	}
 	n.failed = make(chan struct{})
 	n.obsCh = make(chan raft.Observation, 64)
 	n.observer = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {

@@ -94,6 +94,9 @@ func newTransport(addr, advertiseAddr string, tlsCfg *tls.Config, secret []byte,
 // to save current term: database not open"), which a test run under load
 // hit. fence stops new heartbeat handling and waits for any in progress.
 //
+// Early append: every AppendEntries a follower accepts tells earlyAppend
+// how far that follower's log reaches.
+//
 // Lease (ReadLease only): AppendEntries records when each follower's
 // acknowledged request was sent, and TimeoutNow, which raft sends only to
 // hand leadership over, revokes the lease first (lease.go).
@@ -104,6 +107,7 @@ func newTransport(addr, advertiseAddr string, tlsCfg *tls.Config, secret []byte,
 type raftTransport struct {
 	Transport
 	lease *lease        // nil unless ReadLease
+	early *earlyAppend  // nil with PersistBeforeReplicate
 	term  func() uint64 // raft's current term
 
 	mu     sync.RWMutex // held for reading while a heartbeat is handled
@@ -134,13 +138,18 @@ func (*raftTransport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (
 // acknowledgement of the leader's term: the follower then knows this node
 // as leader and has restarted its heartbeat timeout after sent.
 func (t *raftTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
-	if t.lease == nil {
-		return t.Transport.AppendEntries(id, target, args, resp)
+	var sent time.Time
+	if t.lease != nil {
+		sent = t.lease.clock.Now()
 	}
-	sent := t.lease.clock.Now()
 	err := t.Transport.AppendEntries(id, target, args, resp)
 	if err == nil && resp.Success && resp.Term == args.Term {
-		t.lease.acked(id, args.Term, sent)
+		if t.lease != nil {
+			t.lease.acked(id, args.Term, sent)
+		}
+		if t.early != nil {
+			t.early.acked(id, args)
+		}
 	}
 	return err
 }

@@ -266,6 +266,7 @@ func clusterConfig(cfg Config, grpcAddr, peerSecret string, logger *slog.Logger)
 	c.TrailingLogs = cfg.Raft.TrailingLogs
 	c.LogStore = cfg.Raft.LogStore
 	c.ReadMode = cfg.Raft.ReadMode
+	c.PersistBeforeReplicate = cfg.Raft.PersistBeforeReplicate
 	if c.LeaseClock, err = leaseClock(cfg.Node.DataDir, logger); err != nil {
 		return c, err
 	}

@@ -1,0 +1,223 @@
+package cluster
+
+import (
+	"cmp"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+)
+
+// earlyAppend lets the followers write a new entry while the leader writes
+// it, instead of after.
+//
+// hashicorp/raft's leader stores a batch (one fsync or two), counts itself
+// towards the commit, and only then wakes its replication goroutines, so a
+// write waits for the leader's sync, a round trip and a follower's sync in
+// series: 2.0 ms of bolt's 2.0 ms per write here (docs/notes/perf.md §3).
+// The Raft thesis (§10.2.1) allows the leader to write in parallel with
+// replicating: an entry commits once a majority stored it, and the leader
+// counts itself only once its own write returned, which raft still does.
+//
+// earlyAppend wraps the log store raft writes to. When raft stores entries
+// of its current term while it leads, the batch goes to one sender per
+// other voter, which delivers it as an ordinary AppendEntries of that term:
+// the consistency check is the entry before the batch, and no commit index
+// is carried. A follower holding that entry stores the batch (its fsync now
+// overlaps the leader's); raft's own AppendEntries for the same entries
+// arrives afterwards, finds them at the same index and term, and is
+// answered without a write. A follower that lacks the previous entry
+// refuses, and raft replicates to it as before. Answers are only counted:
+// commit still comes from raft's own replication, which asks again.
+//
+// An entry a follower stored early but the leader failed to store is an
+// uncommitted entry of a leader that steps down (raft does on a store
+// error): the next leader keeps or overwrites it, as with any such entry.
+type earlyAppend struct {
+	raft.LogStore
+	n    *Node
+	raft atomic.Pointer[raft.Raft] // set once raft runs
+
+	mu    sync.Mutex
+	peers map[raft.ServerID]*earlyPeer
+	// stored counts early batches a follower accepted.
+	stored atomic.Uint64
+}
+
+// earlyPeer is the sender to one voter: at most one AppendEntries in
+// flight, the batches offered meanwhile merged into the next. A batch is
+// sent only when the follower holds, or is being sent, the entry before
+// it: acked is how far any AppendEntries of term succeeded (raft's own
+// through the transport included), have adds the early batches queued or
+// in flight. A follower behind (restarted, catching up) is left to raft
+// instead of refusing a batch per write.
+type earlyPeer struct {
+	id      raft.ServerID
+	addr    raft.ServerAddress
+	term    uint64
+	acked   uint64
+	have    uint64
+	pending *raft.AppendEntriesRequest
+	running bool
+}
+
+// at moves p to term when it is newer, forgetting what p knew of older
+// ones, and reports whether term is p's.
+func (p *earlyPeer) at(term uint64) bool {
+	if term > p.term {
+		p.term, p.acked, p.have, p.pending = term, 0, 0, nil
+	}
+	return term == p.term
+}
+
+func newEarlyAppend(n *Node, logs raft.LogStore) *earlyAppend {
+	return &earlyAppend{LogStore: logs, n: n, peers: make(map[raft.ServerID]*earlyPeer)}
+}
+
+// StoreLogs offers the batch to the followers, then stores it.
+func (e *earlyAppend) StoreLogs(logs []*raft.Log) error {
+	if len(logs) > 0 {
+		e.offer(logs)
+	}
+	return e.LogStore.StoreLogs(logs)
+}
+
+// IsMonotonic passes raft's optional MonotonicLogStore through.
+func (e *earlyAppend) IsMonotonic() bool {
+	m, ok := e.LogStore.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
+}
+
+// offer queues logs for every other voter when raft stores them as leader
+// of their term. raft stores from its main goroutine, which also sets its
+// state, so State is exact here: a follower storing its leader's entries
+// is never Leader.
+func (e *earlyAppend) offer(logs []*raft.Log) {
+	r := e.raft.Load()
+	if r == nil || r.State() != raft.Leader || logs[0].Term != r.CurrentTerm() {
+		return
+	}
+	prev := logs[0].Index - 1
+	var prevTerm uint64
+	if prev > 0 {
+		var entry raft.Log
+		if e.LogStore.GetLog(prev, &entry) != nil {
+			return // compacted: raft's replication sends a snapshot or the rest
+		}
+		prevTerm = entry.Term
+	}
+	cf := r.GetConfiguration() // answered from a copy, not raft's loop
+	if cf.Error() != nil {
+		return
+	}
+	req := &raft.AppendEntriesRequest{
+		RPCHeader:    e.n.rpcHeader(),
+		Term:         logs[0].Term,
+		PrevLogEntry: prev,
+		PrevLogTerm:  prevTerm,
+		Entries:      logs,
+	}
+	for _, s := range e.targets(cf.Configuration().Servers) {
+		e.queue(s, req)
+	}
+}
+
+// targets are the followers an early batch goes to: as many voters as a
+// commit needs besides the leader, those whose logs reach furthest. The
+// rest get it from raft after the leader's write, so the disk (shared by
+// every node of a test cluster) serves no more syncs at once than needed.
+func (e *earlyAppend) targets(servers []raft.Server) []raft.Server {
+	self := raft.ServerID(e.n.cfg.NodeID)
+	voters := 0
+	var others []raft.Server
+	for _, s := range servers {
+		if s.Suffrage != raft.Voter {
+			continue
+		}
+		voters++
+		if s.ID != self {
+			others = append(others, s)
+		}
+	}
+	e.mu.Lock()
+	slices.SortFunc(others, func(a, b raft.Server) int {
+		return cmp.Compare(e.peer(b.ID).acked, e.peer(a.ID).acked)
+	})
+	e.mu.Unlock()
+	return others[:min(len(others), voters/2)]
+}
+
+// queue makes req the next request to s, appended to the one waiting when
+// it continues it, and starts the sender unless it runs.
+func (e *earlyAppend) queue(s raft.Server, req *raft.AppendEntriesRequest) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.peer(s.ID)
+	p.addr = s.Address
+	if !p.at(req.Term) || req.PrevLogEntry > p.have {
+		return
+	}
+	if w := p.pending; w != nil && lastIndex(w) == req.PrevLogEntry {
+		merged := *w
+		merged.Entries = append(slices.Clip(w.Entries), req.Entries...)
+		req = &merged
+	}
+	p.pending = req
+	p.have = max(p.have, lastIndex(req))
+	if !p.running {
+		p.running = true
+		e.n.goFunc(func() { e.run(p) })
+	}
+}
+
+// acked records that id holds the leader's log up to the end of req, which
+// it accepted: the transport calls it for every successful AppendEntries.
+func (e *earlyAppend) acked(id raft.ServerID, req *raft.AppendEntriesRequest) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if p := e.peer(id); p.at(req.Term) {
+		p.acked = max(p.acked, lastIndex(req))
+		p.have = max(p.have, p.acked)
+	}
+}
+
+func (e *earlyAppend) peer(id raft.ServerID) *earlyPeer {
+	p := e.peers[id]
+	if p == nil {
+		p = &earlyPeer{id: id}
+		e.peers[id] = p
+	}
+	return p
+}
+
+// lastIndex is the index of the last entry req leaves its receiver with.
+func lastIndex(req *raft.AppendEntriesRequest) uint64 {
+	return req.PrevLogEntry + uint64(len(req.Entries))
+}
+
+// run sends p's waiting requests until none is left or the node closes.
+func (e *earlyAppend) run(p *earlyPeer) {
+	for {
+		e.mu.Lock()
+		req, addr := p.pending, p.addr
+		p.pending = nil
+		if req == nil || e.n.ctx.Err() != nil {
+			p.running = false
+			e.mu.Unlock()
+			return
+		}
+		e.mu.Unlock()
+		var resp raft.AppendEntriesResponse
+		if err := e.n.trans.AppendEntries(p.id, addr, req, &resp); err == nil && resp.Success {
+			e.stored.Add(1)
+			continue
+		}
+		// What waits continues the refused batch: it would be refused too.
+		e.mu.Lock()
+		if p.term == req.Term {
+			p.have, p.pending = p.acked, nil
+		}
+		e.mu.Unlock()
+	}
+}

@@ -1,0 +1,177 @@
+package cluster
+
+import (
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/rookery/rookery/fsm"
+)
+
+// heldLogs is a log store whose next append, once armed, waits until
+// released: the leader's fsync made as long as a test needs.
+type heldLogs struct {
+	raft.LogStore
+	armed   atomic.Bool
+	index   atomic.Uint64 // last index of the held append
+	entered chan struct{}
+	release chan struct{}
+}
+
+func newHeldLogs() *heldLogs {
+	return &heldLogs{LogStore: raft.NewInmemStore(), entered: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (h *heldLogs) StoreLogs(logs []*raft.Log) error {
+	if h.armed.CompareAndSwap(true, false) {
+		h.index.Store(logs[len(logs)-1].Index)
+		close(h.entered)
+		<-h.release
+	}
+	return h.LogStore.StoreLogs(logs)
+}
+
+// TestAQuorumStoresAnEntryWhileTheLeaderWritesIt holds the leader's append
+// of a write and watches the followers' logs. With early append as many
+// followers as a commit needs besides the leader (one of two) store the
+// entry while the leader's write is still under way, and the write still
+// does not commit until the leader's own append returns: the leader counts
+// towards the commit only once it has stored the entry. With raft's own
+// order no follower gets it until then.
+func TestAQuorumStoresAnEntryWhileTheLeaderWritesIt(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		persistFirst bool
+		early        int // followers holding the entry before the leader does
+	}{
+		{name: "early append", early: 1},
+		{name: "persist before replicate", persistFirst: true, early: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logs := map[string]*heldLogs{}
+			c := newTestCluster(t, 3, func(cfg *Config) {
+				h := newHeldLogs()
+				logs[cfg.NodeID] = h
+				cfg.Stores = &Stores{Logs: h, Stable: raft.NewInmemStore(), Snapshots: raft.NewInmemSnapshotStore()}
+				cfg.PersistBeforeReplicate = tc.persistFirst
+			})
+			leader := c.leader()
+			mustApply(t, leader.node, activate(1))
+			held := logs[leader.cfg.NodeID]
+			held.armed.Store(true)
+			released := false
+			defer func() {
+				if !released {
+					close(held.release)
+				}
+			}()
+
+			done := make(chan error, 1)
+			go func() {
+				_, err := leader.node.Apply(testCtx(t), []fsm.Command{activate(2)})
+				done <- err
+			}()
+			select {
+			case <-held.entered:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the leader never appended the write")
+			}
+			index := held.index.Load()
+
+			// Wait for the early ones, then long enough for any other to show.
+			holding := followersHolding(c, index, tc.early, 2*time.Second)
+			if got := followersHolding(c, index, len(c.nodes), 300*time.Millisecond); got != tc.early || holding != tc.early {
+				t.Fatalf("%d followers hold index %d while the leader writes it, want %d", got, index, tc.early)
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("the write finished (%v) before the leader stored its entry", err)
+			default:
+			}
+
+			close(held.release)
+			released = true
+			if err := <-done; err != nil {
+				t.Fatalf("write after the leader's append returned: %v", err)
+			}
+			if got := leader.node.early != nil && leader.node.early.stored.Load() > 0; got != (tc.early > 0) {
+				t.Errorf("early appends accepted: %v, want %v", got, tc.early > 0)
+			}
+		})
+	}
+}
+
+// followersHolding waits up to wait for want followers to hold index and
+// returns how many do.
+func followersHolding(c *testCluster, index uint64, want int, wait time.Duration) int {
+	deadline := time.Now().Add(wait)
+	for {
+		n := 0
+		for _, f := range c.followers() {
+			if f.node.raft.LastIndex() >= index {
+				n++
+			}
+		}
+		if n >= want || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestEarlyAppendGoesToTheFollowersAQuorumNeeds picks, among the voters,
+// as many followers as a commit needs besides the leader, those whose logs
+// reach furthest; non-voters never.
+func TestEarlyAppendGoesToTheFollowersAQuorumNeeds(t *testing.T) {
+	voter := func(id string) raft.Server { return raft.Server{ID: raft.ServerID(id), Suffrage: raft.Voter} }
+	for _, tc := range []struct {
+		name    string
+		servers []raft.Server
+		acked   map[raft.ServerID]uint64
+		want    []raft.ServerID
+	}{
+		{name: "alone", servers: []raft.Server{voter("n1")}},
+		{name: "three voters, furthest follower", servers: []raft.Server{voter("n1"), voter("n2"), voter("n3")},
+			acked: map[raft.ServerID]uint64{"n2": 7, "n3": 9}, want: []raft.ServerID{"n3"}},
+		{name: "five voters, two furthest", servers: []raft.Server{voter("n1"), voter("n2"), voter("n3"), voter("n4"), voter("n5")},
+			acked: map[raft.ServerID]uint64{"n2": 3, "n3": 9, "n4": 8, "n5": 1}, want: []raft.ServerID{"n3", "n4"}},
+		{name: "non-voter not counted or chosen", servers: []raft.Server{voter("n1"), voter("n2"), {ID: "n9", Suffrage: raft.Nonvoter}},
+			acked: map[raft.ServerID]uint64{"n9": 99}, want: []raft.ServerID{"n2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEarlyAppend(&Node{cfg: Config{NodeID: "n1"}}, nil)
+			for id, index := range tc.acked {
+				e.acked(id, &raft.AppendEntriesRequest{Term: 2, PrevLogEntry: index})
+			}
+			var got []raft.ServerID
+			for _, s := range e.targets(tc.servers) {
+				got = append(got, s.ID)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("targets %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestEarlyAppendSkipsAFollowerWithoutThePreviousEntry: a follower whose
+// log is not known to reach the entry before a batch (behind, restarted,
+// or a batch of an older term) is left to raft's own replication instead
+// of being sent a batch it would refuse.
+func TestEarlyAppendSkipsAFollowerWithoutThePreviousEntry(t *testing.T) {
+	e := newEarlyAppend(&Node{cfg: Config{NodeID: "n1"}}, nil)
+	s := raft.Server{ID: "n2", Suffrage: raft.Voter}
+	e.acked(s.ID, &raft.AppendEntriesRequest{Term: 3, PrevLogEntry: 10})
+	for _, req := range []*raft.AppendEntriesRequest{
+		{Term: 3, PrevLogEntry: 12, Entries: []*raft.Log{{Index: 13, Term: 3}}}, // 11 and 12 unknown
+		{Term: 2, PrevLogEntry: 10, Entries: []*raft.Log{{Index: 11, Term: 2}}}, // older term
+	} {
+		e.queue(s, req)
+		if p := e.peers[s.ID]; p.pending != nil || p.running || p.have != 10 {
+			t.Fatalf("after offering %d..: pending %v, running %v, have %d", req.PrevLogEntry+1, p.pending, p.running, p.have)
+		}
+	}
+}
