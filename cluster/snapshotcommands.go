@@ -79,44 +79,81 @@ func (c *commandCount) restored() {
 // that failed.
 const snapshotRetry = 30 * time.Second
 
+// compactQuiet is how long applies must pause before a node whose store is
+// still due a compaction after its last snapshot takes another for it.
+const compactQuiet = time.Second
+
 // snapshotOnCommands snapshots this node each time its state machine has
-// applied Config.SnapshotCommands commands since the last snapshot. It runs
-// on its own goroutine, never from inside an apply, because raft takes a
-// snapshot through the FSM goroutine; and it waits for each snapshot, so it
-// asks for one at a time.
+// applied Config.SnapshotCommands commands since the last snapshot. A
+// snapshot also rebuilds the store's trees dense (fsm.Store.CompactionDue),
+// unless more changes than the history holds land while it runs, as they
+// do during a bulk import; then one more snapshot is taken once applies
+// pause for compactQuiet. It runs on its own goroutine, never from inside
+// an apply, because raft takes a snapshot through the FSM goroutine; and it
+// waits for each snapshot, so it asks for one at a time.
 func (n *Node) snapshotOnCommands() {
 	count := n.fsm.commands
+	quiet := time.NewTicker(compactQuiet)
+	quiet.Stop() // runs only while a compaction is owed
+	defer quiet.Stop()
+	var (
+		tick      <-chan time.Time // quiet.C while it runs
+		lastTotal uint64
+	)
 	for {
+		var reason string
 		select {
 		case <-count.due:
+			if count.pending() < count.every {
+				continue // raft's own threshold or interval snapshotted meanwhile
+			}
+			reason = "commands applied since the last one reached raft.snapshot_commands"
+		case <-tick:
+			if total := count.total(); total != lastTotal {
+				lastTotal = total
+				continue
+			}
+			reason = "applies paused and the store's trees are due a compaction the last snapshot gave up"
 		case <-n.failed:
 			return
 		case <-n.ctx.Done():
 			return
 		}
-		pending := count.pending()
-		if pending < count.every {
-			continue // raft's own threshold or interval snapshotted meanwhile
+		if !n.snapshotBecause(reason, count.pending()) {
+			return
 		}
-		applied, _ := n.fsm.appliedIndex()
-		n.logger.Info("taking a snapshot: commands applied since the last one reached raft.snapshot_commands",
-			"commands", pending, "snapshot_commands", count.every, "applied_index", applied)
-		start := time.Now()
-		if err := n.TakeSnapshot(n.ctx); err != nil {
-			if n.ctx.Err() != nil {
-				return
-			}
-			n.logger.Warn("snapshot for applied commands failed", "error", err, "retry_in", snapshotRetry)
-			select {
-			case <-time.After(snapshotRetry):
-				count.check()
-			case <-n.failed:
-				return
-			case <-n.ctx.Done():
-				return
-			}
-			continue
+		quiet.Stop()
+		tick = nil
+		if count.every > 0 && count.pending() > 0 && n.store.CompactionDue() {
+			quiet.Reset(compactQuiet)
+			tick, lastTotal = quiet.C, count.total()
 		}
-		n.logger.Info("snapshot taken for applied commands", "applied_index", applied, "took", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// snapshotBecause takes a snapshot and logs it. A failure is logged and
+// retried snapshotRetry later; it reports false once the node stops.
+func (n *Node) snapshotBecause(reason string, pending uint64) bool {
+	applied, _ := n.fsm.appliedIndex()
+	n.logger.Info("taking a snapshot: "+reason, "commands", pending, "applied_index", applied)
+	start := time.Now()
+	err := n.TakeSnapshot(n.ctx)
+	if err == nil {
+		n.logger.Info("snapshot taken", "applied_index", applied, "took", time.Since(start).Round(time.Millisecond),
+			"compaction_due", n.store.CompactionDue())
+		return true
+	}
+	if n.ctx.Err() != nil {
+		return false
+	}
+	n.logger.Warn("snapshot failed", "reason", reason, "error", err, "retry_in", snapshotRetry)
+	select {
+	case <-time.After(snapshotRetry):
+		n.fsm.commands.check()
+		return true
+	case <-n.failed:
+		return false
+	case <-n.ctx.Done():
+		return false
 	}
 }

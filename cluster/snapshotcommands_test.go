@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -169,5 +170,84 @@ func waitSnapshotted(t *testing.T, n *Node, every uint64) {
 			t.Fatalf("%s: no snapshot covering the import within 30s (last snapshot %+v, %d commands after it)", n.ID(), snap, pending)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// gatedSnapshots holds the first snapshot's first write to its sink until
+// open is closed, and closes writing when it gets there.
+type gatedSnapshots struct {
+	raft.SnapshotStore
+	writing, open chan struct{}
+	once          sync.Once
+}
+
+func (g *gatedSnapshots) Create(v raft.SnapshotVersion, index, term uint64, c raft.Configuration, ci uint64, t raft.Transport) (raft.SnapshotSink, error) {
+	sink, err := g.SnapshotStore.Create(v, index, term, c, ci, t)
+	if err != nil {
+		return nil, err
+	}
+	first := false
+	g.once.Do(func() { first = true })
+	if first {
+		return &gatedSink{SnapshotSink: sink, g: g}, nil
+	}
+	return sink, nil
+}
+
+type gatedSink struct {
+	raft.SnapshotSink
+	g       *gatedSnapshots
+	started bool
+}
+
+func (s *gatedSink) Write(p []byte) (int, error) {
+	if !s.started {
+		s.started = true
+		close(s.g.writing)
+		<-s.g.open
+	}
+	return s.SnapshotSink.Write(p)
+}
+
+// A snapshot's compaction gives up when more changes than the history
+// holds are applied while it is written, as during a bulk import; the node
+// then snapshots once more when applies pause, and that one compacts.
+func TestCompactionGivenUpDuringAnImportIsDoneOnceAppliesPause(t *testing.T) {
+	const mailboxes = 50_000 // a snapshot over 1 MB: written while fsm's WriteTo runs
+	snaps := &gatedSnapshots{SnapshotStore: raft.NewInmemSnapshotStore(), writing: make(chan struct{}), open: make(chan struct{})}
+	cfg := testConfig(t, "solo")
+	cfg.Bootstrap = true
+	cfg.SnapshotCommands = mailboxes
+	cfg.FSM.HistorySize = 10
+	cfg.Stores = &Stores{Logs: raft.NewInmemStore(), Stable: raft.NewInmemStore(), Snapshots: snaps}
+	tn := startNode(t, cfg)
+	(&testCluster{t: t, nodes: []*testNode{tn}}).waitLeader()
+
+	bulkLoad(t, tn.node, 0, mailboxes, 4096)
+	select {
+	case <-snaps.writing:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no snapshot after the import reached SnapshotCommands")
+	}
+	bulkLoad(t, tn.node, mailboxes, mailboxes+100, 100) // more than the history holds
+	close(snaps.open)
+	deadline := time.Now().Add(30 * time.Second)
+	for tn.node.Status().LastSnapshot.Index == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the held snapshot was not stored")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !tn.node.Store().CompactionDue() {
+		t.Fatal("the snapshot written while applies went on compacted the store anyway")
+	}
+	for tn.node.Store().CompactionDue() {
+		if time.Now().After(deadline) {
+			t.Fatalf("store still due a compaction 30s after the import (%d commands after the last snapshot)", tn.node.fsm.commands.pending())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := tn.node.Store().Len(); got != mailboxes+100 {
+		t.Fatalf("%d mailboxes after compaction, want %d", got, mailboxes+100)
 	}
 }
