@@ -102,6 +102,19 @@ type Config struct {
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
 	SnapshotRetain    int
+	// SnapshotCommands makes the node snapshot itself once it has applied
+	// this many directory commands since its last snapshot or restore, on
+	// top of SnapshotThreshold, which counts log entries: a bulk import
+	// packs up to 4,096 commands into an entry, so a 1M import is ~250
+	// entries, after which a restarted node would replay the whole import
+	// and the store would keep its half-full B-trees until a snapshot
+	// compacts them (docs/notes/scale.md). The default, 262,144, is 16,384
+	// entries (the default SnapshotThreshold) of 16 commands, more than
+	// group commit packs for 16 MUPDATE writers (5–11): ordinary traffic
+	// still reaches the entry threshold first, and a restart replays at
+	// most ~4 s of imported commands (a 1M import took 14 s). Zero means
+	// the default; negative, entries only.
+	SnapshotCommands int
 
 	// MaxAppendEntries caps raft's group commit and replication batch.
 	MaxAppendEntries int
@@ -207,6 +220,7 @@ func DefaultConfig() Config {
 		SnapshotThreshold:  16384,
 		TrailingLogs:       10240,
 		SnapshotRetain:     2,
+		SnapshotCommands:   1 << 18,
 		LogStore:           LogStoreBolt,
 		MaxAppendEntries:   64,
 		BatchApplyCh:       false,
@@ -246,6 +260,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SnapshotRetain == 0 {
 		c.SnapshotRetain = d.SnapshotRetain
+	}
+	if c.SnapshotCommands == 0 {
+		c.SnapshotCommands = d.SnapshotCommands
 	}
 	if c.LogStore == "" {
 		c.LogStore = d.LogStore

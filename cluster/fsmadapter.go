@@ -45,12 +45,16 @@ type fsmAdapter struct {
 	// running is set once raft.NewRaft has returned: a restore before
 	// that is raft's start-up restore (see Restore).
 	running bool
+
+	// commands counts the directory commands applied since the last
+	// snapshot or restore (Config.SnapshotCommands).
+	commands *commandCount
 }
 
 var _ raft.BatchingFSM = (*fsmAdapter)(nil)
 
 func newFSMAdapter(store *fsm.Store, logger *slog.Logger) *fsmAdapter {
-	return &fsmAdapter{store: store, logger: logger, changed: make(chan struct{}), halted: make(chan struct{})}
+	return &fsmAdapter{store: store, logger: logger, changed: make(chan struct{}), halted: make(chan struct{}), commands: newCommandCount(0)}
 }
 
 // ErrHalted is wrapped by the error of a node whose state machine stopped
@@ -85,6 +89,7 @@ func (a *fsmAdapter) Apply(l *raft.Log) any {
 func (a *fsmAdapter) ApplyBatch(logs []*raft.Log) []any {
 	out := make([]any, len(logs))
 	var last uint64
+	applied := 0
 	for i, l := range logs {
 		if err := a.haltedErr(); err != nil {
 			out[i] = &applyError{index: l.Index, term: l.Term, err: err}
@@ -98,6 +103,7 @@ func (a *fsmAdapter) ApplyBatch(logs []*raft.Log) []any {
 				continue
 			}
 			out[i] = res
+			applied += len(res)
 		}
 		// Other entries (configuration changes) hold nothing for the
 		// store but still advance the applied index.
@@ -106,6 +112,7 @@ func (a *fsmAdapter) ApplyBatch(logs []*raft.Log) []any {
 	if last > 0 {
 		a.setApplied(last)
 	}
+	a.commands.add(applied)
 	return out
 }
 
@@ -222,7 +229,8 @@ func (a *fsmAdapter) Snapshot() (raft.FSMSnapshot, error) {
 		return nil, err
 	}
 	applied, _ := a.appliedIndex()
-	return &fsmSnapshot{snap: a.store.Snapshot(), applied: applied}, nil
+	taken := a.commands.total()
+	return &fsmSnapshot{snap: a.store.Snapshot(), applied: applied, persisted: func() { a.commands.snapshotted(taken) }}, nil
 }
 
 // Restore replaces the store's state with a snapshot's. The store checks
@@ -264,6 +272,7 @@ func (a *fsmAdapter) restore(rc io.Reader) error {
 	close(a.changed)
 	a.changed = make(chan struct{})
 	a.mu.Unlock()
+	a.commands.restored()
 	a.logger.Info("restored snapshot", "index", applied, "revision", a.store.Revision())
 	return nil
 }
@@ -271,6 +280,8 @@ func (a *fsmAdapter) restore(rc io.Reader) error {
 type fsmSnapshot struct {
 	snap    *fsm.Snapshot
 	applied uint64
+	// persisted, if set, runs once the snapshot is safely stored.
+	persisted func()
 }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
@@ -278,7 +289,13 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		_ = sink.Cancel()
 		return err
 	}
-	return sink.Close()
+	if err := sink.Close(); err != nil {
+		return err
+	}
+	if s.persisted != nil {
+		s.persisted()
+	}
+	return nil
 }
 
 func (s *fsmSnapshot) write(w io.Writer) error {

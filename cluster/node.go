@@ -108,6 +108,7 @@ func (n *Node) start() error {
 	}
 	n.store = fsm.New(n.cfg.FSM)
 	n.fsm = newFSMAdapter(n.store, n.logger)
+	n.fsm.commands = newCommandCount(uint64(max(n.cfg.SnapshotCommands, 0)))
 	inner := n.cfg.Transport
 	if inner == nil {
 		if inner, n.raftStream, err = newTransport(n.cfg.RaftAddr, n.cfg.RaftAdvertise, n.cfg.RaftTLS, n.cfg.RaftSecret, n.logger); err != nil {
@@ -165,6 +166,7 @@ func (n *Node) start() error {
 	n.goFunc(n.watchObservations)
 	n.goFunc(n.watchHalt)
 	n.goFunc(n.runConsistencyChecks)
+	n.goFunc(n.snapshotOnCommands)
 	n.stalls.warnAt = n.cfg.LeaderLeaseTimeout / 2
 	n.goFunc(n.watchStalls)
 	return nil

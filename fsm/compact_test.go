@@ -87,3 +87,36 @@ func TestCompactionKeepsTheChangesAppliedWhileTheSnapshotWasWritten(t *testing.T
 		})
 	}
 }
+
+// A compaction given up (the history no longer reached back to its
+// snapshot) leaves the store due one; a snapshot taken with nothing applied
+// meanwhile compacts it, and so does a restore.
+func TestCompactionStaysDueUntilASnapshotManagesIt(t *testing.T) {
+	s := New(Config{HistorySize: 10})
+	populateRealistic(s, 1000, 100)
+	if !s.CompactionDue() {
+		t.Fatal("a store grown from empty is not due a compaction")
+	}
+	sn := s.Snapshot()
+	populateRealistic(s, 1100, 100) // 1,100 changes, more than the history holds
+	if _, err := sn.WriteTo(io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !s.CompactionDue() {
+		t.Fatal("compaction no longer due after a snapshot gave it up")
+	}
+	if _, err := s.Snapshot().WriteTo(io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if s.CompactionDue() {
+		t.Fatal("compaction still due after a snapshot with nothing applied meanwhile")
+	}
+	r := New(Config{})
+	populateRealistic(r, 1000, 100)
+	if err := r.Restore(bytes.NewReader(snapshotBytes(t, s.Snapshot()))); err != nil {
+		t.Fatal(err)
+	}
+	if r.CompactionDue() {
+		t.Fatal("compaction due after a restore")
+	}
+}

@@ -236,8 +236,24 @@ func (s *Store) Snapshot() *Snapshot {
 		metas:    len(s.st.in.metas),
 		restores: s.restores,
 	}
-	if s.st.churn > 0 && s.st.churn*compactShare >= s.st.tree.Len() {
+	if s.st.compactionDue() {
 		sn.compactOnto = s
 	}
 	return sn
+}
+
+// CompactionDue reports whether the next Snapshot will rebuild the trees
+// dense (compact). It stays true after a snapshot whose compaction gave up
+// because more changes than the history holds were applied while it ran,
+// as happens during a bulk import.
+func (s *Store) CompactionDue() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.st.compactionDue()
+}
+
+// compactionDue: the entries inserted or deleted since the trees were last
+// built dense reach a compactShare of them.
+func (st *state) compactionDue() bool {
+	return st.churn > 0 && st.churn*compactShare >= st.tree.Len()
 }

@@ -69,6 +69,7 @@ type RaftConfig struct {
 	SnapshotInterval   config.Duration `toml:"snapshot_interval" help:"how often raft checks whether to snapshot"`
 	SnapshotThreshold  uint64          `toml:"snapshot_threshold" help:"log entries between snapshots"`
 	TrailingLogs       uint64          `toml:"trailing_logs" help:"log entries kept after a snapshot"`
+	SnapshotCommands   int             `toml:"snapshot_commands" help:"directory commands applied between snapshots, counted besides snapshot_threshold's entries, which a bulk import fills with 4096 commands each (0: entries only)"`
 	HistorySize        int             `toml:"history_size" help:"change events kept for Watch/UPDATE resumption"`
 	LogStore           string          `toml:"log_store" help:"raft log store: bolt (raft.db) or wal (wal/, one fsync per append); fixed when the data dir is created"`
 	// ConsistencyCheckInterval: how often the node compares its directory
@@ -157,6 +158,7 @@ func defaultConfig() Config {
 	c.Raft.SnapshotInterval = config.Duration(2 * time.Minute)
 	c.Raft.SnapshotThreshold = 100_000
 	c.Raft.TrailingLogs = 50_000
+	c.Raft.SnapshotCommands = cluster.DefaultConfig().SnapshotCommands
 	c.Raft.HistorySize = 100_000
 	c.Raft.LogStore = cluster.LogStoreBolt
 	c.Raft.ReadMode = cluster.ReadLinearizable

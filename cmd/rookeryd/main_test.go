@@ -276,3 +276,33 @@ func TestVersionAndHelp(t *testing.T) {
 		}
 	}
 }
+
+// raft.snapshot_commands reaches the node: its default, a value, and 0
+// for "entries only" (cluster's zero would mean its default).
+func TestRaftSnapshotCommandsSettingReachesTheNode(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want int
+	}{
+		{"default", nil, cluster.DefaultConfig().SnapshotCommands},
+		{"a value", []string{"-raft.snapshot_commands", "1000"}, 1000},
+		{"0 is entries only", []string{"-raft.snapshot_commands", "0"}, -1},
+		{"negative is entries only", []string{"-raft.snapshot_commands", "-7"}, -7},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t, t.TempDir())
+			if err := config.Load("rookeryd", tc.args, &cfg, io.Discard); err != nil {
+				t.Fatal(err)
+			}
+			cc, err := clusterConfig(cfg, cfg.GRPC.Listen, "", slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cc.SnapshotCommands != tc.want {
+				t.Fatalf("cluster SnapshotCommands %d, want %d", cc.SnapshotCommands, tc.want)
+			}
+		})
+	}
+}

@@ -264,6 +264,10 @@ func clusterConfig(cfg Config, grpcAddr, peerSecret string, logger *slog.Logger)
 	}
 	c.SnapshotThreshold = cfg.Raft.SnapshotThreshold
 	c.TrailingLogs = cfg.Raft.TrailingLogs
+	c.SnapshotCommands = cfg.Raft.SnapshotCommands
+	if c.SnapshotCommands == 0 {
+		c.SnapshotCommands = -1 // entries only
+	}
 	c.LogStore = cfg.Raft.LogStore
 	c.ReadMode = cfg.Raft.ReadMode
 	c.PersistBeforeReplicate = cfg.Raft.PersistBeforeReplicate
