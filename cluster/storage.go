@@ -23,6 +23,12 @@ const (
 	// logCacheSize keeps recent entries in memory so replication to a
 	// slightly lagging follower does not read them back from bolt.
 	logCacheSize = 512
+	// logCacheMaxData is the largest entry the cache keeps: a bulk
+	// import's entries (4,096 commands, ~700 KB each) would otherwise pin
+	// 512 × 700 KB until ordinary writes replace them, 36 B per mailbox
+	// of a 10M directory (docs/notes/scale.md). Group commit's entries of
+	// a few dozen commands stay well below it.
+	logCacheMaxData = 64 << 10
 	// boltLockTimeout turns "another process holds raft.db" into an error
 	// instead of Open blocking forever on the file lock.
 	boltLockTimeout = time.Second
@@ -86,7 +92,7 @@ func openStorage(dir, kind string, retain int, logger *slog.Logger) (*storage, e
 	}
 	closeStore := st.close
 	st.close = func() error { return errors.Join(closeStore(), lock.Close()) }
-	if st.logs, err = raft.NewLogCache(logCacheSize, st.logs); err != nil {
+	if st.logs, err = newLogCache(st.logs); err != nil {
 		_ = st.close()
 		return nil, fmt.Errorf("cluster: log cache: %w", err)
 	}
@@ -221,4 +227,33 @@ func probeBolt(b *raftboltdb.BoltStore) error {
 
 func (s *storage) hasState() (bool, error) {
 	return raft.HasExistingState(s.logs, s.stable, s.snaps)
+}
+
+// logCache is raft's LogCache for ordinary entries; appends holding an
+// entry over logCacheMaxData go to the store alone. Skipping the cache
+// leaves no stale copy behind: the cache answers only for the index it
+// holds, and an index is written again only after DeleteRange, which
+// empties it.
+type logCache struct {
+	*raft.LogCache
+	store raft.LogStore
+}
+
+func newLogCache(store raft.LogStore) (*logCache, error) {
+	c, err := raft.NewLogCache(logCacheSize, store)
+	if err != nil {
+		return nil, err
+	}
+	return &logCache{LogCache: c, store: store}, nil
+}
+
+func (c *logCache) StoreLog(l *raft.Log) error { return c.StoreLogs([]*raft.Log{l}) }
+
+func (c *logCache) StoreLogs(logs []*raft.Log) error {
+	for _, l := range logs {
+		if len(l.Data) > logCacheMaxData {
+			return c.store.StoreLogs(logs)
+		}
+	}
+	return c.LogCache.StoreLogs(logs)
 }
