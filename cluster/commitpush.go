@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"context"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -64,7 +66,25 @@ func (c *commitPusher) run() {
 	}
 }
 
-// push sends the commit of index to every other voter and non-voter.
+// pushWait bounds how long a push waits for a follower to acknowledge the
+// entry it commits.
+const pushWait = 50 * time.Millisecond
+
+// awaitHolding waits, up to pushWait, until early append's tracking shows
+// id acknowledged index. A follower the leader's quorum did not wait for
+// is often still writing the entry when it commits; pushed at once, it
+// would refuse (raft logs a warning for each refusal) and learn the commit
+// only from raft's next AppendEntries.
+func (c *commitPusher) awaitHolding(id raft.ServerID, index uint64) {
+	if e := c.n.early; e != nil {
+		ctx, cancel := context.WithTimeout(c.n.ctx, pushWait)
+		defer cancel()
+		e.waitHolds(ctx, id, index)
+	}
+}
+
+// push sends the commit of index to every other voter and non-voter that
+// may hold it.
 func (c *commitPusher) push(index uint64) {
 	n := c.n
 	var entry raft.Log
@@ -91,9 +111,13 @@ func (c *commitPusher) push(index uint64) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			c.awaitHolding(s.ID, index)
 			var resp raft.AppendEntriesResponse
-			if err := n.trans.AppendEntries(s.ID, s.Address, &req, &resp); err == nil && resp.Success {
+			switch err := n.trans.AppendEntries(s.ID, s.Address, &req, &resp); {
+			case err == nil && resp.Success:
 				n.commitPushes.Add(1)
+			case err == nil:
+				n.commitPushRefusals.Add(1)
 			}
 		}()
 	}

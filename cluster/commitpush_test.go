@@ -2,9 +2,13 @@ package cluster
 
 import (
 	"context"
-	"github.com/rookery/rookery/fsm"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/rookery/rookery/fsm"
 )
 
 // TestFollowersLearnACommitWithoutCommitTimeout sets raft's CommitTimeout
@@ -48,5 +52,53 @@ func TestWriteThroughFollowerWithoutCommitTimeout(t *testing.T) {
 	}
 	if res, err := f.Apply(ctx, []fsm.Command{activate(2)}); err != nil || res[0].Revision == 0 {
 		t.Fatalf("write through %s: %+v, %v", f.ID(), res, err)
+	}
+}
+
+// slowLogs, once armed, makes every append of a follower's log store take
+// a while: the follower a commit did not wait for is still writing when it
+// commits.
+type slowLogs struct {
+	raft.LogStore
+	armed atomic.Bool
+}
+
+func (s *slowLogs) StoreLogs(logs []*raft.Log) error {
+	if s.armed.Load() {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return s.LogStore.StoreLogs(logs)
+}
+
+// TestCommitPushWaitsForASlowFollowerInsteadOfBeingRefused: with one
+// follower's appends taking 20 ms, the commit of a write is pushed to it
+// once it holds the entry, not before (it would refuse, and raft would
+// log a warning per write), and it still learns the commit without raft's
+// CommitTimeout.
+func TestCommitPushWaitsForASlowFollowerInsteadOfBeingRefused(t *testing.T) {
+	logs := map[string]*slowLogs{}
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		cfg.CommitTimeout = time.Minute
+		logs[cfg.NodeID] = &slowLogs{LogStore: raft.NewInmemStore()}
+		cfg.Stores = &Stores{Logs: logs[cfg.NodeID], Stable: raft.NewInmemStore(), Snapshots: raft.NewInmemSnapshotStore()}
+	})
+	leader := c.leader()
+	slow := c.followers()[0]
+	logs[slow.cfg.NodeID].armed.Store(true)
+	for i := range 5 {
+		res := mustApply(t, leader.node, activate(i))
+		index := leader.node.Status().AppliedIndex
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := slow.node.WaitApplied(ctx, index)
+		cancel()
+		if err != nil {
+			t.Fatalf("slow follower did not apply write %d (index %d): %v", i, index, err)
+		}
+		if e, ok := slow.node.Store().Get(mailboxName(i)); !ok || e.ModRevision != res[0].Revision {
+			t.Fatalf("slow follower: entry %+v, %v", e, ok)
+		}
+	}
+	if n := leader.node.commitPushRefusals.Load(); n != 0 {
+		t.Errorf("followers refused %d commit pushes", n)
 	}
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"cmp"
+	"context"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -43,6 +44,8 @@ type earlyAppend struct {
 	peers map[raft.ServerID]*earlyPeer
 	// stored counts early batches a follower accepted.
 	stored atomic.Uint64
+	// advanced, when set, is closed by the next acknowledgement.
+	advanced chan struct{}
 }
 
 // earlyPeer is the sender to one voter: at most one AppendEntries in
@@ -179,6 +182,32 @@ func (e *earlyAppend) acked(id raft.ServerID, req *raft.AppendEntriesRequest) {
 	if p := e.peer(id); p.at(req.Term) {
 		p.acked = max(p.acked, lastIndex(req))
 		p.have = max(p.have, p.acked)
+	}
+	if e.advanced != nil { // someone waits in waitHolds
+		close(e.advanced)
+		e.advanced = nil
+	}
+}
+
+// waitHolds waits until id acknowledged the leader's log up to index in
+// the latest term seen, or ctx ends, and reports which.
+func (e *earlyAppend) waitHolds(ctx context.Context, id raft.ServerID, index uint64) bool {
+	for {
+		e.mu.Lock()
+		if e.peer(id).acked >= index {
+			e.mu.Unlock()
+			return true
+		}
+		if e.advanced == nil {
+			e.advanced = make(chan struct{})
+		}
+		advanced := e.advanced
+		e.mu.Unlock()
+		select {
+		case <-advanced:
+		case <-ctx.Done():
+			return false
+		}
 	}
 }
 

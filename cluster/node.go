@@ -45,13 +45,15 @@ type Node struct {
 	changes       leaderChanges
 	commits       commitPusher
 	commitPushes  atomic.Uint64 // commits a follower accepted from commitPusher
-	early         *earlyAppend  // nil with PersistBeforeReplicate
-	leaderSeen    broadcast     // notified on every leader raft reports
-	retryBase     time.Duration // first pause of a write or read retry
-	retryMax      time.Duration // longest pause
-	stalls        stallDetector
-	observer      *raft.Observer
-	obsCh         chan raft.Observation
+	// commitPushRefusals counts pushes a follower answered Success=false.
+	commitPushRefusals atomic.Uint64
+	early              *earlyAppend  // nil with PersistBeforeReplicate
+	leaderSeen         broadcast     // notified on every leader raft reports
+	retryBase          time.Duration // first pause of a write or read retry
+	retryMax           time.Duration // longest pause
+	stalls             stallDetector
+	observer           *raft.Observer
+	obsCh              chan raft.Observation
 	// alarms are the node's health conditions (alarms.go); consistency
 	// its consistency checker (consistency.go).
 	alarms      *alarmSet
