@@ -83,8 +83,8 @@ func (c *commitPusher) awaitHolding(id raft.ServerID, index uint64) {
 	}
 }
 
-// push sends the commit of index to every other voter and non-voter that
-// may hold it.
+// push sends the commit of index to every other voter and non-voter, to
+// each once it holds the entry or pushWait passed.
 func (c *commitPusher) push(index uint64) {
 	n := c.n
 	var entry raft.Log
