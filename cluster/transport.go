@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -109,6 +110,9 @@ type raftTransport struct {
 	lease *lease        // nil unless ReadLease
 	early *earlyAppend  // nil with PersistBeforeReplicate
 	term  func() uint64 // raft's current term
+	// appendEntries counts AppendEntries sent: raft's replication and
+	// heartbeats, early appends and commit pushes.
+	appendEntries atomic.Uint64
 
 	mu     sync.RWMutex // held for reading while a heartbeat is handled
 	fenced bool
@@ -142,6 +146,7 @@ func (t *raftTransport) AppendEntries(id raft.ServerID, target raft.ServerAddres
 	if t.lease != nil {
 		sent = t.lease.clock.Now()
 	}
+	t.appendEntries.Add(1)
 	err := t.Transport.AppendEntries(id, target, args, resp)
 	if err == nil && resp.Success && resp.Term == args.Term {
 		if t.lease != nil {

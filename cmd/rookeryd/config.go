@@ -65,6 +65,7 @@ type RaftConfig struct {
 	HeartbeatTimeout   config.Duration `toml:"heartbeat_timeout" help:"raft heartbeat timeout"`
 	ElectionTimeout    config.Duration `toml:"election_timeout" help:"raft election timeout"`
 	LeaderLeaseTimeout config.Duration `toml:"leader_lease_timeout" help:"raft leader lease timeout (default: heartbeat_timeout)"`
+	CommitTimeout      config.Duration `toml:"commit_timeout" help:"how often the leader sends a follower an AppendEntries when nothing new is to be replicated"`
 	WriteTimeout       config.Duration `toml:"write_timeout" help:"bound on a write or linearizable read without quorum"`
 	SnapshotInterval   config.Duration `toml:"snapshot_interval" help:"how often raft checks whether to snapshot"`
 	SnapshotThreshold  uint64          `toml:"snapshot_threshold" help:"log entries between snapshots"`
@@ -154,6 +155,7 @@ func defaultConfig() Config {
 	c.Raft.Address = "127.0.0.1:7001"
 	c.Raft.HeartbeatTimeout = config.Duration(200 * time.Millisecond)
 	c.Raft.ElectionTimeout = config.Duration(200 * time.Millisecond)
+	c.Raft.CommitTimeout = config.Duration(cluster.DefaultConfig().CommitTimeout)
 	c.Raft.WriteTimeout = config.Duration(5 * time.Second)
 	c.Raft.SnapshotInterval = config.Duration(2 * time.Minute)
 	c.Raft.SnapshotThreshold = 100_000
