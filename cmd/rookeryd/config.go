@@ -254,6 +254,9 @@ func (c *Config) validate() error {
 	if c.Raft.LogStore != cluster.LogStoreBolt && c.Raft.LogStore != cluster.LogStoreWAL {
 		errs = append(errs, fmt.Errorf("raft.log_store %q: want %q or %q", c.Raft.LogStore, cluster.LogStoreBolt, cluster.LogStoreWAL))
 	}
+	if d := c.Raft.CommitTimeout.Std(); d != 0 && d < time.Millisecond {
+		errs = append(errs, fmt.Errorf("raft.commit_timeout %v: hashicorp/raft needs at least 1ms", d))
+	}
 	if c.Raft.ReadMode != cluster.ReadLinearizable && c.Raft.ReadMode != cluster.ReadLease {
 		errs = append(errs, fmt.Errorf("raft.read_mode %q: want %q or %q", c.Raft.ReadMode, cluster.ReadLinearizable, cluster.ReadLease))
 	}
