@@ -47,6 +47,10 @@ type Config struct {
 	// LogStore chooses the raft log store: LogStoreBolt (the default) or
 	// LogStoreWAL. A data dir keeps the store it was created with.
 	LogStore string
+	// BoltDirect makes LogStoreBolt write every append straight into
+	// raft.db (bbolt's two syncs each) instead of through raft.journal
+	// (one sync; docs/log-journal.md). For comparison, and a way out.
+	BoltDirect bool
 
 	// How a node without state on disk starts; ignored when DataDir already
 	// holds raft state (a restart resumes from disk and never re-bootstraps).

@@ -103,7 +103,7 @@ func (n *Node) start() error {
 	var err error
 	if s := n.cfg.Stores; s != nil {
 		n.storage = &storage{logs: s.Logs, stable: s.Stable, snaps: s.Snapshots, close: s.Close}
-	} else if n.storage, err = openVerifiedStorage(n.cfg.DataDir, n.cfg.LogStore, n.cfg.SnapshotRetain, n.logger); err != nil {
+	} else if n.storage, err = openVerifiedStorage(n.cfg.DataDir, n.cfg.LogStore, !n.cfg.BoltDirect, n.cfg.SnapshotRetain, n.logger); err != nil {
 		return err
 	} else {
 		newDiskHealth(n.alarms).wrap(n.storage, filepath.Join(n.cfg.DataDir, snapshotsDir))

@@ -68,7 +68,7 @@ type storage struct {
 // goroutine under recover with faults turned into panics. Corruption that
 // only shows up later, in pages raft reads while running, still crashes
 // the process.
-func openStorage(dir, kind string, retain int, logger *slog.Logger) (*storage, error) {
+func openStorage(dir, kind string, journal bool, retain int, logger *slog.Logger) (*storage, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cluster: data dir %s: %w", dir, err)
 	}
@@ -84,7 +84,7 @@ func openStorage(dir, kind string, retain int, logger *slog.Logger) (*storage, e
 	if kind == LogStoreWAL {
 		st, err = openWAL(filepath.Join(dir, walDirName), logger)
 	} else {
-		st, err = openBoltStorage(filepath.Join(dir, raftDBName))
+		st, err = openBoltStorage(filepath.Join(dir, raftDBName), journal, logger)
 	}
 	if err != nil {
 		lock.Close()
@@ -132,12 +132,45 @@ func checkLogStoreKind(dir, kind string) error {
 	return nil
 }
 
-func openBoltStorage(path string) (*storage, error) {
+// openBoltStorage opens raft.db at path; with journal, appends go through
+// raft.journal beside it (journalStore), and whatever a crash left there
+// is replayed first.
+func openBoltStorage(path string, journal bool, logger *slog.Logger) (*storage, error) {
 	bolt, err := openCheckedBolt(path)
 	if err != nil {
 		return nil, err
 	}
-	return &storage{logs: bolt, stable: bolt, close: bolt.Close}, nil
+	journalPath := filepath.Join(filepath.Dir(path), journalName)
+	if !journal {
+		if err := refuseJournal(journalPath); err != nil {
+			_ = bolt.Close()
+			return nil, err
+		}
+		return &storage{logs: bolt, stable: bolt, close: bolt.Close}, nil
+	}
+	j, err := openJournal(journalPath, bolt, logger)
+	if err != nil {
+		_ = bolt.Close()
+		return nil, err
+	}
+	closeAll := func() error { return errors.Join(j.Close(), bolt.Close()) }
+	return &storage{logs: j, stable: bolt, close: closeAll}, nil
+}
+
+// refuseJournal stops a node told to write raft.db directly from starting
+// on a journal that may hold entries raft.db lacks (a crash with the
+// journal on): raft.db alone would be missing acknowledged entries.
+func refuseJournal(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("cluster: raft journal %s: %w", path, err)
+	case fi.Size() == 0:
+		return os.Remove(path)
+	}
+	return fmt.Errorf("cluster: raft journal %s holds entries not yet in raft.db: start once with the journal on (raft.bolt_direct = false) to replay it", path)
 }
 
 func openWAL(dir string, logger *slog.Logger) (*storage, error) {

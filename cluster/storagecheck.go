@@ -31,7 +31,7 @@ import (
 // for a damaged snapshot whose entries the log still holds, in recovery
 // that is logged. Panics and memory faults of the store libraries while
 // opening become errors too.
-func openVerifiedStorage(dir, kind string, retain int, logger *slog.Logger) (*storage, error) {
+func openVerifiedStorage(dir, kind string, journal bool, retain int, logger *slog.Logger) (*storage, error) {
 	// The file checks run before the store is opened (and locked): a
 	// probe of the lock first, so a data dir in use by another process is
 	// reported as that rather than as damage seen mid-write.
@@ -52,7 +52,7 @@ func openVerifiedStorage(dir, kind string, retain int, logger *slog.Logger) (*st
 	if err := check(); err != nil {
 		return nil, fmt.Errorf("%w%s", err, wayOut(dir))
 	}
-	st, err := guard(dir, func() (*storage, error) { return openStorage(dir, kind, retain, logger) })
+	st, err := guard(dir, func() (*storage, error) { return openStorage(dir, kind, journal, retain, logger) })
 	if err != nil {
 		return nil, err
 	}

@@ -65,7 +65,7 @@ func BenchmarkVerifySnapshotAtStart(b *testing.B) {
 //	go test ./cluster -run '^$' -bench VerifyLogAtStart -benchtime 5x
 func BenchmarkVerifyLogAtStart(b *testing.B) {
 	const entries, perEntry = 20_000, 10
-	st, err := openBoltStorage(filepath.Join(b.TempDir(), raftDBName))
+	st, err := openBoltStorage(filepath.Join(b.TempDir(), raftDBName), false, slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -72,12 +72,17 @@ type CrashLoopResult struct {
 	// (cluster/walrepair.go): how often the loop reached the states
 	// raft-wal v0.4.0 cannot reopen by itself.
 	WALRepairs int
-	Problems   []string
+	// JournalReplays counts restarts that found appends in raft.journal
+	// and replayed them into raft.db (bolt; docs/log-journal.md), and
+	// JournalTornTails those that dropped a torn last append.
+	JournalReplays   int
+	JournalTornTails int
+	Problems         []string
 }
 
 func (r *CrashLoopResult) String() string {
-	return fmt.Sprintf("store=%s rounds=%d acknowledged_writes=%d lost_writes=%d nodes_not_restarted=%d wal_repairs=%d problems=%d",
-		r.Store, r.Rounds, r.Acked, r.Lost, r.Unrestartable, r.WALRepairs, len(r.Problems))
+	return fmt.Sprintf("store=%s rounds=%d acknowledged_writes=%d lost_writes=%d nodes_not_restarted=%d wal_repairs=%d journal_replays=%d journal_torn_tails=%d problems=%d",
+		r.Store, r.Rounds, r.Acked, r.Lost, r.Unrestartable, r.WALRepairs, r.JournalReplays, r.JournalTornTails, len(r.Problems))
 }
 
 // OK reports a loop without loss, failed restart or harness problem.
@@ -140,6 +145,8 @@ func RunCrashLoop(ctx context.Context, cfg CrashLoopConfig) (*CrashLoopResult, e
 	for _, n := range c.Nodes {
 		if b, err := os.ReadFile(n.LogPath); err == nil {
 			res.WALRepairs += strings.Count(string(b), "raft wal: resealed") + strings.Count(string(b), "raft wal: the tail segment was sealed on disk")
+			res.JournalReplays += strings.Count(string(b), "raft journal: replayed into raft.db")
+			res.JournalTornTails += strings.Count(string(b), "raft journal: dropping the tail")
 		}
 	}
 	return res, nil

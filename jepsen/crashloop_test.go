@@ -54,6 +54,9 @@ func TestCrashLoop(t *testing.T) {
 			if res.Acked == 0 {
 				t.Fatalf("no write was acknowledged: the loop tested nothing; folder %s", cfg.Dir)
 			}
+			if store == "bolt" && res.JournalReplays == 0 {
+				t.Fatalf("no restart replayed raft.journal: the loop never killed a node holding appends there; folder %s", cfg.Dir)
+			}
 			if !keep {
 				os.RemoveAll(root)
 			}

@@ -27,6 +27,8 @@
 # $ROOKERY_LOG_STORE chooses the raft log store of a new ./data: bolt
 # (raft-boltdb, the default) or wal (raft-wal, one fsync per append).
 # $ROOKERY_READ_MODE is raft.read_mode: linearizable (the default) or lease.
+# ROOKERY_BOLT_DIRECT=1 sets raft.bolt_direct: bolt appends go straight into
+# raft.db (two syncs each) instead of through raft.journal (for comparison).
 # RAFT_PORTS, GRPC_PORTS, MUPDATE_PORTS and DEBUG_PORTS (three ports each,
 # space-separated) move the listeners, for tests.
 set -euo pipefail
@@ -35,6 +37,8 @@ BIN=${BIN:-bin}
 DATA=${DATA:-data}
 LOG_STORE=${ROOKERY_LOG_STORE:-bolt}
 READ_MODE=${ROOKERY_READ_MODE:-linearizable}
+BOLT_DIRECT=()
+[ "${ROOKERY_BOLT_DIRECT:-0}" = 1 ] && BOLT_DIRECT=(-raft.bolt_direct)
 read -r -a RAFT <<<"${RAFT_PORTS:-7001 7002 7003}"
 read -r -a GRPC <<<"${GRPC_PORTS:-7101 7102 7103}"
 read -r -a MUPD <<<"${MUPDATE_PORTS:-3905 3906 3907}"
@@ -142,7 +146,7 @@ for i in "${down[@]}"; do
     -mupdate.listen "127.0.0.1:${MUPD[$k]}" -mupdate.servername "rookery-n$i" \
     -raft.peer_secret_file "$DATA/cluster-secret" \
     -auth.users_file "$DATA/users" -auth.admins admin,mupdate -auth.readers reader \
-    ${TLS_ARGS[@]+"${TLS_ARGS[@]}"} \
+    ${TLS_ARGS[@]+"${TLS_ARGS[@]}"} ${BOLT_DIRECT[@]+"${BOLT_DIRECT[@]}"} \
     >>"$DATA/n$i/rookeryd.log" 2>&1 &
   pids+=($!)
 done

@@ -78,6 +78,8 @@ type RaftConfig struct {
 	ConsistencyCheckInterval config.Duration `toml:"consistency_check_interval" help:"how often to compare the directory hash with the other members (0: only on rookeryctl check consistency)"`
 	// ReadMode: cluster.ReadLease says what "lease" assumes of clocks.
 	ReadMode string `toml:"read_mode" help:"how the leader confirms linearizable reads: linearizable (a heartbeat round) or lease (local while a lease holds; assumes clock rates within 10%; every member the same mode)"`
+	// BoltDirect: cluster.Config.BoltDirect.
+	BoltDirect bool `toml:"bolt_direct" help:"with log_store bolt, write each append straight into raft.db (two syncs) instead of through raft.journal (one sync)"`
 	// PersistBeforeReplicate: cluster.Config.PersistBeforeReplicate.
 	PersistBeforeReplicate bool `toml:"persist_before_replicate" help:"send a new entry to followers only after the leader wrote it (hashicorp/raft's order); by default a quorum of followers writes it while the leader does"`
 

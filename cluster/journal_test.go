@@ -1,0 +1,360 @@
+package cluster
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// journalFixture is raft.db and raft.journal in one directory, opened the
+// way a node opens them.
+type journalFixture struct {
+	t    *testing.T
+	dir  string
+	bolt *raftboltdb.BoltStore
+	j    *journalStore
+}
+
+func openJournalFixture(t *testing.T, dir string) (*journalFixture, error) {
+	t.Helper()
+	bolt, err := openCheckedBolt(filepath.Join(dir, raftDBName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := openJournal(filepath.Join(dir, journalName), bolt, slog.New(slog.DiscardHandler))
+	if err != nil {
+		bolt.Close()
+		return nil, err
+	}
+	return &journalFixture{t: t, dir: dir, bolt: bolt, j: j}, nil
+}
+
+func mustOpenJournalFixture(t *testing.T, dir string) *journalFixture {
+	t.Helper()
+	f, err := openJournalFixture(t, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.crash)
+	return f
+}
+
+// crash drops the store as a killed process does: no checkpoint, the
+// journal left as written.
+func (f *journalFixture) crash() {
+	if f.j.f != nil {
+		f.j.f.Close()
+		f.j.f = nil
+	}
+	f.bolt.Close()
+}
+
+func (f *journalFixture) store(first, last, term uint64) {
+	f.t.Helper()
+	if err := f.j.StoreLogs(journalEntries(first, last, term)); err != nil {
+		f.t.Fatalf("StoreLogs(%d..%d): %v", first, last, err)
+	}
+}
+
+// wantLog checks that entries first..last hold term and the data
+// journalEntries gives them, and that the log ends at last.
+func (f *journalFixture) wantLog(store raft.LogStore, first, last, term uint64) {
+	f.t.Helper()
+	f.wantEntries(store, first, last, term)
+	if got, err := store.LastIndex(); err != nil || got != last {
+		f.t.Fatalf("LastIndex = %d, %v; want %d", got, err, last)
+	}
+}
+
+func (f *journalFixture) wantEntries(store raft.LogStore, first, last, term uint64) {
+	f.t.Helper()
+	for i := first; i <= last; i++ {
+		var l raft.Log
+		if err := store.GetLog(i, &l); err != nil {
+			f.t.Fatalf("GetLog(%d): %v", i, err)
+		}
+		want := journalEntries(i, i, term)[0]
+		if l.Term != want.Term || !bytes.Equal(l.Data, want.Data) || !l.AppendedAt.Equal(want.AppendedAt) || l.Type != want.Type {
+			f.t.Fatalf("entry %d = %+v, want %+v", i, l, want)
+		}
+	}
+}
+
+func journalEntries(first, last, term uint64) []*raft.Log {
+	var logs []*raft.Log
+	for i := first; i <= last; i++ {
+		logs = append(logs, &raft.Log{
+			Index:      i,
+			Term:       term,
+			Type:       raft.LogCommand,
+			Data:       fmt.Appendf(nil, "entry %d of term %d", i, term),
+			AppendedAt: time.Unix(1_700_000_000, int64(i)),
+		})
+	}
+	return logs
+}
+
+func journalBytesOnDisk(t *testing.T, dir string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, journalName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// An append is one write to raft.journal: raft.db does not see it (so
+// bbolt's two syncs are not paid) until a checkpoint, yet a crash right
+// after the append loses nothing.
+func TestAnAppendGoesToTheJournalAndSurvivesACrash(t *testing.T) {
+	dir := t.TempDir()
+	f := mustOpenJournalFixture(t, dir)
+	f.store(1, 3, 1)
+	f.store(4, 4, 1)
+	if last, err := f.bolt.LastIndex(); err != nil || last != 0 {
+		t.Fatalf("raft.db LastIndex after two appends = %d, %v; want 0 (not yet checkpointed)", last, err)
+	}
+	if n := len(journalBytesOnDisk(t, dir)); n == 0 {
+		t.Fatal("raft.journal is empty after two appends")
+	}
+	f.wantLog(f.j, 1, 4, 1)
+	f.crash()
+
+	g := mustOpenJournalFixture(t, dir)
+	f.wantLog(g.bolt, 1, 4, 1) // replayed into raft.db on open
+	g.wantLog(g.j, 1, 4, 1)
+	if n := len(journalBytesOnDisk(t, dir)); n != 0 {
+		t.Fatalf("raft.journal holds %d bytes after the replay, want 0", n)
+	}
+}
+
+// After every journalCheckpointEntries entries the journal is written into
+// raft.db and emptied, so neither it nor the memory holding its entries
+// grows without bound.
+func TestTheJournalIsCheckpointedIntoRaftDB(t *testing.T) {
+	dir := t.TempDir()
+	f := mustOpenJournalFixture(t, dir)
+	const batch = 100
+	var last uint64
+	for last+batch <= journalCheckpointEntries+batch {
+		f.store(last+1, last+batch, 1)
+		last += batch
+	}
+	boltLast, err := f.bolt.LastIndex()
+	if err != nil || boltLast < journalCheckpointEntries {
+		t.Fatalf("raft.db LastIndex = %d, %v; want at least %d after a checkpoint", boltLast, err, journalCheckpointEntries)
+	}
+	if len(f.j.pending) >= journalCheckpointEntries {
+		t.Fatalf("%d entries pending after a checkpoint", len(f.j.pending))
+	}
+	if n := int64(len(journalBytesOnDisk(t, dir))); n != f.j.size || n > journalCheckpointBytes {
+		t.Fatalf("raft.journal is %d bytes (tracked %d)", n, f.j.size)
+	}
+	f.wantLog(f.j, 1, last, 1)
+}
+
+// Damage in the journal: a crash can only tear the last append, so that
+// is dropped (it was never acknowledged); anything else refuses the start
+// instead of silently losing the entries after it.
+func TestJournalRecoveryDropsOnlyATornTail(t *testing.T) {
+	tests := []struct {
+		name     string
+		damage   func(b []byte, lastBatch int) []byte
+		wantLast uint64 // entries kept; 0 with wantErr
+		wantErr  string
+	}{
+		{"intact", func(b []byte, _ int) []byte { return b }, 9, ""},
+		{"last append cut short", func(b []byte, last int) []byte { return b[:last+(len(b)-last)/2] }, 6, ""},
+		{"last append's header cut short", func(b []byte, last int) []byte { return b[:last+7] }, 6, ""},
+		{"last append's final sector never written", func(b []byte, last int) []byte {
+			return append(b[:len(b)-journalSector], make([]byte, journalSector)...)
+		}, 6, ""},
+		{"last append never written but the file grew", func(b []byte, last int) []byte {
+			return append(b[:last], make([]byte, len(b)-last)...)
+		}, 6, ""},
+		{"byte flipped in the last append", func(b []byte, last int) []byte {
+			b[last+journalHeaderSize+40] ^= 0x10
+			return b
+		}, 0, "written in full"},
+		{"byte flipped in an earlier append", func(b []byte, _ int) []byte {
+			b[journalHeaderSize+30] ^= 0x01
+			return b
+		}, 0, "followed by an intact one"},
+		{"header of an earlier append zeroed", func(b []byte, _ int) []byte {
+			copy(b[:journalHeaderSize], make([]byte, journalHeaderSize))
+			return b
+		}, 0, "followed by an intact one"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			f := mustOpenJournalFixture(t, dir)
+			f.store(1, 3, 1)
+			f.store(4, 6, 1)
+			lastBatch := len(journalBytesOnDisk(t, dir))
+			// A big last append, so it spans sectors.
+			big := journalEntries(7, 9, 1)
+			for _, l := range big {
+				l.Data = bytes.Repeat([]byte{'x'}, 700)
+			}
+			if err := f.j.StoreLogs(big); err != nil {
+				t.Fatal(err)
+			}
+			f.crash()
+			path := filepath.Join(dir, journalName)
+			if err := os.WriteFile(path, tc.damage(journalBytesOnDisk(t, dir), lastBatch), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			g, err := openJournalFixture(t, dir)
+			if tc.wantErr != "" {
+				if err == nil {
+					g.crash()
+					t.Fatalf("opened a journal with %s", tc.name)
+				}
+				if !errors.Is(err, errJournalCorrupt) || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), path) {
+					t.Fatalf("open: %v; want errJournalCorrupt naming %s and saying %q", err, path, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(g.crash)
+			g.wantEntries(g.j, 1, 6, 1)
+			if last, err := g.j.LastIndex(); err != nil || last != tc.wantLast {
+				t.Fatalf("LastIndex = %d, %v; want %d", last, err, tc.wantLast)
+			}
+			if tc.wantLast > 6 {
+				var l raft.Log
+				if err := g.j.GetLog(9, &l); err != nil || len(l.Data) != 700 {
+					t.Fatalf("entry 9: %v, %d bytes", err, len(l.Data))
+				}
+			}
+		})
+	}
+}
+
+// A follower cutting a conflicting tail that is still only in the journal
+// must not see it come back from a replay after a crash.
+func TestEntriesDeletedFromTheJournalStayDeletedAfterACrash(t *testing.T) {
+	dir := t.TempDir()
+	f := mustOpenJournalFixture(t, dir)
+	f.store(1, 10, 1)
+	if err := f.j.DeleteRange(6, 10); err != nil {
+		t.Fatal(err)
+	}
+	f.store(6, 8, 2)
+	f.crash()
+
+	g := mustOpenJournalFixture(t, dir)
+	g.wantEntries(g.j, 1, 5, 1)
+	g.wantLog(g.j, 6, 8, 2)
+}
+
+// Compaction removes the head while newer entries sit in the journal; an
+// append that leaves a gap (the first after a snapshot install) goes to
+// raft.db, and the journal continues from it.
+func TestTheJournalFollowsCompactionAndSnapshotGaps(t *testing.T) {
+	dir := t.TempDir()
+	f := mustOpenJournalFixture(t, dir)
+	f.store(1, 5, 1)
+	f.store(20, 22, 2)
+	f.store(23, 24, 2)
+	if err := f.j.DeleteRange(1, 5); err != nil {
+		t.Fatal(err)
+	}
+	if first, err := f.j.FirstIndex(); err != nil || first != 20 {
+		t.Fatalf("FirstIndex = %d, %v; want 20", first, err)
+	}
+	f.crash()
+
+	g := mustOpenJournalFixture(t, dir)
+	g.wantLog(g.j, 20, 24, 2)
+	if first, err := g.j.FirstIndex(); err != nil || first != 20 {
+		t.Fatalf("FirstIndex after the crash = %d, %v; want 20", first, err)
+	}
+}
+
+// A clean Close leaves raft.db holding the whole log and no journal, so
+// raft.bolt_direct (or an older rookeryd) can open the data dir; after a
+// crash with the journal on, bolt_direct refuses instead of starting
+// without the journal's entries.
+func TestBoltDirectOpensOnlyADataDirWithoutJournalEntries(t *testing.T) {
+	logger := slog.New(slog.DiscardHandler)
+	t.Run("after Close", func(t *testing.T) {
+		dir := t.TempDir()
+		f := mustOpenJournalFixture(t, dir)
+		f.store(1, 7, 1)
+		if err := f.j.Close(); err != nil {
+			t.Fatal(err)
+		}
+		f.bolt.Close()
+		if _, err := os.Stat(filepath.Join(dir, journalName)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("raft.journal after Close: %v, want it removed", err)
+		}
+		st, err := openBoltStorage(filepath.Join(dir, raftDBName), false, logger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.close()
+		f.wantLog(st.logs, 1, 7, 1)
+	})
+	t.Run("after a crash", func(t *testing.T) {
+		dir := t.TempDir()
+		f := mustOpenJournalFixture(t, dir)
+		f.store(1, 7, 1)
+		f.crash()
+		st, err := openBoltStorage(filepath.Join(dir, raftDBName), false, logger)
+		if err == nil {
+			st.close()
+			t.Fatal("bolt_direct opened a data dir whose journal holds entries")
+		}
+		if !strings.Contains(err.Error(), journalName) {
+			t.Fatalf("error %v does not name the journal", err)
+		}
+	})
+}
+
+// A journal that starts past raft.db's end, or disagrees with an entry
+// raft.db holds, is not something this store writes: refused.
+func TestAJournalThatDoesNotFitRaftDBIsRefused(t *testing.T) {
+	tests := []struct {
+		name    string
+		journal []*raft.Log
+		want    string
+	}{
+		{"gap after raft.db", journalEntries(9, 10, 1), "starts at entry 9"},
+		{"other term for an entry raft.db has", journalEntries(3, 6, 2), "entry 3 has term 2"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			f := mustOpenJournalFixture(t, dir)
+			f.store(1, 5, 1)
+			if err := f.j.Close(); err != nil {
+				t.Fatal(err)
+			}
+			f.bolt.Close()
+			if err := os.WriteFile(filepath.Join(dir, journalName), appendJournalBatch(nil, tc.journal), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			g, err := openJournalFixture(t, dir)
+			if err == nil {
+				g.crash()
+				t.Fatal("opened")
+			}
+			if !errors.Is(err, errJournalCorrupt) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("open: %v; want %q", err, tc.want)
+			}
+		})
+	}
+}
