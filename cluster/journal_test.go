@@ -143,6 +143,13 @@ func TestAnAppendGoesToTheJournalAndSurvivesACrash(t *testing.T) {
 func TestTheJournalIsCheckpointedIntoRaftDB(t *testing.T) {
 	dir := t.TempDir()
 	f := mustOpenJournalFixture(t, dir)
+	var checkpoints []int
+	f.j.observe = func(_ time.Duration, entries int, err error) {
+		if err != nil {
+			t.Errorf("checkpoint: %v", err)
+		}
+		checkpoints = append(checkpoints, entries)
+	}
 	const batch = 100
 	var last uint64
 	for last+batch <= journalCheckpointEntries+batch {
@@ -155,6 +162,9 @@ func TestTheJournalIsCheckpointedIntoRaftDB(t *testing.T) {
 	}
 	if len(f.j.pending) >= journalCheckpointEntries {
 		t.Fatalf("%d entries pending after a checkpoint", len(f.j.pending))
+	}
+	if len(checkpoints) == 0 || checkpoints[0] < journalCheckpointEntries {
+		t.Fatalf("checkpoints reported: %v, want the first with at least %d entries", checkpoints, journalCheckpointEntries)
 	}
 	if n := int64(len(journalBytesOnDisk(t, dir))); n != f.j.size || n > journalCheckpointBytes {
 		t.Fatalf("raft.journal is %d bytes (tracked %d)", n, f.j.size)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -43,8 +44,11 @@ const (
 // synced; Close checkpoints and removes the journal, so a cleanly stopped
 // node leaves raft.db alone.
 type journalStore struct {
-	bolt raft.LogStore
-	path string
+	bolt   raft.LogStore
+	path   string
+	logger *slog.Logger
+	// observe, when set before raft starts, is told of every checkpoint.
+	observe func(time.Duration, int, error)
 
 	// writeMu serializes the calls that change the log (appends,
 	// checkpoints, deletes, Close) and guards the fields below mu.
@@ -66,7 +70,7 @@ func openJournal(path string, bolt raft.LogStore, logger *slog.Logger) (*journal
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft journal %s: %w", path, err)
 	}
-	j := &journalStore{bolt: bolt, path: path, f: f}
+	j := &journalStore{bolt: bolt, path: path, logger: logger, f: f}
 	if err := j.recover(logger); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("cluster: raft journal %s: %w", path, err)
@@ -203,8 +207,16 @@ func (j *journalStore) StoreLogs(logs []*raft.Log) error {
 		// The entries are durable in the journal: a failed checkpoint is
 		// retried with the next append, and reported by it when the
 		// journal has grown too far past the bounds.
-		if err := j.checkpoint(); err != nil && len(j.pending) >= 4*journalCheckpointEntries {
-			return err
+		start, entries := time.Now(), len(j.pending)
+		err := j.checkpoint()
+		if j.observe != nil {
+			j.observe(time.Since(start), entries, err)
+		}
+		if err != nil {
+			j.logger.Warn("raft journal: checkpoint into raft.db failed; retrying with the next append", "file", j.path, "entries", entries, "err", err)
+			if len(j.pending) >= 4*journalCheckpointEntries {
+				return err
+			}
 		}
 	}
 	return nil

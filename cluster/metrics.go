@@ -24,6 +24,10 @@ type Hooks struct {
 	// LeaderRead is called for every read index the leader takes, with
 	// whether its lease gave it (ReadLease) or it took a heartbeat round.
 	LeaderRead func(lease bool)
+	// JournalCheckpoint is called after each checkpoint of raft.journal
+	// into raft.db (docs/log-journal.md) with its duration, the entries it
+	// wrote and its error; the append that triggered it waited that long.
+	JournalCheckpoint func(d time.Duration, entries int, err error)
 }
 
 // ProposalFailureReason classifies an error returned by Apply for

@@ -135,6 +135,9 @@ func (n *Node) start() error {
 	n.health = newHeartbeatTracker()
 
 	n.storage.logs = withStoreTiming(n.storage.logs, n.cfg.Hooks.StoreLogs)
+	if n.storage.journal != nil {
+		n.storage.journal.observe = n.cfg.Hooks.JournalCheckpoint
+	}
 	if !n.cfg.PersistBeforeReplicate {
 		n.early = newEarlyAppend(n, n.storage.logs)
 		n.storage.logs = n.early

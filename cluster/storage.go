@@ -52,10 +52,11 @@ const lockFileName = "LOCK"
 
 // storage is the on-disk state of one node.
 type storage struct {
-	logs   raft.LogStore // the chosen store behind a LogCache
-	stable raft.StableStore
-	snaps  raft.SnapshotStore
-	close  func() error
+	logs    raft.LogStore // the chosen store behind a LogCache
+	journal *journalStore // raft.journal in front of raft.db; nil without
+	stable  raft.StableStore
+	snaps   raft.SnapshotStore
+	close   func() error
 }
 
 // openStorage opens (creating when absent) raft.db and the snapshot
@@ -154,7 +155,7 @@ func openBoltStorage(path string, journal bool, logger *slog.Logger) (*storage, 
 		return nil, err
 	}
 	closeAll := func() error { return errors.Join(j.Close(), bolt.Close()) }
-	return &storage{logs: j, stable: bolt, close: closeAll}, nil
+	return &storage{logs: j, journal: j, stable: bolt, close: closeAll}, nil
 }
 
 // refuseJournal stops a node told to write raft.db directly from starting

@@ -16,6 +16,8 @@ type ClusterHooks struct {
 	failed   *prometheus.CounterVec
 	appendEr prometheus.Counter
 	reads    *prometheus.CounterVec
+	ckpt     prometheus.Histogram
+	ckptEr   prometheus.Counter
 }
 
 // NewClusterHooks registers the hook metrics on reg.
@@ -38,11 +40,20 @@ func NewClusterHooks(reg prometheus.Registerer) *ClusterHooks {
 			Name: "rookery_server_leader_reads_total",
 			Help: "Read indexes this node took as leader, by how leadership was confirmed: lease (raft.read_mode lease, while the lease held) or round (a heartbeat round).",
 		}, []string{"confirmed"}),
+		ckpt: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "rookery_disk_log_checkpoint_duration_seconds",
+			Help:    "Time to write raft.journal's entries into raft.db (one bbolt transaction, two syncs); the append that triggered it waited as long.",
+			Buckets: durationBuckets,
+		}),
+		ckptEr: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rookery_disk_log_checkpoint_failures_total",
+			Help: "Checkpoints of raft.journal into raft.db that failed (retried with the next append; the journal keeps the entries).",
+		}),
 	}
 	for _, r := range []string{"no_leader", "timeout", "unavailable", "canceled", "shutdown", "other"} {
 		h.failed.WithLabelValues(r) // export zeros, so rate() works from the first failure
 	}
-	reg.MustRegister(h.fsync, h.failed, h.appendEr, h.reads)
+	reg.MustRegister(h.fsync, h.failed, h.appendEr, h.reads, h.ckpt, h.ckptEr)
 	return h
 }
 
@@ -58,6 +69,13 @@ func (h *ClusterHooks) Hooks() cluster.Hooks {
 			h.fsync.Observe(d.Seconds())
 		},
 		ProposalFailed: func(reason string) { h.failed.WithLabelValues(reason).Inc() },
+		JournalCheckpoint: func(d time.Duration, _ int, err error) {
+			if err != nil {
+				h.ckptEr.Inc()
+				return
+			}
+			h.ckpt.Observe(d.Seconds())
+		},
 		LeaderRead: func(lease bool) {
 			if lease {
 				leaseReads.Inc()

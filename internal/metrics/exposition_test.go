@@ -25,7 +25,7 @@ import (
 var nodeSeries = []string{
 	"rookery_server_has_leader", "rookery_server_is_leader", "rookery_server_leader_changes_seen_total",
 	"rookery_raft_commit_index", "rookery_raft_applied_index", "rookery_raft_commit_duration_seconds",
-	"rookery_disk_log_fsync_duration_seconds", "rookery_raft_peer_last_contact_seconds",
+	"rookery_disk_log_fsync_duration_seconds", "rookery_disk_log_checkpoint_duration_seconds", "rookery_raft_peer_last_contact_seconds",
 	"rookery_server_proposals_failed_total", "rookery_server_leader_reads_total", "rookery_directory_revision",
 	"rookery_directory_reserved_oldest_age_seconds", "rookery_mupdate_connections", "rookery_mupdate_streams",
 	"rookery_mupdate_full_dumps_total", "rookery_auth_failures_total", "rookery_mupdate_refusals_total",
