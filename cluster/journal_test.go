@@ -58,6 +58,15 @@ func (f *journalFixture) crash() {
 	f.bolt.Close()
 }
 
+// stop closes the store as a node stopping cleanly does.
+func (f *journalFixture) stop() {
+	f.t.Helper()
+	if err := f.j.Close(); err != nil {
+		f.t.Fatal(err)
+	}
+	f.bolt.Close()
+}
+
 func (f *journalFixture) store(first, last, term uint64) {
 	f.t.Helper()
 	if err := f.j.StoreLogs(journalEntries(first, last, term)); err != nil {
@@ -304,10 +313,7 @@ func TestBoltDirectOpensOnlyADataDirWithoutJournalEntries(t *testing.T) {
 		dir := t.TempDir()
 		f := mustOpenJournalFixture(t, dir)
 		f.store(1, 7, 1)
-		if err := f.j.Close(); err != nil {
-			t.Fatal(err)
-		}
-		f.bolt.Close()
+		f.stop()
 		if _, err := os.Stat(filepath.Join(dir, journalName)); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("raft.journal after Close: %v, want it removed", err)
 		}
@@ -350,10 +356,7 @@ func TestAJournalThatDoesNotFitRaftDBIsRefused(t *testing.T) {
 			dir := t.TempDir()
 			f := mustOpenJournalFixture(t, dir)
 			f.store(1, 5, 1)
-			if err := f.j.Close(); err != nil {
-				t.Fatal(err)
-			}
-			f.bolt.Close()
+			f.stop()
 			if err := os.WriteFile(filepath.Join(dir, journalName), appendJournalBatch(nil, tc.journal), 0o600); err != nil {
 				t.Fatal(err)
 			}
