@@ -371,3 +371,27 @@ func TestAJournalThatDoesNotFitRaftDBIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// raft.db removed by hand with raft.journal left behind: the journal's
+// entries are the middle of a log, and a new raft.db must not start from
+// them. Restoring (or seeding) refuses such a directory too.
+func TestAJournalWithoutRaftDBIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	f := mustOpenJournalFixture(t, dir)
+	f.store(1, 4, 1)
+	f.crash()
+	if err := os.Remove(filepath.Join(dir, raftDBName)); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkEmptyDataDir(dir); err == nil || !strings.Contains(err.Error(), journalName) {
+		t.Fatalf("seeding over a leftover journal: %v, want it refused naming %s", err, journalName)
+	}
+	st, err := openBoltStorage(filepath.Join(dir, raftDBName), true, slog.New(slog.DiscardHandler))
+	if err == nil {
+		st.close()
+		t.Fatal("opened a journal whose raft.db is gone")
+	}
+	if !strings.Contains(err.Error(), "is missing") {
+		t.Fatalf("open: %v, want it to say raft.db is missing", err)
+	}
+}

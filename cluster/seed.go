@@ -53,7 +53,7 @@ func SeedDataDir(dir string, store *fsm.Store, index uint64, voters []Peer) erro
 
 // checkEmptyDataDir refuses to seed over an existing node's state.
 func checkEmptyDataDir(dir string) error {
-	for _, log := range []string{raftDBName, walDirName} {
+	for _, log := range []string{raftDBName, journalName, walDirName} {
 		if _, err := os.Stat(filepath.Join(dir, log)); err == nil {
 			return fmt.Errorf("%s already holds raft state (%s); restore needs an empty data dir", dir, log)
 		}

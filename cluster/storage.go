@@ -137,11 +137,14 @@ func checkLogStoreKind(dir, kind string) error {
 // raft.journal beside it (journalStore), and whatever a crash left there
 // is replayed first.
 func openBoltStorage(path string, journal bool, logger *slog.Logger) (*storage, error) {
+	journalPath := filepath.Join(filepath.Dir(path), journalName)
+	if err := refuseOrphanJournal(path, journalPath); err != nil {
+		return nil, err
+	}
 	bolt, err := openCheckedBolt(path)
 	if err != nil {
 		return nil, err
 	}
-	journalPath := filepath.Join(filepath.Dir(path), journalName)
 	if !journal {
 		if err := refuseJournal(journalPath); err != nil {
 			_ = bolt.Close()
@@ -156,6 +159,19 @@ func openBoltStorage(path string, journal bool, logger *slog.Logger) (*storage, 
 	}
 	closeAll := func() error { return errors.Join(j.Close(), bolt.Close()) }
 	return &storage{logs: j, journal: j, stable: bolt, close: closeAll}, nil
+}
+
+// refuseOrphanJournal stops a node whose raft.db is gone (removed by hand)
+// while raft.journal still holds entries: replaying them into a new
+// raft.db would start the node from the middle of a log.
+func refuseOrphanJournal(dbPath, journalPath string) error {
+	if _, err := os.Stat(dbPath); !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if fi, err := os.Stat(journalPath); err == nil && fi.Size() > 0 {
+		return fmt.Errorf("cluster: raft journal %s holds entries but %s is missing (refusing to start; restore raft.db, or remove the whole data dir and re-join)", journalPath, dbPath)
+	}
+	return nil
 }
 
 // refuseJournal stops a node told to write raft.db directly from starting
