@@ -112,22 +112,28 @@ func scanJournal(data []byte) (journalScan, error) {
 	return s, nil
 }
 
-// journalBatchAt returns the payload of the batch at off when its header
-// and payload are intact.
-func journalBatchAt(data []byte, off int) ([]byte, bool) {
+// journalHeaderAt returns the payload length the batch header at off
+// declares, when the header is whole and intact.
+func journalHeaderAt(data []byte, off int) (uint32, bool) {
 	if len(data)-off < journalHeaderSize {
-		return nil, false
+		return 0, false
 	}
 	h := data[off : off+journalHeaderSize]
 	if string(h[:4]) != journalMagic || binary.BigEndian.Uint32(h[12:]) != crc32.Checksum(h[:12], journalCRC) {
-		return nil, false
+		return 0, false
 	}
-	n := binary.BigEndian.Uint32(h[4:])
-	if n > journalMaxPayload || uint64(len(data)-off-journalHeaderSize) < uint64(n) {
+	return binary.BigEndian.Uint32(h[4:]), true
+}
+
+// journalBatchAt returns the payload of the batch at off when its header
+// and payload are intact.
+func journalBatchAt(data []byte, off int) ([]byte, bool) {
+	n, ok := journalHeaderAt(data, off)
+	if !ok || n > journalMaxPayload || uint64(len(data)-off-journalHeaderSize) < uint64(n) {
 		return nil, false
 	}
 	payload := data[off+journalHeaderSize : off+journalHeaderSize+int(n)]
-	if crc32.Checksum(payload, journalCRC) != binary.BigEndian.Uint32(h[8:]) {
+	if crc32.Checksum(payload, journalCRC) != binary.BigEndian.Uint32(data[off+8:]) {
 		return nil, false
 	}
 	return payload, true
@@ -161,11 +167,8 @@ func journalTailIsShort(data []byte, off int) bool {
 	if len(data)-off < journalHeaderSize {
 		return true
 	}
-	h := data[off : off+journalHeaderSize]
-	if string(h[:4]) != journalMagic || binary.BigEndian.Uint32(h[12:]) != crc32.Checksum(h[:12], journalCRC) {
-		return false
-	}
-	return uint64(len(data)-off-journalHeaderSize) < uint64(binary.BigEndian.Uint32(h[4:]))
+	n, ok := journalHeaderAt(data, off)
+	return ok && uint64(len(data)-off-journalHeaderSize) < uint64(n)
 }
 
 // hasZeroSector reports whether some sector of the file from off on (the

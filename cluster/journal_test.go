@@ -395,3 +395,69 @@ func TestAJournalWithoutRaftDBIsRefused(t *testing.T) {
 		t.Fatalf("open: %v, want it to say raft.db is missing", err)
 	}
 }
+
+// failingStores makes raft.db refuse appends while set.
+type failingStores struct {
+	raft.LogStore
+	fail bool
+}
+
+func (s *failingStores) StoreLogs(logs []*raft.Log) error {
+	if s.fail {
+		return errors.New("disk full")
+	}
+	return s.LogStore.StoreLogs(logs)
+}
+
+// While raft.db cannot be written, appends keep going to the journal (they
+// are durable there) up to journalPendingLimit; past it an append fails
+// without being stored. Once raft.db can be written, the next append
+// checkpoints everything, and each checkpoint is reported.
+func TestFailingCheckpointsAreRetriedThenRefuseAppends(t *testing.T) {
+	dir := t.TempDir()
+	bolt, err := openCheckedBolt(filepath.Join(dir, raftDBName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bolt.Close()
+	stores := &failingStores{LogStore: bolt, fail: true}
+	j, err := openJournal(filepath.Join(dir, journalName), stores, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	var failed, succeeded int
+	j.observe = func(_ time.Duration, _ int, err error) {
+		if err != nil {
+			failed++
+		} else {
+			succeeded++
+		}
+	}
+	var last uint64
+	for last < journalPendingLimit {
+		if err := j.StoreLogs(journalEntries(last+1, last+16, 1)); err != nil {
+			t.Fatalf("append %d..%d with %d pending: %v", last+1, last+16, len(j.pending), err)
+		}
+		last += 16
+	}
+	if err := j.StoreLogs(journalEntries(last+1, last+1, 1)); err == nil {
+		t.Fatalf("append with %d entries pending and raft.db failing succeeded", len(j.pending))
+	}
+	if got, _ := j.LastIndex(); got != last {
+		t.Fatalf("LastIndex after a refused append = %d, want %d (not stored)", got, last)
+	}
+	if failed == 0 || succeeded != 0 {
+		t.Fatalf("checkpoints reported: %d failed, %d succeeded", failed, succeeded)
+	}
+	stores.fail = false
+	if err := j.StoreLogs(journalEntries(last+1, last+1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if boltLast, err := bolt.LastIndex(); err != nil || boltLast < last {
+		t.Fatalf("raft.db LastIndex = %d, %v; want at least %d after raft.db recovered", boltLast, err, last)
+	}
+	if succeeded == 0 {
+		t.Fatal("the recovering checkpoint was not reported")
+	}
+}

@@ -23,12 +23,15 @@ const (
 	// bytes a restart replays.
 	journalCheckpointEntries = 256
 	journalCheckpointBytes   = 8 << 20
+	// journalPendingLimit is how many entries the journal holds while
+	// checkpoints fail before appends fail too.
+	journalPendingLimit = 4 * journalCheckpointEntries
 )
 
 // journalStore is raft's log store when the log lives in raft.db: each
-// append is one write and one fdatasync of raft.journal, and every few
-// thousand entries the journal is written into raft.db in one bbolt
-// transaction and emptied.
+// append is one write and one fdatasync of raft.journal, and every
+// journalCheckpointEntries entries the journal is written into raft.db in
+// one bbolt transaction and emptied.
 //
 // bbolt syncs twice per transaction (its pages, then its meta page) and
 // rewrites the B-tree's path to the new keys; a replicated write waits for
@@ -71,7 +74,7 @@ func openJournal(path string, bolt raft.LogStore, logger *slog.Logger) (*journal
 		return nil, fmt.Errorf("cluster: raft journal %s: %w", path, err)
 	}
 	j := &journalStore{bolt: bolt, path: path, logger: logger, f: f}
-	if err := j.recover(logger); err != nil {
+	if err := j.recover(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("cluster: raft journal %s: %w", path, err)
 	}
@@ -85,7 +88,7 @@ func openJournal(path string, bolt raft.LogStore, logger *slog.Logger) (*journal
 
 // recover writes the journal's entries that raft.db lacks into it, then
 // empties the journal.
-func (j *journalStore) recover(logger *slog.Logger) error {
+func (j *journalStore) recover() error {
 	data, err := io.ReadAll(j.f)
 	if err != nil {
 		return err
@@ -98,7 +101,7 @@ func (j *journalStore) recover(logger *slog.Logger) error {
 		return fmt.Errorf("%w (refusing to start; restore the data dir, or remove it and re-join)", err)
 	}
 	if scan.torn > 0 {
-		logger.Warn("raft journal: dropping the tail a crash left unfinished (an append that was never acknowledged)",
+		j.logger.Warn("raft journal: dropping the tail a crash left unfinished (an append that was never acknowledged)",
 			"file", j.path, "offset", scan.end, "bytes", scan.torn)
 	}
 	replay, err := j.unstored(scan.logs)
@@ -113,7 +116,7 @@ func (j *journalStore) recover(logger *slog.Logger) error {
 		replay = replay[n:]
 	}
 	if len(scan.logs) > 0 {
-		logger.Info("raft journal: replayed into raft.db", "file", j.path, "entries", len(scan.logs))
+		j.logger.Info("raft journal: replayed into raft.db", "file", j.path, "entries", len(scan.logs))
 	}
 	return j.truncate()
 }
@@ -197,6 +200,13 @@ func (j *journalStore) StoreLogs(logs []*raft.Log) error {
 		}
 		return j.bolt.StoreLogs(logs)
 	}
+	if len(j.pending) >= journalPendingLimit {
+		// Checkpoints have failed for a while (raft.db cannot be
+		// written): refuse the append rather than hold ever more.
+		if err := j.checkpointObserved(); err != nil {
+			return err
+		}
+	}
 	if err := j.append(logs); err != nil {
 		return err
 	}
@@ -205,21 +215,22 @@ func (j *journalStore) StoreLogs(logs []*raft.Log) error {
 	j.mu.Unlock()
 	if len(j.pending) >= journalCheckpointEntries || j.size >= journalCheckpointBytes {
 		// The entries are durable in the journal: a failed checkpoint is
-		// retried with the next append, and reported by it when the
-		// journal has grown too far past the bounds.
-		start, entries := time.Now(), len(j.pending)
-		err := j.checkpoint()
-		if j.observe != nil {
-			j.observe(time.Since(start), entries, err)
-		}
-		if err != nil {
-			j.logger.Warn("raft journal: checkpoint into raft.db failed; retrying with the next append", "file", j.path, "entries", entries, "err", err)
-			if len(j.pending) >= 4*journalCheckpointEntries {
-				return err
-			}
+		// retried with the next append.
+		if err := j.checkpointObserved(); err != nil {
+			j.logger.Warn("raft journal: checkpoint into raft.db failed; retrying with the next append", "file", j.path, "entries", len(j.pending), "err", err)
 		}
 	}
 	return nil
+}
+
+// checkpointObserved is checkpoint, reported to observe.
+func (j *journalStore) checkpointObserved() error {
+	start, entries := time.Now(), len(j.pending)
+	err := j.checkpoint()
+	if j.observe != nil {
+		j.observe(time.Since(start), entries, err)
+	}
+	return err
 }
 
 // continues reports whether logs are consecutive and follow the last

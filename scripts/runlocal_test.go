@@ -4,6 +4,7 @@ package scripts
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -244,6 +245,21 @@ func TestRunLocalRefusesARunningClusterAndRestartsAMissingNode(t *testing.T) {
 	fourth.waitUp(t)
 	if got := lineValue(e.read("passwords"), "admin"); got != admin {
 		t.Fatalf("restart changed the generated admin password %q to %q", admin, got)
+	}
+
+	// bolt appends go through raft.journal unless ROOKERY_BOLT_DIRECT=1.
+	if _, err := os.Stat(filepath.Join(e.data, "n1", "raft.journal")); err != nil {
+		t.Errorf("a running node has no raft.journal: %v", err)
+	}
+	fourth.interrupt(t)
+	fifth := e.start("ROOKERY_BOLT_DIRECT=1")
+	fifth.waitUp(t)
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", e.nodePID("n1")))
+	if err != nil || !bytes.Contains(cmdline, []byte("-raft.bolt_direct")) {
+		t.Errorf("ROOKERY_BOLT_DIRECT=1: n1's command line %q (%v) lacks -raft.bolt_direct", bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}), err)
+	}
+	if _, err := os.Stat(filepath.Join(e.data, "n1", "raft.journal")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("raft.journal with ROOKERY_BOLT_DIRECT=1: %v, want none", err)
 	}
 }
 
