@@ -24,6 +24,10 @@
 #                       in ROOKERY_TOKEN [mupdate:mupdatepw]). The fill stays in
 #                       Rookery afterwards; its names are fixed, so a second run
 #                       finds it there.
+#   ROOKERY_METRICS     comma-separated /metrics URLs of every Rookery node; each phase then
+#                       reports the nodes' CPU per op, raft entries, commands per entry and
+#                       log syncs per entry [make run's http://127.0.0.1:7201..7203/metrics
+#                       when ROOKERY_MUPDATE is 127.0.0.1:3905..3907 and they answer]
 #   BENCH_CLEANUP       1 = delete this run's entries from Rookery afterwards [1]
 #   KEEP                1 = keep the Cyrus state directory (logs) [0]
 #
@@ -112,6 +116,10 @@ if [ "$BENCH_CTL_TOTAL" -gt 0 ]; then
 fi
 
 TARGETS=(--target "cyrus=127.0.0.1:$P_MASTER")
+# The CPU the real master spends per phase: its master process and mupdate
+# service, found by their configuration file (this run's own processes).
+CYRUS_PIDS=$(pgrep -d, -f "$DIR/master/imapd.conf" || true)
+[ -n "$CYRUS_PIDS" ] && TARGETS+=(--pids "cyrus=$CYRUS_PIDS")
 BACKENDS=(--backend "cyrus=$DIR/be1/imapd.conf")
 if [ -n "$ROOKERY_MUPDATE" ]; then
   host=${ROOKERY_MUPDATE%:*}; port=${ROOKERY_MUPDATE##*:}
@@ -120,6 +128,16 @@ if [ -n "$ROOKERY_MUPDATE" ]; then
   ROLES="master be1 be2"
   MURDER_ROLES=be2 BE_MUPDATE_HOST=127.0.0.1 BE_MUPDATE_PORT=$port "$MURDER_UP" "$DIR" start
   TARGETS+=(--target "rookery=$ROOKERY_MUPDATE")
+  if [ -z "${ROOKERY_METRICS:-}" ] && [ "$host" = 127.0.0.1 ] && [ "$port" -ge 3905 ] && [ "$port" -le 3907 ]; then
+    urls=http://127.0.0.1:7201/metrics,http://127.0.0.1:7202/metrics,http://127.0.0.1:7203/metrics
+    if python3 - "$urls" 2>/dev/null <<'PY'
+import sys, urllib.request
+for u in sys.argv[1].split(","):
+    urllib.request.urlopen(u, timeout=2).read(1)
+PY
+    then ROOKERY_METRICS=$urls; say "reading make run's node metrics ($urls)"; fi
+  fi
+  [ -n "${ROOKERY_METRICS:-}" ] && TARGETS+=(--metrics "rookery=$ROOKERY_METRICS")
   BACKENDS+=(--backend "rookery=$DIR/be2/imapd.conf")
 else
   say "ROOKERY_MUPDATE is not set: measuring the real Cyrus master only (no ratio)."

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -35,7 +36,8 @@ func TestBenchAgainstRealCyrus(t *testing.T) {
 		cfg.StreamNoop = 50 * time.Millisecond // Cyrus batches for 5 s unless asked
 		cfg.StreamWait = 10 * time.Second
 		cfg.Cleanup = true
-		b := &bench{cfg: cfg, target: cfg.Targets[0], log: log}
+		cfg.Pids["cyrus"] = []int{os.Getpid()} // the load itself: a process that surely spends CPU
+		b := newBench(cfg, cfg.Targets[0], log)
 		rep, err := b.run(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -43,10 +45,18 @@ func TestBenchAgainstRealCyrus(t *testing.T) {
 		if len(rep.Rows) != 6 {
 			t.Fatalf("rows = %d, want 3 phases x 2 conns", len(rep.Rows))
 		}
+		var cpu time.Duration
 		for _, r := range rep.Rows {
+			cpu += r.Use.ProcCPU
+			if !r.Use.HostOK || !r.Use.ProcOK || r.Use.NodesOK {
+				t.Errorf("%s at %d conns: resources %+v, want host and process CPU and no node metrics", r.Phase, r.Conns, r.Use)
+			}
 			if len(r.S.lat) == 0 || r.S.errors != 0 || r.S.rate() <= 0 {
 				t.Errorf("%s at %d conns: ops=%d errors=%d (%v) rate=%v", r.Phase, r.Conns, len(r.S.lat), r.S.errors, r.S.firstErr, r.S.rate())
 			}
+		}
+		if cpu <= 0 {
+			t.Errorf("the load tool spent no CPU in %d phases", len(rep.Rows))
 		}
 		if s := rep.Stream; s == nil || s.Sent == 0 || s.Lost != 0 || len(s.Delay.lat) != s.Sent {
 			t.Fatalf("stream = %+v", rep.Stream)

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +37,10 @@ type mupdateConfig struct {
 	StreamWait     time.Duration
 	Cleanup        bool
 	RunID          string
+	// Pids and Metrics name, per target, the processes whose CPU and the
+	// Rookery nodes whose metrics each phase reports (resources.go).
+	Pids    map[string][]int
+	Metrics map[string][]string
 }
 
 func defaultMupdateConfig() mupdateConfig {
@@ -47,6 +53,8 @@ func defaultMupdateConfig() mupdateConfig {
 		StreamDuration: 5 * time.Second,
 		StreamInterval: 10 * time.Millisecond,
 		StreamWait:     15 * time.Second,
+		Pids:           map[string][]int{},
+		Metrics:        map[string][]string{},
 	}
 }
 
@@ -71,6 +79,21 @@ func parseMupdateFlags(args []string) (mupdateConfig, error) {
 	fs.DurationVar(&cfg.StreamWait, "stream-wait", cfg.StreamWait, "how long to wait for stragglers after the last ACTIVATE")
 	fs.BoolVar(&cfg.Cleanup, "cleanup", false, "DELETE every mailbox this run created when done")
 	fs.StringVar(&cfg.RunID, "run-id", "", "unique part of the mailbox names (default: random)")
+	fs.Func("pids", "name=PID[,PID...]: report the CPU these processes of target name spend in each phase (repeatable)", func(s string) error {
+		name, pids, err := parsePids(s)
+		if err == nil {
+			cfg.Pids[name] = append(cfg.Pids[name], pids...)
+		}
+		return err
+	})
+	fs.Func("metrics", "name=URL[,URL...]: Rookery nodes' metrics endpoints; each phase reports their CPU, raft entries and log syncs (repeatable)", func(s string) error {
+		name, urls, ok := strings.Cut(s, "=")
+		if !ok || name == "" || urls == "" {
+			return fmt.Errorf("%q: want name=URL[,URL...]", s)
+		}
+		cfg.Metrics[name] = append(cfg.Metrics[name], strings.Split(urls, ",")...)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -86,6 +109,13 @@ func parseMupdateFlags(args []string) (mupdateConfig, error) {
 	}
 	if cfg.Duration <= 0 {
 		return cfg, fmt.Errorf("--duration must be positive")
+	}
+	for _, m := range []map[string][]string{pidNames(cfg.Pids), cfg.Metrics} {
+		for name := range m {
+			if !slices.ContainsFunc(cfg.Targets, func(t target) bool { return t.Name == name }) {
+				return cfg, fmt.Errorf("--pids/--metrics name %q is not a --target", name)
+			}
+		}
 	}
 	if cfg.RunID == "" {
 		cfg.RunID = newRunID()
@@ -105,6 +135,26 @@ func parseTarget(s string) (target, error) {
 		return target{}, fmt.Errorf("target %q: address needs a port", s)
 	}
 	return target{Name: name, Addr: addr}, nil
+}
+
+func parsePids(s string) (string, []int, error) {
+	name, list, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return "", nil, fmt.Errorf("%q: want name=PID[,PID...]", s)
+	}
+	pids, err := parseInts(list)
+	if err != nil {
+		return "", nil, fmt.Errorf("%q: %w", s, err)
+	}
+	return name, pids, nil
+}
+
+func pidNames(m map[string][]int) map[string][]string {
+	out := make(map[string][]string, len(m))
+	for k := range m {
+		out[k] = nil
+	}
+	return out
 }
 
 func parseInts(s string) ([]int, error) {
@@ -150,7 +200,7 @@ func runMupdate(ctx context.Context, log *slog.Logger, out io.Writer, args []str
 		cfg.RunID, cfg.Duration, cfg.Conns, cfg.Location, loadAvg())
 	var reports []*targetReport
 	for _, t := range cfg.Targets {
-		b := &bench{cfg: cfg, target: t, log: log.With("target", t.Name)}
+		b := newBench(cfg, t, log)
 		rep, err := b.run(ctx)
 		if err != nil {
 			return fmt.Errorf("target %s (%s): %w", t.Name, t.Addr, err)
@@ -161,6 +211,12 @@ func runMupdate(ctx context.Context, log *slog.Logger, out io.Writer, args []str
 	printRatios(out, reports)
 	fmt.Fprintf(out, "load average at end %s (the machine may be shared: compare targets within one run)\n", loadAvg())
 	return nil
+}
+
+func newBench(cfg mupdateConfig, t target, log *slog.Logger) *bench {
+	return &bench{cfg: cfg, target: t, log: log.With("target", t.Name), probe: &probe{
+		pids: cfg.Pids[t.Name], metrics: cfg.Metrics[t.Name], client: http.DefaultClient, procDir: "/proc",
+	}}
 }
 
 // loadAvg is the 1/5/15-minute load average, to judge how noisy a run was.

@@ -20,6 +20,7 @@ type bench struct {
 	cfg    mupdateConfig
 	target target
 	log    *slog.Logger
+	probe  *probe
 
 	mu      sync.Mutex
 	created []string // active mailboxes this run made (FIND pool, cleanup)
@@ -30,6 +31,7 @@ type row struct {
 	Phase string
 	Conns int
 	S     *sample
+	Use   spend // what the host and the target spent meanwhile
 }
 
 // targetReport is everything measured on one target.
@@ -71,11 +73,13 @@ func (b *bench) run(ctx context.Context) (*targetReport, error) {
 				return nil, ctx.Err()
 			}
 			b.log.Info("phase", "phase", p.name, "conns", n, "duration", b.cfg.Duration)
+			before := b.probe.read(ctx)
 			s := p.fn(ctx, n)
+			use := since(before, b.probe.read(ctx))
 			if s.firstErr != nil {
 				b.log.Warn("phase had errors", "phase", p.name, "conns", n, "errors", s.errors, "first", s.firstErr)
 			}
-			rep.Rows = append(rep.Rows, row{Phase: p.name, Conns: n, S: s})
+			rep.Rows = append(rep.Rows, row{Phase: p.name, Conns: n, S: s, Use: use})
 		}
 	}
 	if b.cfg.StreamDuration > 0 {

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"runtime"
+	"slices"
 	"text/tabwriter"
 	"time"
 )
@@ -16,6 +18,7 @@ func printTarget(out io.Writer, rep *targetReport) {
 			ms(r.S.percentile(0.50)), ms(r.S.percentile(0.99)), ms(r.S.percentile(1)), r.S.errors)
 	}
 	tw.Flush()
+	printSpend(out, rep.Rows)
 	for _, r := range rep.Rows {
 		if r.S.firstErr != nil {
 			fmt.Fprintf(out, "  first error in %q at %d conns: %v\n", r.Phase, r.Conns, r.S.firstErr)
@@ -29,6 +32,63 @@ func printTarget(out io.Writer, rep *targetReport) {
 	if c := rep.Cleanup; c != nil {
 		fmt.Fprintf(out, "cleanup: %d DELETEs in %s (%.0f/s), errors=%d\n", len(c.lat), ms(c.elapsed), c.rate(), c.errors)
 	}
+}
+
+// printSpend prints what the host and the target spent in each phase
+// (resources.go), so a rate can be read against the machine's limit.
+func printSpend(out io.Writer, rows []row) {
+	if !slices.ContainsFunc(rows, func(r row) bool { return r.Use.HostOK }) {
+		return
+	}
+	fmt.Fprintf(out, "resources per phase (host: %d cores, busy = user+system+irq; steal = taken by the hypervisor; per op = CPU / ops):\n", runtime.NumCPU())
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "phase\tconns\thost busy\tsteal\tprocs ms/op\tnodes ms/op\traft entries\tcmds/entry\tlog syncs/entry\t")
+	for _, r := range rows {
+		u, ops := r.Use, float64(len(r.S.lat))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Phase, r.Conns,
+			cores(u.HostOK, u.BusyCores), cores(u.HostOK, u.StealCores),
+			perOp(u.ProcOK, u.ProcCPU, ops), perOp(u.NodesOK, u.NodeCPU, ops),
+			count(u.NodesOK, u.Entries), per(u.NodesOK, ops*float64(writesPerOp(r.Phase)), u.Entries),
+			per(u.NodesOK, u.Syncs, u.Entries))
+	}
+	tw.Flush()
+}
+
+// writesPerOp is how many directory writes one operation of a phase sends:
+// a create is RESERVE then ACTIVATE; FIND writes nothing.
+func writesPerOp(phase string) int {
+	if phase == phaseFind {
+		return 0
+	}
+	return 2
+}
+
+func cores(ok bool, c float64) string {
+	if !ok {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", c)
+}
+
+func perOp(ok bool, cpu time.Duration, ops float64) string {
+	if !ok || ops == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.3f", float64(cpu)/float64(time.Millisecond)/ops)
+}
+
+func count(ok bool, n float64) string {
+	if !ok {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", n)
+}
+
+func per(ok bool, a, b float64) string {
+	if !ok || b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", a/b)
 }
 
 // printRatios compares every target with the first one (the baseline,

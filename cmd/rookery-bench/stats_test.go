@@ -84,6 +84,20 @@ func TestParseMupdateFlags(t *testing.T) {
 		{"ZeroConns", []string{"--target", "r=127.0.0.1:1", "--conns", "1,0"}, "--conns", nil},
 		{"RunIDWithDot", []string{"--target", "r=127.0.0.1:1", "--run-id", "a.b"}, "--run-id", nil},
 		{"StrayArgument", []string{"--target", "r=127.0.0.1:1", "extra"}, "unexpected arguments", nil},
+		{"ResourcesPerTarget", []string{"--target", "cyrus=127.0.0.1:1", "--target", "r=127.0.0.1:2",
+			"--pids", "cyrus=10,11", "--metrics", "r=http://127.0.0.1:7201/metrics,http://127.0.0.1:7202/metrics", "--pids", "r=12"}, "",
+			func(t *testing.T, c mupdateConfig) {
+				if got := c.Pids["cyrus"]; len(got) != 2 || got[1] != 11 || len(c.Pids["r"]) != 1 {
+					t.Fatalf("pids = %v", c.Pids)
+				}
+				if got := c.Metrics["r"]; len(got) != 2 || got[1] != "http://127.0.0.1:7202/metrics" || len(c.Metrics["cyrus"]) != 0 {
+					t.Fatalf("metrics = %v", c.Metrics)
+				}
+			}},
+		{"PidsOfNoTarget", []string{"--target", "r=127.0.0.1:1", "--pids", "cyrus=10"}, `name "cyrus" is not a --target`, nil},
+		{"MetricsOfNoTarget", []string{"--target", "r=127.0.0.1:1", "--metrics", "x=http://127.0.0.1:7201/metrics"}, `name "x" is not a --target`, nil},
+		{"PidNotANumber", []string{"--target", "r=127.0.0.1:1", "--pids", "r=abc"}, "not a positive number", nil},
+		{"MetricsWithoutName", []string{"--target", "r=127.0.0.1:1", "--metrics", "http://127.0.0.1:7201/metrics"}, "want name=URL", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
