@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bufio"
 	"crypto/aes"
 	"crypto/cipher"
 	"encoding/binary"
@@ -24,6 +25,7 @@ type sealedConn struct {
 	net.Conn
 
 	rmu     sync.Mutex
+	rd      *bufio.Reader // ciphertext from Conn: one read usually brings a whole frame
 	recv    cipher.AEAD
 	rseq    uint64
 	rhdr    [frameHeaderLen]byte
@@ -44,6 +46,10 @@ const (
 	// buffer becomes four frames.
 	maxFramePlain = 64 << 10
 	gcmOverhead   = 16
+	// sealedReadBuffer holds a whole frame of the largest size, so its
+	// header and body, and often the frames after it, arrive with one read
+	// system call instead of one each (raft's small RPCs are most frames).
+	sealedReadBuffer = frameHeaderLen + maxFramePlain + gcmOverhead
 )
 
 var errFrame = errors.New("raft link: bad frame")
@@ -65,7 +71,7 @@ func newSealedConn(c net.Conn, keys linkKeys) (*sealedConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sealedConn{Conn: c, send: send, recv: recv}, nil
+	return &sealedConn{Conn: c, rd: bufio.NewReaderSize(c, sealedReadBuffer), send: send, recv: recv}, nil
 }
 
 func frameNonce(seq uint64) []byte {
@@ -97,7 +103,7 @@ func (c *sealedConn) Read(p []byte) (int, error) {
 }
 
 func (c *sealedConn) readFrame() error {
-	if _, err := io.ReadFull(c.Conn, c.rhdr[:]); err != nil {
+	if _, err := io.ReadFull(c.rd, c.rhdr[:]); err != nil {
 		return err // io.EOF on a clean close between frames
 	}
 	n := binary.BigEndian.Uint32(c.rhdr[:])
@@ -108,7 +114,7 @@ func (c *sealedConn) readFrame() error {
 		c.rbuf = make([]byte, n, maxFramePlain+gcmOverhead)
 	}
 	c.rbuf = c.rbuf[:n]
-	if _, err := io.ReadFull(c.Conn, c.rbuf); err != nil {
+	if _, err := io.ReadFull(c.rd, c.rbuf); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
