@@ -47,6 +47,9 @@ func (n *Node) apply(ctx context.Context, cmds []fsm.Command, waitLocal bool) ([
 	}
 	ctx, cancel := n.withWriteTimeout(ctx)
 	defer cancel()
+	if waitLocal {
+		ctx = context.WithValue(ctx, awaitLocalKey{}, true)
+	}
 	results, index, err := n.applyAnywhere(ctx, cmds)
 	if err != nil {
 		n.proposalFailed(err)
@@ -59,6 +62,12 @@ func (n *Node) apply(ctx context.Context, cmds []fsm.Command, waitLocal bool) ([
 	}
 	return results, nil
 }
+
+// awaitLocalKey marks the context of a write whose caller waits for this
+// node to apply it (Apply, not ApplyCommitted). A follower forwarding it
+// asks the leader to push the commit at once (commitpush.go) rather than
+// after CommitPushDelay.
+type awaitLocalKey struct{}
 
 // applyAnywhere proposes on the leader, wherever it is, retrying while the
 // attempt certainly did not reach the log (no leader yet, leader

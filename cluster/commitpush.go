@@ -26,24 +26,58 @@ import (
 // the next tick; one that does not (still writing it, or behind) refuses
 // and learns the commit from raft as before. A leader that has since been
 // deposed speaks for an older term, which followers of a newer one refuse.
+//
+// A push is four messages at one connection (a request and an answer per
+// follower), so the leader first waits CommitPushDelay for the next entry,
+// whose own AppendEntries carries the commit, and sends nothing when one
+// comes. A follower that waits for the commit asked the leader for
+// something first (a read index, or a forwarded write it will apply
+// itself); the leader then pushes at once (urgent).
 type commitPusher struct {
 	n *Node
 
 	mu      sync.Mutex
-	pending uint64 // highest committed index not yet pushed; 0 = none
-	running bool
+	pending uint64 // highest committed index to tell followers of; 0 = none
+	pushed  uint64 // highest index pushed, or carried by a later entry
+	// appended is raft's last index when pending was recorded: an entry
+	// after it was appended once pending had committed, so its
+	// AppendEntries carries the commit.
+	appended uint64
+	urgent   bool
+	running  bool
+	wake     chan struct{} // an urgent request arrived while waiting
 }
 
 // committed records that index committed on this leader with nothing
 // proposed after it, and starts a push unless one is under way (which
 // then pushes the newest index next).
 func (c *commitPusher) committed(index uint64) {
+	c.note(index, false)
+}
+
+// urgentPush records that a follower waits for index to commit on its
+// side: it is pushed without CommitPushDelay.
+func (c *commitPusher) urgentPush(index uint64) {
+	c.note(index, true)
+}
+
+func (c *commitPusher) note(index uint64, urgent bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if index <= c.pending {
+	if index <= c.pushed || (index <= c.pending && !urgent) {
 		return
 	}
-	c.pending = index
+	if index > c.pending {
+		c.pending = index
+		c.appended = c.n.raft.LastIndex()
+	}
+	if urgent {
+		c.urgent = true
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
 	if !c.running {
 		c.running = true
 		c.n.goFunc(c.run)
@@ -51,19 +85,55 @@ func (c *commitPusher) committed(index uint64) {
 }
 
 func (c *commitPusher) run() {
-	var last uint64
 	for {
 		c.mu.Lock()
-		index := c.pending
-		if index == last || c.n.ctx.Err() != nil {
+		index, urgent, appended := c.pending, c.urgent, c.appended
+		if index <= c.pushed || c.n.ctx.Err() != nil {
 			c.running = false
 			c.mu.Unlock()
 			return
 		}
 		c.mu.Unlock()
+		if !urgent && c.carriedByNextEntry(appended) {
+			c.done(index)
+			continue
+		}
+		c.mu.Lock()
+		index, c.urgent = c.pending, false
+		select {
+		case <-c.wake: // this push answers it
+		default:
+		}
+		c.mu.Unlock()
 		c.push(index)
-		last = index
+		c.done(index)
 	}
+}
+
+func (c *commitPusher) done(index uint64) {
+	c.mu.Lock()
+	c.pushed = max(c.pushed, index)
+	c.mu.Unlock()
+}
+
+// carriedByNextEntry waits up to CommitPushDelay and reports whether an
+// entry was appended after appended meanwhile. It returns false at once
+// when an urgent push is asked for.
+func (c *commitPusher) carriedByNextEntry(appended uint64) bool {
+	d := c.n.cfg.CommitPushDelay
+	if d < 0 {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-c.wake:
+		return false
+	case <-c.n.ctx.Done():
+		return false
+	}
+	return c.n.raft.LastIndex() > appended
 }
 
 // pushWait bounds how long a push waits for a follower to acknowledge the

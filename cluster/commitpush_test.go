@@ -127,3 +127,79 @@ func TestAnIdleLeaderSendsAppendEntriesAtHeartbeatPace(t *testing.T) {
 		t.Error("idle leader sent no AppendEntries: no heartbeats either")
 	}
 }
+
+// pushesSent is how many commit pushes the leader sent and a follower
+// answered, accepted or not.
+func pushesSent(n *Node) uint64 { return n.commitPushes.Load() + n.commitPushRefusals.Load() }
+
+// TestWritesInARowCarryEachOthersCommitWithoutPushes: while one writer's
+// next entry comes within CommitPushDelay, that entry's AppendEntries tells
+// the followers of the last commit and the leader pushes nothing; the
+// burst's last commit is still pushed once the delay passes.
+func TestWritesInARowCarryEachOthersCommitWithoutPushes(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		cfg.CommitTimeout = time.Minute
+		cfg.CommitPushDelay = 500 * time.Millisecond
+	})
+	leader := c.leader().node
+	const writes = 30
+	for i := range writes {
+		mustApply(t, leader, activate(i))
+	}
+	index := leader.Status().AppliedIndex
+	for _, f := range c.followers() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := f.node.WaitApplied(ctx, index)
+		cancel()
+		if err != nil {
+			t.Fatalf("%s did not learn the last commit (index %d): %v", f.cfg.NodeID, index, err)
+		}
+	}
+	// Only raft's tick (a minute away) or a push could tell them: one push
+	// per follower for the last write, where pushing every commit would
+	// have sent 2 per write.
+	if n := pushesSent(leader); n > 4 {
+		t.Errorf("leader sent %d commit pushes for %d writes in a row, want 2 (at most 4)", n, writes)
+	}
+}
+
+// TestAFollowerThatWaitsForACommitIsPushedAtOnce: with both raft's tick and
+// the lazy push a minute away, a follower's linearizable read and a write
+// it forwards and applies itself still finish, because the leader pushes
+// the commit they wait for at once. A write the follower does not wait to
+// apply (MUPDATE's ApplyCommitted) is left to the lazy push.
+func TestAFollowerThatWaitsForACommitIsPushedAtOnce(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		cfg.CommitTimeout = time.Minute
+		cfg.CommitPushDelay = time.Minute
+	})
+	leader := c.leader().node
+	f := c.followers()[0].node
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	mustApply(t, leader, activate(1))
+	if err := f.LinearizableRead(ctx); err != nil {
+		t.Fatalf("read on the follower after a write: %v", err)
+	}
+	if e, ok := f.Store().Get(mailboxName(1)); !ok || e.State != fsm.StateActive {
+		t.Fatalf("the follower's read does not see the write: %+v, %v", e, ok)
+	}
+	if res, err := f.Apply(ctx, []fsm.Command{activate(2)}); err != nil || res[0].Revision == 0 {
+		t.Fatalf("write through the follower: %+v, %v", res, err)
+	}
+
+	time.Sleep(200 * time.Millisecond) // the answers to the push just made arrive
+	before := pushesSent(leader)
+	res, err := f.ApplyCommitted(ctx, []fsm.Command{activate(3)})
+	if err != nil || res[0].Revision == 0 {
+		t.Fatalf("committed-only write through the follower: %+v, %v", res, err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := pushesSent(leader) - before; n != 0 {
+		t.Errorf("a write nobody waits for on the follower got %d immediate pushes", n)
+	}
+	if _, ok := f.Store().Get(mailboxName(3)); ok {
+		t.Error("the follower applied a commit nothing told it of")
+	}
+}

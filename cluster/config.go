@@ -146,6 +146,15 @@ type Config struct {
 	// default 1ms, as 300µs was too short for MUPDATE clients on a loaded
 	// host (docs/notes/perf.md §3). Negative turns it off.
 	GroupCommitHold time.Duration
+	// CommitPushDelay is how long the leader waits before telling followers
+	// of the last commit of a burst itself (commitpush.go): if the next
+	// entry is appended meanwhile, its AppendEntries carries the commit and
+	// no push is sent. At one connection the next command comes well within
+	// it, and the push's four messages per entry were a fifth of the
+	// cluster's CPU per create (NOTES.md, ninth session). A follower that
+	// waits for the commit (a read index or a forwarded write it will
+	// apply) gets it at once. Default 2ms; negative pushes at once.
+	CommitPushDelay time.Duration
 	// PersistBeforeReplicate restores hashicorp/raft's own order, in which
 	// followers see an entry only after the leader wrote it. By default
 	// the leader sends it while it writes, so that the leader's and the
@@ -237,6 +246,7 @@ func DefaultConfig() Config {
 		ReadMode:             ReadLinearizable,
 		LeaseMaxDrift:        0.1,
 		GroupCommitHold:      time.Millisecond,
+		CommitPushDelay:      2 * time.Millisecond,
 		FSM:                  fsm.DefaultConfig(),
 
 		ConsistencyCheckInterval: 5 * time.Minute,
@@ -294,6 +304,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.GroupCommitHold == 0 {
 		c.GroupCommitHold = d.GroupCommitHold
+	}
+	if c.CommitPushDelay == 0 {
+		c.CommitPushDelay = d.CommitPushDelay
 	}
 	if c.FSM.HistorySize == 0 {
 		c.FSM.HistorySize = d.FSM.HistorySize

@@ -3,6 +3,9 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"slices"
+
+	"google.golang.org/grpc/metadata"
 
 	"github.com/rookery/rookery/fsm"
 )
@@ -75,6 +78,9 @@ func (f *forwarder) send(batch []*proposal, count int) {
 	}
 	ctx, cancel := n.withWriteTimeout(n.ctx)
 	defer cancel()
+	if slices.ContainsFunc(live, func(p *proposal) bool { return p.ctx.Value(awaitLocalKey{}) != nil }) {
+		ctx = metadata.AppendToOutgoingContext(ctx, mdAwaitCommit, "1")
+	}
 	results, index, err := n.forwardApply(ctx, leader, concat(live, count))
 	if err != nil {
 		failAll(live, err)

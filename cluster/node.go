@@ -126,6 +126,7 @@ func (n *Node) start() error {
 	n.peers = newPeerClients(n.cfg.PeerDialOptions)
 	n.proposer = newProposer(n)
 	n.commits.n = n
+	n.commits.wake = make(chan struct{}, 1)
 	n.forwarder = newForwarder(n)
 	roundCtx := func() (context.Context, context.CancelFunc) { return n.withWriteTimeout(n.ctx) }
 	n.leaderReads = newReadBatcher(n.leaderReadIndex, roundCtx)

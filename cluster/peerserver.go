@@ -17,8 +17,11 @@ import (
 // non-voting seat.
 const (
 	mdForwarded = "x-rookery-forwarded"
-	mdSuffrage  = "x-rookery-suffrage"
-	nonvoter    = "nonvoter"
+	// mdAwaitCommit on a forwarded write: the follower waits to apply it,
+	// so the leader pushes its commit at once (commitpush.go).
+	mdAwaitCommit = "x-rookery-await-commit"
+	mdSuffrage    = "x-rookery-suffrage"
+	nonvoter      = "nonvoter"
 )
 
 // RegisterPeerService registers the node-to-node Peer service on s. It must
@@ -53,6 +56,9 @@ func (s *peerServer) Apply(ctx context.Context, req *rookeryv1.PeerApplyRequest)
 	if err != nil {
 		return nil, toPeerError(err)
 	}
+	if md, _ := metadata.FromIncomingContext(ctx); index > 0 && len(md.Get(mdAwaitCommit)) > 0 {
+		n.commits.urgentPush(index)
+	}
 	return &rookeryv1.PeerApplyResponse{Results: fsm.EncodeResults(results), Index: index}, nil
 }
 
@@ -70,6 +76,9 @@ func (s *peerServer) ReadIndex(ctx context.Context, _ *rookeryv1.ReadIndexReques
 	if err != nil {
 		return nil, toPeerError(err)
 	}
+	// The follower waits to apply up to index: it must not wait for a
+	// lazy commit push.
+	n.commits.urgentPush(index)
 	return &rookeryv1.ReadIndexResponse{CommitIndex: index}, nil
 }
 

@@ -16,7 +16,7 @@ type byteConn struct {
 	reads int
 }
 
-func (c *byteConn) Read(p []byte) (int, error) { c.reads++; return c.in.Read(p) }
+func (c *byteConn) Read(p []byte) (int, error)  { c.reads++; return c.in.Read(p) }
 func (c *byteConn) Write(p []byte) (int, error) { return c.out.Write(p) }
 
 func sealedPair(t *testing.T) (writer, reader func(net.Conn) *sealedConn) {
