@@ -38,6 +38,7 @@ func TestMethodAccessClassifiesEveryRPC(t *testing.T) {
 		"/rookery.v1.Peer/ConsistencyHash":                               accessPeer,
 		"/rookery.v1.Peer/CheckConsistency":                              accessPeer,
 		"/rookery.v1.Peer/Apply":                                         accessPeer,
+		"/rookery.v1.Peer/ApplyStream":                                   accessPeer,
 		"/rookery.v1.Peer/ReadIndex":                                     accessPeer,
 		"/rookery.v1.Peer/Join":                                          accessPeer,
 		"/rookery.v1.Directory/SomethingNew":                             accessAdmin,

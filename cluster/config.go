@@ -163,6 +163,9 @@ type Config struct {
 
 	// trace, in benchmarks, receives every proposal's timestamps.
 	trace writeTrace
+	// withoutApplyStream, in tests, makes this node answer ApplyStream as
+	// a rookeryd from before it would: Unimplemented.
+	withoutApplyStream bool
 
 	// RaftTLS, when set, wraps the raft transport in TLS in both directions.
 	// The same config serves and dials: Certificates must be valid for

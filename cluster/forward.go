@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"slices"
 
-	"google.golang.org/grpc/metadata"
-
 	"github.com/rookery/rookery/fsm"
 )
 
@@ -78,10 +76,8 @@ func (f *forwarder) send(batch []*proposal, count int) {
 	}
 	ctx, cancel := n.withWriteTimeout(n.ctx)
 	defer cancel()
-	if slices.ContainsFunc(live, func(p *proposal) bool { return p.ctx.Value(awaitLocalKey{}) != nil }) {
-		ctx = metadata.AppendToOutgoingContext(ctx, mdAwaitCommit, "1")
-	}
-	results, index, err := n.forwardApply(ctx, leader, concat(live, count))
+	await := slices.ContainsFunc(live, func(p *proposal) bool { return p.ctx.Value(awaitLocalKey{}) != nil })
+	results, index, err := n.forwards.apply(ctx, leader, concat(live, count), await)
 	if err != nil {
 		failAll(live, err)
 		return

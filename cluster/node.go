@@ -47,6 +47,12 @@ type Node struct {
 	commitPushes  atomic.Uint64 // commits a follower accepted from commitPusher
 	// commitPushRefusals counts pushes a follower answered Success=false.
 	commitPushRefusals atomic.Uint64
+	// forwards carries writes to the leader (applystream.go);
+	// applyStreamsServed counts ApplyStream streams served, unaryForwards
+	// the writes forwarded with a Peer.Apply call each instead.
+	forwards           applyStreams
+	applyStreamsServed atomic.Uint64
+	unaryForwards      atomic.Uint64
 	early              *earlyAppend  // nil with PersistBeforeReplicate
 	leaderSeen         broadcast     // notified on every leader raft reports
 	retryBase          time.Duration // first pause of a write or read retry
@@ -127,6 +133,7 @@ func (n *Node) start() error {
 	n.proposer = newProposer(n)
 	n.commits.n = n
 	n.commits.wake = make(chan struct{}, 1)
+	n.forwards.n = n
 	n.forwarder = newForwarder(n)
 	roundCtx := func() (context.Context, context.CancelFunc) { return n.withWriteTimeout(n.ctx) }
 	n.leaderReads = newReadBatcher(n.leaderReadIndex, roundCtx)

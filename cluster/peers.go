@@ -91,26 +91,6 @@ func (p *peerClients) close() {
 	}
 }
 
-// forwardApply sends commands to the leader and decodes its results.
-func (n *Node) forwardApply(ctx context.Context, leader Peer, cmds []fsm.Command) ([]fsm.Result, uint64, error) {
-	client, err := n.peers.ready(ctx, leader.APIAddr)
-	if err != nil {
-		return nil, 0, err
-	}
-	resp, err := client.Apply(ctx, &rookeryv1.PeerApplyRequest{Commands: fsm.EncodeCommands(cmds)})
-	if err != nil {
-		return nil, 0, fromPeerError(leader, err)
-	}
-	results, err := fsm.DecodeResults(resp.GetResults())
-	if err != nil {
-		return nil, 0, fmt.Errorf("cluster: results from leader %s: %w", leader.ID, err)
-	}
-	if len(results) != len(cmds) {
-		return nil, 0, fmt.Errorf("cluster: leader %s returned %d results for %d commands", leader.ID, len(results), len(cmds))
-	}
-	return results, resp.GetIndex(), nil
-}
-
 // forwardReadIndex asks the leader for a read index.
 func (n *Node) forwardReadIndex(ctx context.Context, leader Peer) (uint64, error) {
 	client, err := n.peers.ready(ctx, leader.APIAddr)
@@ -149,7 +129,8 @@ func (n *Node) forwardLookup(ctx context.Context, leader Peer, name string) (fsm
 func fromPeerError(leader Peer, err error) error {
 	st, _ := status.FromError(err)
 	switch st.Code() {
-	case codes.FailedPrecondition:
+	case codes.FailedPrecondition, codes.Unimplemented:
+		// Not leader, or no such method (an older leader): not applied.
 		return fmt.Errorf("%w: leader %s: %s", errNotApplied, leader.ID, st.Message())
 	case codes.InvalidArgument:
 		return fmt.Errorf("cluster: leader %s rejected the request: %s", leader.ID, st.Message())

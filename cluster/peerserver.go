@@ -2,6 +2,9 @@ package cluster
 
 import (
 	"context"
+	"errors"
+	"io"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -17,11 +20,8 @@ import (
 // non-voting seat.
 const (
 	mdForwarded = "x-rookery-forwarded"
-	// mdAwaitCommit on a forwarded write: the follower waits to apply it,
-	// so the leader pushes its commit at once (commitpush.go).
-	mdAwaitCommit = "x-rookery-await-commit"
-	mdSuffrage    = "x-rookery-suffrage"
-	nonvoter      = "nonvoter"
+	mdSuffrage  = "x-rookery-suffrage"
+	nonvoter    = "nonvoter"
 )
 
 // RegisterPeerService registers the node-to-node Peer service on s. It must
@@ -56,7 +56,8 @@ func (s *peerServer) Apply(ctx context.Context, req *rookeryv1.PeerApplyRequest)
 	if err != nil {
 		return nil, toPeerError(err)
 	}
-	if md, _ := metadata.FromIncomingContext(ctx); index > 0 && len(md.Get(mdAwaitCommit)) > 0 {
+	if index > 0 && req.GetAwaitCommit() {
+		// The follower waits to apply it: no lazy push (commitpush.go).
 		n.commits.urgentPush(index)
 	}
 	return &rookeryv1.PeerApplyResponse{Results: fsm.EncodeResults(results), Index: index}, nil
@@ -65,6 +66,53 @@ func (s *peerServer) Apply(ctx context.Context, req *rookeryv1.PeerApplyRequest)
 // ReadIndex confirms leadership (by a heartbeat round, or the lease in
 // ReadLease) and returns the index a follower must apply before serving a
 // linearizable read. Concurrent calls share rounds.
+// applyStreamInFlight bounds the forwarded writes one ApplyStream has
+// proposed and not yet answered; the stream stops reading beyond it. A
+// follower keeps at most forwarderInFlight batches in flight.
+const applyStreamInFlight = 64
+
+// ApplyStream serves a follower's forwarded writes, each as Apply would and
+// concurrently, answering each with its id as soon as it is done.
+func (s *peerServer) ApplyStream(stream rookeryv1.Peer_ApplyStreamServer) error {
+	s.n.applyStreamsServed.Add(1)
+	if s.n.cfg.withoutApplyStream {
+		return status.Error(codes.Unimplemented, "method ApplyStream not implemented")
+	}
+	ctx := stream.Context()
+	var (
+		sendMu sync.Mutex
+		wg     sync.WaitGroup
+	)
+	defer wg.Wait() // Send must not outlive the handler
+	slots := make(chan struct{}, applyStreamInFlight)
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			resp, err := s.Apply(ctx, req)
+			if err != nil {
+				st := status.Convert(err)
+				resp = &rookeryv1.PeerApplyResponse{Code: uint32(st.Code()), Message: st.Message()}
+			}
+			resp.Id = req.GetId()
+			sendMu.Lock()
+			defer sendMu.Unlock()
+			_ = stream.Send(resp) // fails only when the stream is gone, which the follower sees
+		})
+	}
+}
+
 func (s *peerServer) ReadIndex(ctx context.Context, _ *rookeryv1.ReadIndexRequest) (*rookeryv1.ReadIndexResponse, error) {
 	n := s.n
 	if n.closed.Load() || !n.IsLeader() {

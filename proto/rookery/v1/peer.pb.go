@@ -159,7 +159,9 @@ func (x *ConsistencyHashResponse) GetVerifyError() string {
 
 type PeerApplyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Commands      []byte                 `protobuf:"bytes,1,opt,name=commands,proto3" json:"commands,omitempty"` // fsm.EncodeCommands
+	Commands      []byte                 `protobuf:"bytes,1,opt,name=commands,proto3" json:"commands,omitempty"`                           // fsm.EncodeCommands
+	Id            uint64                 `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`                                      // ApplyStream: echoed in the answer
+	AwaitCommit   bool                   `protobuf:"varint,3,opt,name=await_commit,json=awaitCommit,proto3" json:"await_commit,omitempty"` // the follower waits to apply the entry: push its commit at once
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -201,10 +203,27 @@ func (x *PeerApplyRequest) GetCommands() []byte {
 	return nil
 }
 
+func (x *PeerApplyRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *PeerApplyRequest) GetAwaitCommit() bool {
+	if x != nil {
+		return x.AwaitCommit
+	}
+	return false
+}
+
 type PeerApplyResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Results       []byte                 `protobuf:"bytes,1,opt,name=results,proto3" json:"results,omitempty"` // fsm.EncodeResults
 	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`    // raft index of the log entry
+	Id            uint64                 `protobuf:"varint,3,opt,name=id,proto3" json:"id,omitempty"`          // ApplyStream: the request's id
+	Code          uint32                 `protobuf:"varint,4,opt,name=code,proto3" json:"code,omitempty"`      // ApplyStream: gRPC status code of a failed request, 0 = OK
+	Message       string                 `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"` // ApplyStream: its status message
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -251,6 +270,27 @@ func (x *PeerApplyResponse) GetIndex() uint64 {
 		return x.Index
 	}
 	return 0
+}
+
+func (x *PeerApplyResponse) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *PeerApplyResponse) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *PeerApplyResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
 }
 
 type ReadIndexRequest struct {
@@ -502,12 +542,17 @@ const file_rookery_v1_peer_proto_rawDesc = "" +
 	"\x04hash\x18\x03 \x01(\fR\x04hash\x12)\n" +
 	"\x10current_revision\x18\x04 \x01(\x04R\x0fcurrentRevision\x12'\n" +
 	"\x0foldest_revision\x18\x05 \x01(\x04R\x0eoldestRevision\x12!\n" +
-	"\fverify_error\x18\x06 \x01(\tR\vverifyError\".\n" +
+	"\fverify_error\x18\x06 \x01(\tR\vverifyError\"a\n" +
 	"\x10PeerApplyRequest\x12\x1a\n" +
-	"\bcommands\x18\x01 \x01(\fR\bcommands\"C\n" +
+	"\bcommands\x18\x01 \x01(\fR\bcommands\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\x04R\x02id\x12!\n" +
+	"\fawait_commit\x18\x03 \x01(\bR\vawaitCommit\"\x81\x01\n" +
 	"\x11PeerApplyResponse\x12\x18\n" +
 	"\aresults\x18\x01 \x01(\fR\aresults\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"\x12\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\x04R\x02id\x12\x12\n" +
+	"\x04code\x18\x04 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\"\x12\n" +
 	"\x10ReadIndexRequest\"6\n" +
 	"\x11ReadIndexResponse\x12!\n" +
 	"\fcommit_index\x18\x01 \x01(\x04R\vcommitIndex\"#\n" +
@@ -524,9 +569,10 @@ const file_rookery_v1_peer_proto_rawDesc = "" +
 	"\vreserved_by\x18\b \x01(\tR\n" +
 	"reservedBy\x12\x1f\n" +
 	"\vreserved_at\x18\t \x01(\x03R\n" +
-	"reservedAt2\xd0\x03\n" +
+	"reservedAt2\xa0\x04\n" +
 	"\x04Peer\x12D\n" +
-	"\x05Apply\x12\x1c.rookery.v1.PeerApplyRequest\x1a\x1d.rookery.v1.PeerApplyResponse\x12H\n" +
+	"\x05Apply\x12\x1c.rookery.v1.PeerApplyRequest\x1a\x1d.rookery.v1.PeerApplyResponse\x12N\n" +
+	"\vApplyStream\x12\x1c.rookery.v1.PeerApplyRequest\x1a\x1d.rookery.v1.PeerApplyResponse(\x010\x01\x12H\n" +
 	"\tReadIndex\x12\x1c.rookery.v1.ReadIndexRequest\x1a\x1d.rookery.v1.ReadIndexResponse\x12?\n" +
 	"\x06Lookup\x12\x19.rookery.v1.LookupRequest\x1a\x1a.rookery.v1.LookupResponse\x12C\n" +
 	"\x04Join\x12\x1c.rookery.v1.AddMemberRequest\x1a\x1d.rookery.v1.AddMemberResponse\x12Z\n" +
@@ -562,19 +608,21 @@ var file_rookery_v1_peer_proto_goTypes = []any{
 }
 var file_rookery_v1_peer_proto_depIdxs = []int32{
 	2,  // 0: rookery.v1.Peer.Apply:input_type -> rookery.v1.PeerApplyRequest
-	4,  // 1: rookery.v1.Peer.ReadIndex:input_type -> rookery.v1.ReadIndexRequest
-	6,  // 2: rookery.v1.Peer.Lookup:input_type -> rookery.v1.LookupRequest
-	8,  // 3: rookery.v1.Peer.Join:input_type -> rookery.v1.AddMemberRequest
-	0,  // 4: rookery.v1.Peer.ConsistencyHash:input_type -> rookery.v1.ConsistencyHashRequest
-	9,  // 5: rookery.v1.Peer.CheckConsistency:input_type -> rookery.v1.CheckConsistencyRequest
-	3,  // 6: rookery.v1.Peer.Apply:output_type -> rookery.v1.PeerApplyResponse
-	5,  // 7: rookery.v1.Peer.ReadIndex:output_type -> rookery.v1.ReadIndexResponse
-	7,  // 8: rookery.v1.Peer.Lookup:output_type -> rookery.v1.LookupResponse
-	10, // 9: rookery.v1.Peer.Join:output_type -> rookery.v1.AddMemberResponse
-	1,  // 10: rookery.v1.Peer.ConsistencyHash:output_type -> rookery.v1.ConsistencyHashResponse
-	11, // 11: rookery.v1.Peer.CheckConsistency:output_type -> rookery.v1.ConsistencyReport
-	6,  // [6:12] is the sub-list for method output_type
-	0,  // [0:6] is the sub-list for method input_type
+	2,  // 1: rookery.v1.Peer.ApplyStream:input_type -> rookery.v1.PeerApplyRequest
+	4,  // 2: rookery.v1.Peer.ReadIndex:input_type -> rookery.v1.ReadIndexRequest
+	6,  // 3: rookery.v1.Peer.Lookup:input_type -> rookery.v1.LookupRequest
+	8,  // 4: rookery.v1.Peer.Join:input_type -> rookery.v1.AddMemberRequest
+	0,  // 5: rookery.v1.Peer.ConsistencyHash:input_type -> rookery.v1.ConsistencyHashRequest
+	9,  // 6: rookery.v1.Peer.CheckConsistency:input_type -> rookery.v1.CheckConsistencyRequest
+	3,  // 7: rookery.v1.Peer.Apply:output_type -> rookery.v1.PeerApplyResponse
+	3,  // 8: rookery.v1.Peer.ApplyStream:output_type -> rookery.v1.PeerApplyResponse
+	5,  // 9: rookery.v1.Peer.ReadIndex:output_type -> rookery.v1.ReadIndexResponse
+	7,  // 10: rookery.v1.Peer.Lookup:output_type -> rookery.v1.LookupResponse
+	10, // 11: rookery.v1.Peer.Join:output_type -> rookery.v1.AddMemberResponse
+	1,  // 12: rookery.v1.Peer.ConsistencyHash:output_type -> rookery.v1.ConsistencyHashResponse
+	11, // 13: rookery.v1.Peer.CheckConsistency:output_type -> rookery.v1.ConsistencyReport
+	7,  // [7:14] is the sub-list for method output_type
+	0,  // [0:7] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name

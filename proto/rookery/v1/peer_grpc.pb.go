@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Peer_Apply_FullMethodName            = "/rookery.v1.Peer/Apply"
+	Peer_ApplyStream_FullMethodName      = "/rookery.v1.Peer/ApplyStream"
 	Peer_ReadIndex_FullMethodName        = "/rookery.v1.Peer/ReadIndex"
 	Peer_Lookup_FullMethodName           = "/rookery.v1.Peer/Lookup"
 	Peer_Join_FullMethodName             = "/rookery.v1.Peer/Join"
@@ -37,6 +38,12 @@ type PeerClient interface {
 	// Apply proposes fsm-encoded commands on the leader and returns their
 	// fsm-encoded results. FAILED_PRECONDITION "not leader" when the callee lost leadership.
 	Apply(ctx context.Context, in *PeerApplyRequest, opts ...grpc.CallOption) (*PeerApplyResponse, error)
+	// ApplyStream carries a follower's forwarded writes over one long-lived
+	// stream instead of a call each. Every request is answered once, with its
+	// id, in any order. A response with a non-zero code fails only its own
+	// request (FAILED_PRECONDITION: not applied). When the stream ends, the
+	// outcome of the requests still unanswered is unknown.
+	ApplyStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PeerApplyRequest, PeerApplyResponse], error)
 	// ReadIndex confirms leadership and returns the commit index the caller
 	// must have applied to serve a linearizable read.
 	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
@@ -72,6 +79,19 @@ func (c *peerClient) Apply(ctx context.Context, in *PeerApplyRequest, opts ...gr
 	}
 	return out, nil
 }
+
+func (c *peerClient) ApplyStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[PeerApplyRequest, PeerApplyResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Peer_ServiceDesc.Streams[0], Peer_ApplyStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PeerApplyRequest, PeerApplyResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_ApplyStreamClient = grpc.BidiStreamingClient[PeerApplyRequest, PeerApplyResponse]
 
 func (c *peerClient) ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -133,6 +153,12 @@ type PeerServer interface {
 	// Apply proposes fsm-encoded commands on the leader and returns their
 	// fsm-encoded results. FAILED_PRECONDITION "not leader" when the callee lost leadership.
 	Apply(context.Context, *PeerApplyRequest) (*PeerApplyResponse, error)
+	// ApplyStream carries a follower's forwarded writes over one long-lived
+	// stream instead of a call each. Every request is answered once, with its
+	// id, in any order. A response with a non-zero code fails only its own
+	// request (FAILED_PRECONDITION: not applied). When the stream ends, the
+	// outcome of the requests still unanswered is unknown.
+	ApplyStream(grpc.BidiStreamingServer[PeerApplyRequest, PeerApplyResponse]) error
 	// ReadIndex confirms leadership and returns the commit index the caller
 	// must have applied to serve a linearizable read.
 	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
@@ -161,6 +187,9 @@ type UnimplementedPeerServer struct{}
 
 func (UnimplementedPeerServer) Apply(context.Context, *PeerApplyRequest) (*PeerApplyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Apply not implemented")
+}
+func (UnimplementedPeerServer) ApplyStream(grpc.BidiStreamingServer[PeerApplyRequest, PeerApplyResponse]) error {
+	return status.Error(codes.Unimplemented, "method ApplyStream not implemented")
 }
 func (UnimplementedPeerServer) ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReadIndex not implemented")
@@ -215,6 +244,13 @@ func _Peer_Apply_Handler(srv interface{}, ctx context.Context, dec func(interfac
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _Peer_ApplyStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(PeerServer).ApplyStream(&grpc.GenericServerStream[PeerApplyRequest, PeerApplyResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Peer_ApplyStreamServer = grpc.BidiStreamingServer[PeerApplyRequest, PeerApplyResponse]
 
 func _Peer_ReadIndex_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ReadIndexRequest)
@@ -338,6 +374,13 @@ var Peer_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Peer_CheckConsistency_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ApplyStream",
+			Handler:       _Peer_ApplyStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "rookery/v1/peer.proto",
 }
