@@ -29,6 +29,11 @@
 # $ROOKERY_READ_MODE is raft.read_mode: linearizable (the default) or lease.
 # ROOKERY_BOLT_DIRECT=1 sets raft.bolt_direct: bolt appends go straight into
 # raft.db (two syncs each) instead of through raft.journal (for comparison).
+# ROOKERY_EARLY_APPEND=1 keeps early append (a follower writes each entry
+# while the leader does, rookeryd's default). Without it, this cluster sets
+# raft.persist_before_replicate: its three nodes share one host's cores and
+# disk, where overlapping their syncs saves nothing and early append's extra
+# message pair per entry costs CPU (NOTES.md, ninth session).
 # RAFT_PORTS, GRPC_PORTS, MUPDATE_PORTS and DEBUG_PORTS (three ports each,
 # space-separated) move the listeners, for tests.
 set -euo pipefail
@@ -39,6 +44,8 @@ LOG_STORE=${ROOKERY_LOG_STORE:-bolt}
 READ_MODE=${ROOKERY_READ_MODE:-linearizable}
 BOLT_DIRECT=()
 [ "${ROOKERY_BOLT_DIRECT:-0}" = 1 ] && BOLT_DIRECT=(-raft.bolt_direct)
+EARLY=(-raft.persist_before_replicate)
+[ "${ROOKERY_EARLY_APPEND:-0}" = 1 ] && EARLY=()
 read -r -a RAFT <<<"${RAFT_PORTS:-7001 7002 7003}"
 read -r -a GRPC <<<"${GRPC_PORTS:-7101 7102 7103}"
 read -r -a MUPD <<<"${MUPDATE_PORTS:-3905 3906 3907}"
@@ -146,7 +153,7 @@ for i in "${down[@]}"; do
     -mupdate.listen "127.0.0.1:${MUPD[$k]}" -mupdate.servername "rookery-n$i" \
     -raft.peer_secret_file "$DATA/cluster-secret" \
     -auth.users_file "$DATA/users" -auth.admins admin,mupdate -auth.readers reader \
-    ${TLS_ARGS[@]+"${TLS_ARGS[@]}"} ${BOLT_DIRECT[@]+"${BOLT_DIRECT[@]}"} \
+    ${TLS_ARGS[@]+"${TLS_ARGS[@]}"} ${BOLT_DIRECT[@]+"${BOLT_DIRECT[@]}"} ${EARLY[@]+"${EARLY[@]}"} \
     >>"$DATA/n$i/rookeryd.log" 2>&1 &
   pids+=($!)
 done

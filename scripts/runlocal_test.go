@@ -247,16 +247,24 @@ func TestRunLocalRefusesARunningClusterAndRestartsAMissingNode(t *testing.T) {
 		t.Fatalf("restart changed the generated admin password %q to %q", admin, got)
 	}
 
-	// bolt appends go through raft.journal unless ROOKERY_BOLT_DIRECT=1.
+	// bolt appends go through raft.journal unless ROOKERY_BOLT_DIRECT=1;
+	// early append is off on this one-host cluster unless ROOKERY_EARLY_APPEND=1.
 	if _, err := os.Stat(filepath.Join(e.data, "n1", "raft.journal")); err != nil {
 		t.Errorf("a running node has no raft.journal: %v", err)
 	}
-	fourth.interrupt(t)
-	fifth := e.start("ROOKERY_BOLT_DIRECT=1")
-	fifth.waitUp(t)
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", e.nodePID("n1")))
+	if err != nil || !bytes.Contains(cmdline, []byte("-raft.persist_before_replicate")) {
+		t.Errorf("n1's command line %q (%v) lacks -raft.persist_before_replicate", bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}), err)
+	}
+	fourth.interrupt(t)
+	fifth := e.start("ROOKERY_BOLT_DIRECT=1", "ROOKERY_EARLY_APPEND=1")
+	fifth.waitUp(t)
+	cmdline, err = os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", e.nodePID("n1")))
 	if err != nil || !bytes.Contains(cmdline, []byte("-raft.bolt_direct")) {
 		t.Errorf("ROOKERY_BOLT_DIRECT=1: n1's command line %q (%v) lacks -raft.bolt_direct", bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}), err)
+	}
+	if bytes.Contains(cmdline, []byte("-raft.persist_before_replicate")) {
+		t.Errorf("ROOKERY_EARLY_APPEND=1: n1's command line %q still turns early append off", bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
 	}
 	if _, err := os.Stat(filepath.Join(e.data, "n1", "raft.journal")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("raft.journal with ROOKERY_BOLT_DIRECT=1: %v, want none", err)
