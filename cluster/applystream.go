@@ -36,7 +36,8 @@ type applyStream struct {
 	stream grpc.BidiStreamingClient[rookeryv1.PeerApplyRequest, rookeryv1.PeerApplyResponse]
 	cancel context.CancelFunc
 
-	sendMu sync.Mutex
+	sendMu  sync.Mutex // orders Send, CloseSend and closing
+	closing bool       // CloseSend was called: nothing more is sent
 
 	mu      sync.Mutex
 	nextID  uint64
@@ -143,18 +144,22 @@ func (a *applyStreams) noStream(addr string) {
 // does not come (the stream broke, or ctx ended) has an unknown outcome.
 func (s *applyStream) call(ctx context.Context, req *rookeryv1.PeerApplyRequest) (*rookeryv1.PeerApplyResponse, error) {
 	ch := make(chan applyReply, 1)
+	s.sendMu.Lock()
+	if s.closing {
+		// Leadership moved while this write waited: it was not sent.
+		s.sendMu.Unlock()
+		return nil, status.Error(codes.FailedPrecondition, "not leader: the apply stream to a former leader is closing")
+	}
 	s.mu.Lock()
-	if s.err != nil {
-		err := s.err
+	if err := s.err; err != nil {
 		s.mu.Unlock()
-		return nil, err
+		s.sendMu.Unlock()
+		return nil, status.Errorf(codes.FailedPrecondition, "not sent: the apply stream had ended: %v", err)
 	}
 	s.nextID++
 	req.Id = s.nextID
 	s.waiting[req.Id] = ch
 	s.mu.Unlock()
-
-	s.sendMu.Lock()
 	err := s.stream.Send(req)
 	s.sendMu.Unlock()
 	if err != nil {
@@ -224,6 +229,7 @@ func (s *applyStream) healthy() bool {
 func (s *applyStream) finish() {
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
+	s.closing = true
 	if err := s.stream.CloseSend(); err != nil {
 		s.cancel()
 	}

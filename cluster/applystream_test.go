@@ -2,12 +2,20 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/rookery/rookery/fsm"
+	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
 
 // writeThrough applies n writes concurrently through node, starting at
@@ -103,5 +111,46 @@ func TestApplyStreamFollowsANewLeader(t *testing.T) {
 		if _, ok := next.node.Store().Get(mailboxName(i)); !ok {
 			t.Fatalf("write %d is missing on the new leader", i)
 		}
+	}
+}
+
+// fakeApplyStream records what is sent; it is never read from.
+type fakeApplyStream struct {
+	grpc.ClientStream
+	sent, closed atomic.Int32
+}
+
+func (f *fakeApplyStream) Send(*rookeryv1.PeerApplyRequest) error { f.sent.Add(1); return nil }
+func (f *fakeApplyStream) CloseSend() error                       { f.closed.Add(1); return nil }
+func (f *fakeApplyStream) Recv() (*rookeryv1.PeerApplyResponse, error) {
+	return nil, io.EOF
+}
+
+// TestAWriteThatFindsItsStreamEndedIsNotSentAndSaysSo: a write that
+// reaches a stream after leadership moved (its sending side closed), or
+// after it broke, is not sent, and its error says not applied, so the
+// follower retries it at the new leader instead of reporting an unknown
+// outcome.
+func TestAWriteThatFindsItsStreamEndedIsNotSentAndSaysSo(t *testing.T) {
+	leader := Peer{ID: "n1", APIAddr: "127.0.0.1:1"}
+	for _, tc := range []struct {
+		name string
+		end  func(*applyStream)
+	}{
+		{"closing", (*applyStream).finish},
+		{"broken", func(s *applyStream) { s.broke(status.Error(codes.Unavailable, "connection reset")) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := &fakeApplyStream{}
+			s := &applyStream{stream: fake, cancel: func() {}, waiting: map[uint64]chan applyReply{}}
+			tc.end(s)
+			_, err := s.call(context.Background(), &rookeryv1.PeerApplyRequest{})
+			if err == nil || fake.sent.Load() != 0 {
+				t.Fatalf("call on an ended stream: err %v, sent %d", err, fake.sent.Load())
+			}
+			if err := fromPeerError(leader, err); !errors.Is(err, errNotApplied) {
+				t.Errorf("error %v does not say not applied", err)
+			}
+		})
 	}
 }

@@ -139,7 +139,7 @@ func pushesSent(n *Node) uint64 { return n.commitPushes.Load() + n.commitPushRef
 func TestWritesInARowCarryEachOthersCommitWithoutPushes(t *testing.T) {
 	c := newTestCluster(t, 3, func(cfg *Config) {
 		cfg.CommitTimeout = time.Minute
-		cfg.CommitPushDelay = 500 * time.Millisecond
+		cfg.CommitPushDelay = 2 * time.Second // far above one write, even on a loaded host
 	})
 	leader := c.leader().node
 	const writes = 30
