@@ -176,9 +176,11 @@ func (s *applyStream) call(ctx context.Context, req *rookeryv1.PeerApplyRequest)
 		}
 		return r.resp, nil
 	case <-ctx.Done():
-		s.mu.Lock()
-		delete(s.waiting, req.Id)
-		s.mu.Unlock()
+		// Cancel the whole stream, as a unary call's deadline cancels that
+		// call on the leader: a request held up in the network (a
+		// partition) must not be applied long after its writer was told
+		// the outcome is unknown. The other requests on it end unknown too.
+		s.cancel()
 		return nil, status.FromContextError(ctx.Err()).Err()
 	}
 }
