@@ -163,8 +163,7 @@ func (s *applyStream) call(ctx context.Context, req *rookeryv1.PeerApplyRequest)
 	err := s.stream.Send(req)
 	s.sendMu.Unlock()
 	if err != nil {
-		// The receiver learns why the stream ended and answers ch.
-		s.cancel()
+		s.broke(err) // answers ch, and every other request on the stream
 	}
 	select {
 	case r := <-ch:
@@ -179,9 +178,11 @@ func (s *applyStream) call(ctx context.Context, req *rookeryv1.PeerApplyRequest)
 		// Cancel the whole stream, as a unary call's deadline cancels that
 		// call on the leader: a request held up in the network (a
 		// partition) must not be applied long after its writer was told
-		// the outcome is unknown. The other requests on it end unknown too.
-		s.cancel()
-		return nil, status.FromContextError(ctx.Err()).Err()
+		// the outcome is unknown. The other requests on it end unknown too,
+		// and the next write opens a new stream.
+		err := status.FromContextError(ctx.Err()).Err()
+		s.broke(err)
+		return nil, err
 	}
 }
 

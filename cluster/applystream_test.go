@@ -154,3 +154,25 @@ func TestAWriteThatFindsItsStreamEndedIsNotSentAndSaysSo(t *testing.T) {
 		})
 	}
 }
+
+// TestAWriterThatGivesUpCancelsItsApplyStream: a forwarded write whose
+// caller's deadline passes cancels the stream it went on, as a unary
+// call's deadline cancels that call on the leader, so the leader does not
+// apply it long after (a request held up by a partition). The stream is
+// then done with: the next write is not sent on it.
+func TestAWriterThatGivesUpCancelsItsApplyStream(t *testing.T) {
+	fake := &fakeApplyStream{}
+	var cancelled atomic.Int32
+	s := &applyStream{stream: fake, cancel: func() { cancelled.Add(1) }, waiting: map[uint64]chan applyReply{}}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := s.call(ctx, &rookeryv1.PeerApplyRequest{}); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("call past its deadline: %v", err)
+	}
+	if cancelled.Load() == 0 || s.healthy() {
+		t.Fatalf("the stream was not cancelled (cancels %d, healthy %v)", cancelled.Load(), s.healthy())
+	}
+	if _, err := s.call(context.Background(), &rookeryv1.PeerApplyRequest{}); fake.sent.Load() != 1 || !errors.Is(fromPeerError(Peer{ID: "n1"}, err), errNotApplied) {
+		t.Fatalf("next write on the cancelled stream: sent %d, err %v", fake.sent.Load(), err)
+	}
+}

@@ -24,12 +24,7 @@ func TestFollowersLearnACommitWithoutCommitTimeout(t *testing.T) {
 		t.Fatalf("write: %+v at index %d", res[0], index)
 	}
 	for _, f := range c.followers() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := f.node.WaitApplied(ctx, index)
-		cancel()
-		if err != nil {
-			t.Fatalf("%s did not apply index %d: %v", f.cfg.NodeID, index, err)
-		}
+		mustApplyWithin(t, f, index)
 		if e, ok := f.node.Store().Get(mailboxName(1)); !ok || e.ModRevision != res[0].Revision {
 			t.Fatalf("%s: entry %+v, %v after applying index %d", f.cfg.NodeID, e, ok, index)
 		}
@@ -88,12 +83,7 @@ func TestCommitPushWaitsForASlowFollowerInsteadOfBeingRefused(t *testing.T) {
 	for i := range 5 {
 		res := mustApply(t, leader.node, activate(i))
 		index := leader.node.Status().AppliedIndex
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := slow.node.WaitApplied(ctx, index)
-		cancel()
-		if err != nil {
-			t.Fatalf("slow follower did not apply write %d (index %d): %v", i, index, err)
-		}
+		mustApplyWithin(t, slow, index)
 		if e, ok := slow.node.Store().Get(mailboxName(i)); !ok || e.ModRevision != res[0].Revision {
 			t.Fatalf("slow follower: entry %+v, %v", e, ok)
 		}
@@ -128,6 +118,17 @@ func TestAnIdleLeaderSendsAppendEntriesAtHeartbeatPace(t *testing.T) {
 	}
 }
 
+// mustApplyWithin waits for n to apply index, which only a commit push or
+// raft's own messages can make it do.
+func mustApplyWithin(t *testing.T, n *testNode, index uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.node.WaitApplied(ctx, index); err != nil {
+		t.Fatalf("%s did not apply index %d: %v", n.cfg.NodeID, index, err)
+	}
+}
+
 // pushesSent is how many commit pushes the leader sent and a follower
 // answered, accepted or not.
 func pushesSent(n *Node) uint64 { return n.commitPushes.Load() + n.commitPushRefusals.Load() }
@@ -148,12 +149,7 @@ func TestWritesInARowCarryEachOthersCommitWithoutPushes(t *testing.T) {
 	}
 	index := leader.Status().AppliedIndex
 	for _, f := range c.followers() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := f.node.WaitApplied(ctx, index)
-		cancel()
-		if err != nil {
-			t.Fatalf("%s did not learn the last commit (index %d): %v", f.cfg.NodeID, index, err)
-		}
+		mustApplyWithin(t, f, index)
 	}
 	// Only raft's tick (a minute away) or a push could tell them: one push
 	// per follower for the last write, where pushing every commit would
