@@ -3,6 +3,8 @@ package main
 import (
 	"log/slog"
 	"testing"
+
+	"github.com/rookery/rookery/cluster"
 )
 
 // TestRaftOrderSettingReachesTheNode: raft.persist_before_replicate is off
@@ -23,5 +25,24 @@ func TestRaftOrderSettingReachesTheNode(t *testing.T) {
 	}
 	if defaultConfig().Raft.PersistBeforeReplicate {
 		t.Error("raft.persist_before_replicate is on by default")
+	}
+}
+
+// TestProposalsInFlightReachesTheNode: raft.proposals_in_flight defaults
+// to the cluster package's default and, when set, reaches the node.
+func TestProposalsInFlightReachesTheNode(t *testing.T) {
+	for _, tc := range []struct{ set, want int }{{0, cluster.DefaultConfig().MaxProposalsInFlight}, {3, 3}} {
+		cfg := defaultConfig()
+		cfg.Node.DataDir = t.TempDir()
+		if tc.set != 0 {
+			cfg.Raft.ProposalsInFlight = tc.set
+		}
+		c, err := clusterConfig(cfg, "127.0.0.1:1", "", slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.MaxProposalsInFlight != tc.want {
+			t.Errorf("raft.proposals_in_flight %d reached the node as %d, want %d", tc.set, c.MaxProposalsInFlight, tc.want)
+		}
 	}
 }

@@ -80,6 +80,8 @@ type RaftConfig struct {
 	ReadMode string `toml:"read_mode" help:"how the leader confirms linearizable reads: linearizable (a heartbeat round) or lease (local while a lease holds; assumes clock rates within 10%; every member the same mode)"`
 	// BoltDirect: cluster.Config.BoltDirect.
 	BoltDirect bool `toml:"bolt_direct" help:"with log_store bolt, write each append straight into raft.db (two syncs) instead of through raft.journal (one sync)"`
+	// ProposalsInFlight: cluster.Config.MaxProposalsInFlight.
+	ProposalsInFlight int `toml:"proposals_in_flight" help:"raft entries the leader has written and not yet seen committed before new writes wait to share the next one"`
 	// PersistBeforeReplicate: cluster.Config.PersistBeforeReplicate.
 	PersistBeforeReplicate bool `toml:"persist_before_replicate" help:"send a new entry to followers only after the leader wrote it (hashicorp/raft's order); by default a quorum of followers writes it while the leader does"`
 
@@ -163,6 +165,7 @@ func defaultConfig() Config {
 	c.Raft.SnapshotThreshold = 100_000
 	c.Raft.TrailingLogs = 50_000
 	c.Raft.SnapshotCommands = cluster.DefaultConfig().SnapshotCommands
+	c.Raft.ProposalsInFlight = cluster.DefaultConfig().MaxProposalsInFlight
 	c.Raft.HistorySize = 100_000
 	c.Raft.LogStore = cluster.LogStoreBolt
 	c.Raft.ReadMode = cluster.ReadLinearizable
