@@ -19,6 +19,7 @@ func printTarget(out io.Writer, rep *targetReport) {
 	}
 	tw.Flush()
 	printSpend(out, rep.Rows)
+	printBreakdown(out, rep.Rows)
 	for _, r := range rep.Rows {
 		if r.S.firstErr != nil {
 			fmt.Fprintf(out, "  first error in %q at %d conns: %v\n", r.Phase, r.Conns, r.S.firstErr)

@@ -62,9 +62,10 @@ type spend struct {
 	HostOK     bool
 	ProcCPU    time.Duration // CPU of --pids
 	ProcOK     bool
-	NodeCPU    time.Duration // CPU of the Rookery nodes (--metrics)
-	Entries    float64       // raft entries committed
-	Syncs      float64       // raft log appends on all nodes
+	NodeCPU    time.Duration     // CPU of the Rookery nodes (--metrics)
+	Entries    float64           // raft entries committed
+	Syncs      float64           // raft log appends on all nodes
+	Timings    map[string]timing // by timingKey, summed over the nodes (breakdown.go)
 	NodesOK    bool
 }
 
@@ -99,6 +100,7 @@ func since(r0, r1 reading) spend {
 		u.NodeCPU = seconds(r1.nodes[seriesCPU] - r0.nodes[seriesCPU])
 		u.Entries = r1.nodes[seriesCommits] - r0.nodes[seriesCommits]
 		u.Syncs = r1.nodes[seriesSyncs] - r0.nodes[seriesSyncs]
+		u.Timings = timingsSince(r0.nodes, r1.nodes)
 	}
 	return u
 }
@@ -213,8 +215,8 @@ func (p *probe) get(ctx context.Context, url string) ([]byte, error) {
 }
 
 // parseNodeMetrics picks the series the report needs out of a Prometheus
-// text exposition; a series a node does not export counts as 0 (a follower
-// has no commit timings).
+// text exposition, timings included (readTimings); a series a node does not
+// export counts as 0 (a follower has no commit timings).
 func parseNodeMetrics(text []byte) (map[string]float64, error) {
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(bytes.NewReader(text))
@@ -237,5 +239,6 @@ func parseNodeMetrics(text []byte) (map[string]float64, error) {
 			}
 		}
 	}
+	readTimings(families, out)
 	return out, nil
 }
