@@ -176,3 +176,20 @@ func TestAWriterThatGivesUpCancelsItsApplyStream(t *testing.T) {
 		t.Fatalf("next write on the cancelled stream: sent %d, err %v", fake.sent.Load(), err)
 	}
 }
+
+// TestAFollowerForwardsNoMoreBatchesAtOnceThanTheLeaderKeepsEntries: 80
+// concurrent writes through a follower leave in batches, at most
+// MaxProposalsInFlight of them in flight at once; more would only wait in
+// the leader's proposer, each costing a request of its own.
+func TestAFollowerForwardsNoMoreBatchesAtOnceThanTheLeaderKeepsEntries(t *testing.T) {
+	for _, inFlight := range []int{1, 2} {
+		t.Run(fmt.Sprint(inFlight), func(t *testing.T) {
+			c := newTestCluster(t, 3, func(cfg *Config) { cfg.MaxProposalsInFlight = inFlight })
+			f := c.followers()[0].node
+			writeThrough(t, f, 0, 80)
+			if peak := f.forwarder.peak.Load(); peak < 1 || peak > int64(inFlight) {
+				t.Errorf("follower had %d batches in flight at once, want 1 to %d", peak, inFlight)
+			}
+		})
+	}
+}

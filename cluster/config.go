@@ -137,7 +137,8 @@ type Config struct {
 	// 2, lets the leader write the next entry while the previous one
 	// replicates; 1 packs the most commands per entry but leaves the
 	// leader's disk idle during replication (docs/notes/perf.md has the
-	// measurements).
+	// measurements). A follower keeps as many batches of forwarded writes
+	// in flight to the leader (forwarder).
 	MaxProposalsInFlight int
 	// GroupCommitHold bounds how long a new entry waits for the writers
 	// the last commits answered, so that their next commands share it

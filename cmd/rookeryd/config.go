@@ -81,7 +81,7 @@ type RaftConfig struct {
 	// BoltDirect: cluster.Config.BoltDirect.
 	BoltDirect bool `toml:"bolt_direct" help:"with log_store bolt, write each append straight into raft.db (two syncs) instead of through raft.journal (one sync)"`
 	// ProposalsInFlight: cluster.Config.MaxProposalsInFlight.
-	ProposalsInFlight int `toml:"proposals_in_flight" help:"raft entries the leader has written and not yet seen committed before new writes wait to share the next one"`
+	ProposalsInFlight int `toml:"proposals_in_flight" help:"raft entries the leader has written and not yet seen committed before new writes wait to share the next one; also the batches a follower forwards to the leader at once"`
 	// PersistBeforeReplicate: cluster.Config.PersistBeforeReplicate.
 	PersistBeforeReplicate bool `toml:"persist_before_replicate" help:"send a new entry to followers only after the leader wrote it (hashicorp/raft's order); by default a quorum of followers writes it while the leader does"`
 
