@@ -29,6 +29,10 @@ type raftSink struct {
 
 	mu     sync.RWMutex
 	series map[uint64][]*raftSeries // by hash of key and labels
+	// families holds the first series of each Prometheus name. A later
+	// series under the same name with another kind or other label names
+	// is dropped: exported, it would fail every scrape.
+	families map[string]*raftSeries
 }
 
 // rawBuckets are the upper bounds of raft timing histograms, in
@@ -46,6 +50,7 @@ const (
 // raftSeries is one metric of the sink: a go-metrics key and label set.
 type raftSeries struct {
 	kind   seriesKind
+	name   string // the Prometheus name
 	key    []string
 	labels []gometrics.Label
 	desc   *prometheus.Desc
@@ -74,7 +79,7 @@ func (f *atomicFloat) set(v float64) { f.bits.Store(math.Float64bits(v)) }
 func (f *atomicFloat) get() float64  { return math.Float64frombits(f.bits.Load()) }
 
 func newRaftSink(commit prometheus.Histogram) *raftSink {
-	return &raftSink{commit: commit, series: make(map[uint64][]*raftSeries)}
+	return &raftSink{commit: commit, series: make(map[uint64][]*raftSeries), families: make(map[string]*raftSeries)}
 }
 
 // AddSampleWithLabels records a timing in milliseconds.
@@ -140,6 +145,13 @@ func (s *raftSink) get(kind seriesKind, key []string, labels []gometrics.Label) 
 		return se
 	}
 	se = newRaftSeries(kind, key, labels)
+	if !se.drop {
+		if first, ok := s.families[se.name]; !ok {
+			s.families[se.name] = se
+		} else if first.kind != se.kind || !sameLabelNames(first.labels, se.labels) {
+			se.drop = true
+		}
+	}
 	s.series[h] = append(s.series[h], se)
 	return se
 }
@@ -159,6 +171,18 @@ func equalKey(a, b []string) bool {
 	}
 	for i := range a {
 		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func sameLabelNames(a, b []gometrics.Label) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Name != b[i].Name {
 			return false
 		}
 	}
@@ -218,13 +242,13 @@ func newRaftSeries(kind seriesKind, key []string, labels []gometrics.Label) *raf
 		}
 	}
 	se.commit = kind == kindSample && joined == "raft.commitTime" && len(labels) == 0
-	name := promName.Replace(strings.Join(key, "_"))
+	se.name = promName.Replace(strings.Join(key, "_"))
 	names := make([]string, len(labels))
 	for i, l := range labels {
 		names[i] = promName.Replace(l.Name)
 		se.values = append(se.values, l.Value)
 	}
-	se.desc = prometheus.NewDesc(name, help(kind, joined), names, nil)
+	se.desc = prometheus.NewDesc(se.name, help(kind, joined), names, nil)
 	if kind == kindSample {
 		se.buckets = make([]atomic.Uint64, len(rawBuckets))
 	}

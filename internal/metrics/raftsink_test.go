@@ -202,3 +202,23 @@ func BenchmarkRaftSample(b *testing.B) {
 		}
 	})
 }
+
+// TestARaftNameReusedWithAnotherKindOrLabelsKeepsTheScrapeWorking: raft
+// reporting one name as two kinds, or with two label sets, would make
+// every scrape fail; the first series is kept and the other dropped.
+func TestARaftNameReusedWithAnotherKindOrLabelsKeepsTheScrapeWorking(t *testing.T) {
+	reg, m := newTestBridge(t)
+	m.IncrCounter([]string{"raft", "apply"}, 1)
+	m.AddSample([]string{"raft", "apply"}, 2)
+	m.SetGauge([]string{"raft", "apply"}, 3)
+	m.AddSampleWithLabels([]string{"raft", "rpc"}, 1, []gometrics.Label{{Name: "peer_id", Value: "n2"}})
+	m.AddSampleWithLabels([]string{"raft", "rpc"}, 1, []gometrics.Label{{Name: "node", Value: "n2"}})
+	m.AddSampleWithLabels([]string{"raft", "rpc"}, 1, []gometrics.Label{{Name: "peer_id", Value: "n3"}})
+	fams := gather(t, reg)
+	if f := fams["raft_apply"]; f == nil || f.GetType() != dto.MetricType_COUNTER || len(f.Metric) != 1 {
+		t.Errorf("raft_apply = %v, want the counter alone", f)
+	}
+	if f := fams["raft_rpc"]; f == nil || len(f.Metric) != 2 {
+		t.Errorf("raft_rpc = %v, want the two peer_id series", f)
+	}
+}
