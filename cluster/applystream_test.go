@@ -187,9 +187,71 @@ func TestAFollowerForwardsNoMoreBatchesAtOnceThanTheLeaderKeepsEntries(t *testin
 			c := newTestCluster(t, 3, func(cfg *Config) { cfg.MaxProposalsInFlight = inFlight })
 			f := c.followers()[0].node
 			writeThrough(t, f, 0, 80)
-			if peak := f.forwarder.peak.Load(); peak < 1 || peak > int64(inFlight) {
+			if peak := f.forwarder.slots.peakInFlight(); peak < 1 || peak > inFlight {
 				t.Errorf("follower had %d batches in flight at once, want 1 to %d", peak, inFlight)
 			}
 		})
+	}
+}
+
+// TestBatchesHungAtAFormerLeaderDoNotHoldBackTheNewOne: a follower's
+// forwarding slots are counted per leader. With both of leader A's slots
+// held (batches whose answers a partition keeps away until the write
+// timeout), a batch for A waits, and goes at once when B takes over or
+// when one of A's batches ends.
+func TestBatchesHungAtAFormerLeaderDoNotHoldBackTheNewOne(t *testing.T) {
+	s := newLeaderSlots(2)
+	var mu sync.Mutex
+	cur := Peer{ID: "a", APIAddr: "a:1"}
+	var seen broadcast
+	leader := func() Peer { mu.Lock(); defer mu.Unlock(); return cur }
+	ctx := context.Background()
+	for range 2 {
+		if addr, ok := s.acquire(ctx, leader, seen.wait); !ok || addr != "a:1" {
+			t.Fatalf("acquire with a free slot: %q %v", addr, ok)
+		}
+	}
+	got := make(chan string, 1)
+	go func() { addr, _ := s.acquire(ctx, leader, seen.wait); got <- addr }()
+	select {
+	case addr := <-got:
+		t.Fatalf("a third batch for a's full slots went (to %q)", addr)
+	case <-time.After(50 * time.Millisecond):
+	}
+	mu.Lock()
+	cur = Peer{ID: "b", APIAddr: "b:1"}
+	mu.Unlock()
+	seen.notify()
+	select {
+	case addr := <-got:
+		if addr != "b:1" {
+			t.Fatalf("after the leader changed, the waiting batch went to %q, want b:1", addr)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a new leader did not release the waiting batch")
+	}
+
+	// Back at a, still full: a release there lets the next batch go.
+	mu.Lock()
+	cur = Peer{ID: "a", APIAddr: "a:1"}
+	mu.Unlock()
+	go func() { addr, _ := s.acquire(ctx, leader, seen.wait); got <- addr }()
+	time.Sleep(20 * time.Millisecond)
+	s.release("a:1")
+	select {
+	case addr := <-got:
+		if addr != "a:1" {
+			t.Fatalf("after a release at a the batch went to %q", addr)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a release did not wake the waiting batch")
+	}
+	if p := s.peakInFlight(); p != 2 {
+		t.Errorf("peak in flight to one leader %d, want 2", p)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, ok := s.acquire(cctx, leader, seen.wait); ok {
+		t.Error("acquire with a full leader and an ended context succeeded")
 	}
 }
