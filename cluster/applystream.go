@@ -21,13 +21,17 @@ import (
 // sides; through a follower at 16 connections that set-up was 9 % of the
 // follower's CPU (NOTES.md, ninth session). A leader that does not know
 // ApplyStream (an older rookeryd during a rolling upgrade) answers
-// Unimplemented, and writes to it go by Peer.Apply from then on.
+// Unimplemented, and writes to it go by Peer.Apply while it leads. A
+// leader change forgets which leaders lacked it: in a rolling upgrade the
+// old leader is restarted on the new rookeryd, which ends its term, and one
+// Unimplemented answer per leader change is cheap.
 type applyStreams struct {
 	n *Node
 
 	mu    sync.Mutex
 	cur   *applyStream
 	unary map[string]bool // leaders' gRPC addresses without ApplyStream
+	last  string          // the leader address of the last write
 }
 
 // applyStream is one open stream to one leader address.
@@ -104,6 +108,10 @@ func (a *applyStreams) stream(ctx context.Context, leader Peer) (*applyStream, e
 	addr := leader.APIAddr
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if addr != a.last {
+		a.last = addr
+		clear(a.unary)
+	}
 	if a.unary[addr] {
 		return nil, nil
 	}

@@ -255,3 +255,32 @@ func TestBatchesHungAtAFormerLeaderDoNotHoldBackTheNewOne(t *testing.T) {
 		t.Error("acquire with a full leader and an ended context succeeded")
 	}
 }
+
+// TestALeaderUpgradedDuringItsAbsenceGetsTheStreamAgain: a follower that
+// found the leader without ApplyStream asks for the stream again once
+// leadership has moved away and back, as it does when that leader is
+// restarted on a newer rookeryd in a rolling upgrade.
+func TestALeaderUpgradedDuringItsAbsenceGetsTheStreamAgain(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.withoutApplyStream = true })
+	first := c.leader()
+	fs := c.followers()
+	f, other := fs[0].node, fs[1]
+	writeThrough(t, f, 0, 5)
+	writeThrough(t, f, 5, 5)
+	if n := first.node.applyStreamsServed.Load(); n != 1 {
+		t.Fatalf("first leader was asked for %d apply streams before the move, want 1", n)
+	}
+	for i, to := range []*testNode{other, first} {
+		l := c.leader().node
+		if err := l.TransferLeadership(testCtx(t), to.cfg.NodeID); err != nil {
+			t.Fatal(err)
+		}
+		if l := c.waitLeader(); l.cfg.NodeID != to.cfg.NodeID {
+			t.Fatalf("leader is %s, want %s", l.cfg.NodeID, to.cfg.NodeID)
+		}
+		writeThrough(t, f, 10+10*i, 10)
+	}
+	if n := first.node.applyStreamsServed.Load(); n != 2 {
+		t.Errorf("first leader, back in the lead, was asked for %d apply streams in all, want 2", n)
+	}
+}

@@ -63,12 +63,10 @@ func (s *peerServer) Apply(ctx context.Context, req *rookeryv1.PeerApplyRequest)
 	return &rookeryv1.PeerApplyResponse{Results: fsm.EncodeResults(results), Index: index}, nil
 }
 
-// ReadIndex confirms leadership (by a heartbeat round, or the lease in
-// ReadLease) and returns the index a follower must apply before serving a
-// linearizable read. Concurrent calls share rounds.
 // applyStreamInFlight bounds the forwarded writes one ApplyStream has
 // proposed and not yet answered; the stream stops reading beyond it. A
-// follower keeps at most forwarderInFlight batches in flight.
+// follower keeps at most MaxProposalsInFlight batches in flight to one
+// leader (forwarder).
 const applyStreamInFlight = 64
 
 // ApplyStream serves a follower's forwarded writes, each as Apply would and
@@ -113,6 +111,9 @@ func (s *peerServer) ApplyStream(stream rookeryv1.Peer_ApplyStreamServer) error 
 	}
 }
 
+// ReadIndex confirms leadership (by a heartbeat round, or the lease in
+// ReadLease) and returns the index a follower must apply before serving a
+// linearizable read. Concurrent calls share rounds.
 func (s *peerServer) ReadIndex(ctx context.Context, _ *rookeryv1.ReadIndexRequest) (*rookeryv1.ReadIndexResponse, error) {
 	n := s.n
 	if n.closed.Load() || !n.IsLeader() {
