@@ -222,14 +222,7 @@ func TestBatchesHungAtAFormerLeaderDoNotHoldBackTheNewOne(t *testing.T) {
 	cur = Peer{ID: "b", APIAddr: "b:1"}
 	mu.Unlock()
 	seen.notify()
-	select {
-	case addr := <-got:
-		if addr != "b:1" {
-			t.Fatalf("after the leader changed, the waiting batch went to %q, want b:1", addr)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a new leader did not release the waiting batch")
-	}
+	wantSlot(t, got, "b:1", "after the leader changed")
 
 	// Back at a, still full: a release there lets the next batch go.
 	mu.Lock()
@@ -238,14 +231,7 @@ func TestBatchesHungAtAFormerLeaderDoNotHoldBackTheNewOne(t *testing.T) {
 	go func() { addr, _ := s.acquire(ctx, leader, seen.wait); got <- addr }()
 	time.Sleep(20 * time.Millisecond)
 	s.release("a:1")
-	select {
-	case addr := <-got:
-		if addr != "a:1" {
-			t.Fatalf("after a release at a the batch went to %q", addr)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a release did not wake the waiting batch")
-	}
+	wantSlot(t, got, "a:1", "after a release at a")
 	if p := s.peakInFlight(); p != 2 {
 		t.Errorf("peak in flight to one leader %d, want 2", p)
 	}
@@ -282,5 +268,18 @@ func TestALeaderUpgradedDuringItsAbsenceGetsTheStreamAgain(t *testing.T) {
 	}
 	if n := first.node.applyStreamsServed.Load(); n != 2 {
 		t.Errorf("first leader, back in the lead, was asked for %d apply streams in all, want 2", n)
+	}
+}
+
+// wantSlot waits for a batch waiting in acquire to get a slot at want.
+func wantSlot(t *testing.T, got <-chan string, want, after string) {
+	t.Helper()
+	select {
+	case addr := <-got:
+		if addr != want {
+			t.Fatalf("%s, the waiting batch went to %q, want %q", after, addr, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s, the waiting batch still waits", after)
 	}
 }

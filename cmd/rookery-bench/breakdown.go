@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -67,14 +66,10 @@ func timingKey(family string, m *dto.Metric) string {
 	return family
 }
 
-// timingPrefix keeps a reading's timing entries apart from the counters
-// resources.go reads from the same families.
-const timingPrefix = "timing:"
-
-// readTimings adds every timing family's sum (in seconds) and count to out,
-// under timingPrefix+timingKey+"_sum" and "_count". raft's timings are histograms since
-// Rookery's own go-metrics sink, summaries before; both are read.
-func readTimings(families map[string]*dto.MetricFamily, out map[string]float64) {
+// readTimings adds every timing family's sum (in seconds) and count to
+// out, by timingKey. raft's timings are histograms since Rookery's own
+// go-metrics sink, summaries before; both are read.
+func readTimings(families map[string]*dto.MetricFamily, out map[string]timing) {
 	for _, tf := range timingFamilies {
 		f, ok := families[tf.name]
 		if !ok {
@@ -85,22 +80,18 @@ func readTimings(families map[string]*dto.MetricFamily, out map[string]float64) 
 			if m.Summary != nil {
 				sum, n = m.GetSummary().GetSampleSum(), float64(m.GetSummary().GetSampleCount())
 			}
-			k := timingPrefix + timingKey(tf.name, m)
-			out[k+"_sum"] += sum * tf.unit
-			out[k+"_count"] += n
+			k := timingKey(tf.name, m)
+			out[k] = out[k].plus(timing{Sum: sum * tf.unit, Count: n})
 		}
 	}
 }
 
-// timingsSince is the timings of r1 less those of r0.
-func timingsSince(r0, r1 map[string]float64) map[string]timing {
-	out := map[string]timing{}
-	for k, c1 := range r1 {
-		key, ok := strings.CutSuffix(k, "_count")
-		if !ok || !strings.HasPrefix(key, timingPrefix) {
-			continue
-		}
-		out[strings.TrimPrefix(key, timingPrefix)] = timing{Sum: r1[key+"_sum"] - r0[key+"_sum"], Count: c1 - r0[k]}
+// timingsSince is the timings of t1 less those of t0.
+func timingsSince(t0, t1 map[string]timing) map[string]timing {
+	out := make(map[string]timing, len(t1))
+	for k, b := range t1 {
+		a := t0[k]
+		out[k] = timing{Sum: b.Sum - a.Sum, Count: b.Count - a.Count}
 	}
 	return out
 }

@@ -14,21 +14,19 @@ import (
 // raft's milliseconds and Rookery's seconds agree, and go-metrics'
 // summaries (older nodes) are read as well as histograms.
 func TestBreakdownAveragesTheNodesTimingsOverAPhase(t *testing.T) {
-	readings := map[string]map[string]float64{}
+	readings := map[string]nodeMetrics{}
 	for _, at := range []string{"t0", "t1"} {
-		sum := map[string]float64{}
+		sum := newNodeMetrics()
 		for _, node := range []string{"leader", "follower"} {
-			vals, err := parseNodeMetrics(readFixture(t, at+"/"+node+".metrics"))
+			m, err := parseNodeMetrics(readFixture(t, at+"/"+node+".metrics"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			for k, v := range vals {
-				sum[k] += v
-			}
+			sum.add(m)
 		}
 		readings[at] = sum
 	}
-	tm := timingsSince(readings["t0"], readings["t1"])
+	tm := timingsSince(readings["t0"].timings, readings["t1"].timings)
 	tests := []struct {
 		what string
 		got  timing

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -110,11 +111,9 @@ func parseMupdateFlags(args []string) (mupdateConfig, error) {
 	if cfg.Duration <= 0 {
 		return cfg, fmt.Errorf("--duration must be positive")
 	}
-	for _, m := range []map[string][]string{pidNames(cfg.Pids), cfg.Metrics} {
-		for name := range m {
-			if !slices.ContainsFunc(cfg.Targets, func(t target) bool { return t.Name == name }) {
-				return cfg, fmt.Errorf("--pids/--metrics name %q is not a --target", name)
-			}
+	for _, name := range slices.Concat(slices.Collect(maps.Keys(cfg.Pids)), slices.Collect(maps.Keys(cfg.Metrics))) {
+		if !slices.ContainsFunc(cfg.Targets, func(t target) bool { return t.Name == name }) {
+			return cfg, fmt.Errorf("--pids/--metrics name %q is not a --target", name)
 		}
 	}
 	if cfg.RunID == "" {
@@ -147,14 +146,6 @@ func parsePids(s string) (string, []int, error) {
 		return "", nil, fmt.Errorf("%q: %w", s, err)
 	}
 	return name, pids, nil
-}
-
-func pidNames(m map[string][]int) map[string][]string {
-	out := make(map[string][]string, len(m))
-	for k := range m {
-		out[k] = nil
-	}
-	return out
 }
 
 func parseInts(s string) ([]int, error) {

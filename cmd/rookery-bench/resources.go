@@ -50,7 +50,7 @@ type reading struct {
 	hostOK    bool
 	procTicks uint64 // CPU of --pids, in USER_HZ ticks
 	procOK    bool
-	nodes     map[string]float64 // series above, summed over --metrics
+	nodes     nodeMetrics // summed over --metrics
 	nodesOK   bool
 }
 
@@ -97,10 +97,11 @@ func since(r0, r1 reading) spend {
 	}
 	if r0.nodesOK && r1.nodesOK {
 		u.NodesOK = true
-		u.NodeCPU = seconds(r1.nodes[seriesCPU] - r0.nodes[seriesCPU])
-		u.Entries = r1.nodes[seriesCommits] - r0.nodes[seriesCommits]
-		u.Syncs = r1.nodes[seriesSyncs] - r0.nodes[seriesSyncs]
-		u.Timings = timingsSince(r0.nodes, r1.nodes)
+		v0, v1 := r0.nodes.values, r1.nodes.values
+		u.NodeCPU = seconds(v1[seriesCPU] - v0[seriesCPU])
+		u.Entries = v1[seriesCommits] - v0[seriesCommits]
+		u.Syncs = v1[seriesSyncs] - v0[seriesSyncs]
+		u.Timings = timingsSince(r0.nodes.timings, r1.nodes.timings)
 	}
 	return u
 }
@@ -178,22 +179,42 @@ func parseProcCPU(stat []byte) (uint64, bool) {
 
 // scrape sums the series the report needs over every node's endpoint.
 // One endpoint that does not answer invalidates the reading.
-func (p *probe) scrape(ctx context.Context) (map[string]float64, bool) {
-	sum := map[string]float64{}
+func (p *probe) scrape(ctx context.Context) (nodeMetrics, bool) {
+	sum := newNodeMetrics()
 	for _, url := range p.metrics {
 		body, err := p.get(ctx, url)
 		if err != nil {
-			return nil, false
+			return nodeMetrics{}, false
 		}
-		vals, err := parseNodeMetrics(body)
+		m, err := parseNodeMetrics(body)
 		if err != nil {
-			return nil, false
+			return nodeMetrics{}, false
 		}
-		for k, v := range vals {
-			sum[k] += v
-		}
+		sum.add(m)
 	}
 	return sum, true
+}
+
+// nodeMetrics is what the report reads from Rookery nodes' metrics: the
+// series above, and the timings of the breakdown (breakdown.go) by
+// timingKey.
+type nodeMetrics struct {
+	values  map[string]float64
+	timings map[string]timing
+}
+
+func newNodeMetrics() nodeMetrics {
+	return nodeMetrics{values: map[string]float64{}, timings: map[string]timing{}}
+}
+
+// add adds o's series and timings to m's (several nodes' make one sum).
+func (m nodeMetrics) add(o nodeMetrics) {
+	for k, v := range o.values {
+		m.values[k] += v
+	}
+	for k, t := range o.timings {
+		m.timings[k] = m.timings[k].plus(t)
+	}
 }
 
 func (p *probe) get(ctx context.Context, url string) ([]byte, error) {
@@ -217,13 +238,14 @@ func (p *probe) get(ctx context.Context, url string) ([]byte, error) {
 // parseNodeMetrics picks the series the report needs out of a Prometheus
 // text exposition, timings included (readTimings); a series a node does not
 // export counts as 0 (a follower has no commit timings).
-func parseNodeMetrics(text []byte) (map[string]float64, error) {
+func parseNodeMetrics(text []byte) (nodeMetrics, error) {
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(bytes.NewReader(text))
 	if err != nil {
-		return nil, err
+		return nodeMetrics{}, err
 	}
-	out := map[string]float64{}
+	nm := newNodeMetrics()
+	out := nm.values
 	if f, ok := families[seriesCPU]; ok {
 		for _, m := range f.GetMetric() {
 			out[seriesCPU] += m.GetCounter().GetValue()
@@ -239,6 +261,6 @@ func parseNodeMetrics(text []byte) (map[string]float64, error) {
 			}
 		}
 	}
-	readTimings(families, out)
-	return out, nil
+	readTimings(families, nm.timings)
+	return nm, nil
 }

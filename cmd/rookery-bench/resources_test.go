@@ -68,16 +68,16 @@ func TestNodeMetricsReadsCPUCommitsAndSyncs(t *testing.T) {
 	}
 	want := map[string]float64{seriesCPU: 10.5, seriesCommits: 1000, seriesSyncs: 1000}
 	for k, v := range want {
-		if leader[k] != v {
-			t.Errorf("leader %s = %v, want %v", k, leader[k], v)
+		if leader.values[k] != v {
+			t.Errorf("leader %s = %v, want %v", k, leader.values[k], v)
 		}
 	}
 	follower, err := parseNodeMetrics(readFixture(t, "t0/follower.metrics"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if follower[seriesCommits] != 0 || follower[seriesSyncs] != 990 {
-		t.Errorf("a follower, which times no commits: %v", follower)
+	if follower.values[seriesCommits] != 0 || follower.values[seriesSyncs] != 990 {
+		t.Errorf("a follower, which times no commits: %v", follower.values)
 	}
 	if _, err := parseNodeMetrics([]byte("process_cpu_seconds_total{ 1\n")); err == nil {
 		t.Error("a broken exposition was accepted")

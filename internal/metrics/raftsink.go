@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -158,47 +159,17 @@ func (s *raftSink) get(kind seriesKind, key []string, labels []gometrics.Label) 
 
 func match(list []*raftSeries, kind seriesKind, key []string, labels []gometrics.Label) *raftSeries {
 	for _, se := range list {
-		if se.kind == kind && equalKey(se.key, key) && equalLabels(se.labels, labels) {
+		if se.kind == kind && slices.Equal(se.key, key) && slices.Equal(se.labels, labels) {
 			return se
 		}
 	}
 	return nil
 }
 
-func equalKey(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
+// sameLabelNames reports whether two label sets have the same names in
+// the same order, whatever their values.
 func sameLabelNames(a, b []gometrics.Label) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i].Name != b[i].Name {
-			return false
-		}
-	}
-	return true
-}
-
-func equalLabels(a, b []gometrics.Label) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
+	return slices.EqualFunc(a, b, func(x, y gometrics.Label) bool { return x.Name == y.Name })
 }
 
 // seriesHash is FNV-1a over the kind, the key parts and the labels, with a
