@@ -75,28 +75,45 @@ func appendJournalBatch(buf []byte, logs []*raft.Log) []byte {
 // journalScan is what reading a journal found.
 type journalScan struct {
 	logs []*raft.Log
-	// end is the offset after the last intact batch; a torn tail from
-	// there to the end of the file is dropped.
+	// end is the offset after the last intact batch. What follows is
+	// the journal's preallocated zeros, after a torn tail if there is
+	// one.
 	end int64
-	// torn is the length of that tail in bytes (0: none).
+	// torn is the length of that tail in bytes, up to its last non-zero
+	// byte (0: none).
 	torn int64
+	// wiped is set when damage was skipped because the batches after it
+	// hold only entries raft.db already has: a crash interrupted the
+	// wipe that follows a checkpoint.
+	wiped bool
 }
 
-// scanJournal decodes every batch of a journal file's contents. A damaged
-// batch is accepted as the tail a crash tore off only when nothing intact
-// follows it and it is short or has a sector of zeros; any other damage
-// is errJournalCorrupt. Entries must follow each other without gaps.
-func scanJournal(data []byte) (journalScan, error) {
+// scanJournal decodes every batch of a journal file's contents; stored is
+// raft.db's last index. A damaged batch is accepted in two cases, and any
+// other damage is errJournalCorrupt:
+//   - it is the tail a crash tore off: nothing intact follows it, and it
+//     is short or has a sector of zeros;
+//   - an intact batch follows it whose entries raft.db already holds (a
+//     crash during the wipe after a checkpoint leaves zeroed stretches
+//     between such batches); the damaged entries come before those, so
+//     raft.db holds them too.
+//
+// Entries must follow each other without gaps.
+func scanJournal(data []byte, stored uint64) (journalScan, error) {
 	var s journalScan
 	off := 0
 	for off < len(data) {
 		payload, ok := journalBatchAt(data, off)
 		if !ok {
-			if err := checkTornTail(data, off); err != nil {
+			next, err := skipDamage(data, off, s.logs, stored)
+			if err != nil {
 				return journalScan{}, err
 			}
-			s.torn = int64(len(data) - off)
-			break
+			if next < 0 {
+				break
+			}
+			s.logs, s.wiped, off = nil, true, next
+			continue
 		}
 		logs, err := decodeJournalPayload(payload)
 		if err != nil {
@@ -109,7 +126,48 @@ func scanJournal(data []byte) (journalScan, error) {
 		off += journalHeaderSize + len(payload)
 	}
 	s.end = int64(off)
+	s.torn = int64(len(bytes.TrimRight(data[off:], "\x00")))
+	if s.torn > 0 && !tornAt(data, off) {
+		return journalScan{}, fmt.Errorf("%w: batch at offset %d fails its checksum and was written in full", errJournalCorrupt, off)
+	}
 	return s, nil
+}
+
+// skipDamage finds the intact batch after the damaged one at off, or -1
+// when none follows (the damage may be a torn tail). Skipping to it is
+// allowed only when it and every entry before it (before, then the
+// damaged ones) are in raft.db: dropping them loses nothing.
+func skipDamage(data []byte, off int, before []*raft.Log, stored uint64) (int, error) {
+	next := -1
+	for i := off + 1; i+journalHeaderSize <= len(data); i++ {
+		k := bytes.IndexByte(data[i:len(data)-journalHeaderSize+1], journalMagic[0])
+		if k < 0 {
+			break
+		}
+		i += k
+		if _, ok := journalBatchAt(data, i); ok {
+			next = i
+			break
+		}
+	}
+	if next < 0 {
+		return -1, nil
+	}
+	payload, _ := journalBatchAt(data, next)
+	logs, err := decodeJournalPayload(payload)
+	if err == nil && stored > 0 && allStored(before, stored) && allStored(logs, stored) {
+		return next, nil
+	}
+	return 0, fmt.Errorf("%w: bad batch at offset %d is followed by an intact one at offset %d", errJournalCorrupt, off, next)
+}
+
+func allStored(logs []*raft.Log, stored uint64) bool {
+	for _, l := range logs {
+		if l.Index > stored {
+			return false
+		}
+	}
+	return true
 }
 
 // journalHeaderAt returns the payload length the batch header at off
@@ -139,39 +197,33 @@ func journalBatchAt(data []byte, off int) ([]byte, bool) {
 	return payload, true
 }
 
-// checkTornTail decides whether the damaged bytes from off to the end are
-// what a crash during the last append leaves. Every earlier append was
-// synced before the next began, so only the last can be torn: an intact
-// batch anywhere after off means damage. A torn append is cut short, or
-// has sectors the disk never wrote, which read back as zeros; a batch that
-// is complete, has no such sector and still fails its checksum was
-// damaged after it was written.
-func checkTornTail(data []byte, off int) error {
-	for i := off + 1; i+journalHeaderSize <= len(data); i++ {
-		if data[i] != journalMagic[0] {
-			continue
-		}
-		if _, ok := journalBatchAt(data, i); ok {
-			return fmt.Errorf("%w: bad batch at offset %d is followed by an intact one at offset %d", errJournalCorrupt, off, i)
-		}
-	}
-	if journalTailIsShort(data, off) || hasZeroSector(data, off) {
-		return nil
-	}
-	return fmt.Errorf("%w: batch at offset %d fails its checksum and was written in full", errJournalCorrupt, off)
-}
-
-// journalTailIsShort reports whether the batch at off ends past the end
-// of the file, or its header does.
-func journalTailIsShort(data []byte, off int) bool {
+// tornAt decides whether the damaged batch at off, the last one, is what
+// a crash during its append leaves. Every earlier append was synced
+// before the next began, so only the last can be torn. A torn append is
+// cut short, or has sectors the disk never wrote, which read back as the
+// zeros the journal was filled with; a batch that is complete, has no
+// such sector and still fails its checksum was damaged after it was
+// written. Only the batch's own extent counts (its header's, when the
+// header itself is damaged): the zeros after it are free space. A damaged
+// header whose checksum field is zero was cut short too: an intact one
+// has a zero checksum once in 2^32.
+func tornAt(data []byte, off int) bool {
 	if len(data)-off < journalHeaderSize {
 		return true
 	}
-	n, ok := journalHeaderAt(data, off)
-	return ok && uint64(len(data)-off-journalHeaderSize) < uint64(n)
+	extent := off + journalHeaderSize
+	if n, ok := journalHeaderAt(data, off); ok {
+		if uint64(len(data)-extent) < uint64(n) {
+			return true
+		}
+		extent += int(n)
+	} else if isZero(data[extent-4 : extent]) {
+		return true
+	}
+	return hasZeroSector(data[:extent], off)
 }
 
-// hasZeroSector reports whether some sector of the file from off on (the
+// hasZeroSector reports whether some sector of data from off on (the
 // first one counted from off) holds only zeros.
 func hasZeroSector(data []byte, off int) bool {
 	for s := off - off%journalSector; s < len(data); s += journalSector {

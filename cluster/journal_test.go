@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -121,6 +122,16 @@ func journalBytesOnDisk(t *testing.T, dir string) []byte {
 	return b
 }
 
+// wantWiped checks that raft.journal holds no batch: it is all zeros,
+// journalGrow bytes of them, allocated for the next appends.
+func wantWiped(t *testing.T, dir string) {
+	t.Helper()
+	b := journalBytesOnDisk(t, dir)
+	if len(b) != journalGrow || !isZero(b) {
+		t.Fatalf("raft.journal is %d bytes, zero: %v; want %d bytes of zeros", len(b), isZero(b), journalGrow)
+	}
+}
+
 // An append is one write to raft.journal: raft.db does not see it (so
 // bbolt's two syncs are not paid) until a checkpoint, yet a crash right
 // after the append loses nothing.
@@ -141,9 +152,7 @@ func TestAnAppendGoesToTheJournalAndSurvivesACrash(t *testing.T) {
 	g := mustOpenJournalFixture(t, dir)
 	f.wantLog(g.bolt, 1, 4, 1) // replayed into raft.db on open
 	g.wantLog(g.j, 1, 4, 1)
-	if n := len(journalBytesOnDisk(t, dir)); n != 0 {
-		t.Fatalf("raft.journal holds %d bytes after the replay, want 0", n)
-	}
+	wantWiped(t, dir)
 }
 
 // After every journalCheckpointEntries entries the journal is written into
@@ -175,15 +184,19 @@ func TestTheJournalIsCheckpointedIntoRaftDB(t *testing.T) {
 	if len(checkpoints) == 0 || checkpoints[0] < journalCheckpointEntries {
 		t.Fatalf("checkpoints reported: %v, want the first with at least %d entries", checkpoints, journalCheckpointEntries)
 	}
-	if n := int64(len(journalBytesOnDisk(t, dir))); n != f.j.size || n > journalCheckpointBytes {
-		t.Fatalf("raft.journal is %d bytes (tracked %d)", n, f.j.size)
+	b := journalBytesOnDisk(t, dir)
+	if int64(len(b)) != f.j.capacity || len(b) != journalGrow || !isZero(b[f.j.size:]) {
+		t.Fatalf("raft.journal is %d bytes (tracked %d, batches in the first %d), zeros after them: %v", len(b), f.j.capacity, f.j.size, isZero(b[f.j.size:]))
 	}
 	f.wantLog(f.j, 1, last, 1)
 }
 
 // Damage in the journal: a crash can only tear the last append, so that
 // is dropped (it was never acknowledged); anything else refuses the start
-// instead of silently losing the entries after it.
+// instead of silently losing the entries after it. Each case runs on the
+// file as this store leaves it (zeros after the batches) and as an older
+// rookeryd left it (the file ends with the last batch): the zeros after a
+// batch are free space and never excuse damage inside it.
 func TestJournalRecoveryDropsOnlyATornTail(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -213,34 +226,117 @@ func TestJournalRecoveryDropsOnlyATornTail(t *testing.T) {
 			return b
 		}, 0, "followed by an intact one"},
 	}
+	layouts := []struct {
+		name      string
+		allocated bool
+	}{{"allocated", true}, {"older rookeryd", false}}
+	for _, tc := range tests {
+		for _, layout := range layouts {
+			t.Run(tc.name+"/"+layout.name, func(t *testing.T) {
+				testJournalDamage(t, tc.damage, layout.allocated, tc.wantLast, tc.wantErr)
+			})
+		}
+	}
+}
+
+func testJournalDamage(t *testing.T, damage func(b []byte, lastBatch int) []byte, allocated bool, wantLast uint64, wantErr string) {
+	dir := t.TempDir()
+	f := mustOpenJournalFixture(t, dir)
+	f.store(1, 3, 1)
+	f.store(4, 6, 1)
+	lastBatch := int(f.j.size)
+	// A big last append, so it spans sectors.
+	big := journalEntries(7, 9, 1)
+	for _, l := range big {
+		l.Data = bytes.Repeat([]byte{'x'}, 700)
+	}
+	if err := f.j.StoreLogs(big); err != nil {
+		t.Fatal(err)
+	}
+	size := int(f.j.size)
+	f.crash()
+	path := filepath.Join(dir, journalName)
+	file := journalBytesOnDisk(t, dir)
+	b := damage(bytes.Clone(file[:size]), lastBatch)
+	if allocated && len(b) < len(file) {
+		b = append(b, make([]byte, len(file)-len(b))...)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g, err := openJournalFixture(t, dir)
+	if wantErr != "" {
+		if err == nil {
+			g.crash()
+			t.Fatal("opened a damaged journal")
+		}
+		if !errors.Is(err, errJournalCorrupt) || !strings.Contains(err.Error(), wantErr) || !strings.Contains(err.Error(), path) {
+			t.Fatalf("open: %v; want errJournalCorrupt naming %s and saying %q", err, path, wantErr)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.crash)
+	g.wantEntries(g.j, 1, 6, 1)
+	if last, err := g.j.LastIndex(); err != nil || last != wantLast {
+		t.Fatalf("LastIndex = %d, %v; want %d", last, err, wantLast)
+	}
+	if wantLast > 6 {
+		var l raft.Log
+		if err := g.j.GetLog(9, &l); err != nil || len(l.Data) != 700 {
+			t.Fatalf("entry 9: %v, %d bytes", err, len(l.Data))
+		}
+	}
+	wantWiped(t, dir)
+}
+
+// A checkpoint writes the journal's entries into raft.db, then wipes the
+// journal with zeros. A crash during the wipe leaves zeroed stretches
+// between batches raft.db already holds: the node starts and loses
+// nothing. The same damage over batches raft.db lacks is refused.
+func TestAnInterruptedWipeAfterACheckpointIsSkipped(t *testing.T) {
+	tests := []struct {
+		name       string
+		checkpoint bool
+		wantErr    string
+	}{
+		{"entries in raft.db", true, ""},
+		{"entries only in the journal", false, "followed by an intact one"},
+	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			f := mustOpenJournalFixture(t, dir)
-			f.store(1, 3, 1)
-			f.store(4, 6, 1)
-			lastBatch := len(journalBytesOnDisk(t, dir))
-			// A big last append, so it spans sectors.
-			big := journalEntries(7, 9, 1)
-			for _, l := range big {
-				l.Data = bytes.Repeat([]byte{'x'}, 700)
+			for first := uint64(1); first < 10; first += 3 {
+				batch := journalEntries(first, first+2, 1)
+				for _, l := range batch {
+					l.Data = bytes.Repeat([]byte{'x'}, 700)
+				}
+				if err := f.j.StoreLogs(batch); err != nil {
+					t.Fatal(err)
+				}
 			}
-			if err := f.j.StoreLogs(big); err != nil {
-				t.Fatal(err)
+			if tc.checkpoint {
+				if err := f.j.storePending(); err != nil {
+					t.Fatal(err)
+				}
 			}
 			f.crash()
-			path := filepath.Join(dir, journalName)
-			if err := os.WriteFile(path, tc.damage(journalBytesOnDisk(t, dir), lastBatch), 0o600); err != nil {
+			b := journalBytesOnDisk(t, dir)
+			copy(b[journalSector:], make([]byte, journalSector)) // the wipe reached the second sector only: inside the first batch
+			if err := os.WriteFile(filepath.Join(dir, journalName), b, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			g, err := openJournalFixture(t, dir)
 			if tc.wantErr != "" {
 				if err == nil {
 					g.crash()
-					t.Fatalf("opened a journal with %s", tc.name)
+					t.Fatal("opened a journal whose damaged batches raft.db lacks")
 				}
-				if !errors.Is(err, errJournalCorrupt) || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), path) {
-					t.Fatalf("open: %v; want errJournalCorrupt naming %s and saying %q", err, path, tc.wantErr)
+				if !errors.Is(err, errJournalCorrupt) || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("open: %v; want errJournalCorrupt saying %q", err, tc.wantErr)
 				}
 				return
 			}
@@ -248,17 +344,68 @@ func TestJournalRecoveryDropsOnlyATornTail(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(g.crash)
-			g.wantEntries(g.j, 1, 6, 1)
-			if last, err := g.j.LastIndex(); err != nil || last != tc.wantLast {
-				t.Fatalf("LastIndex = %d, %v; want %d", last, err, tc.wantLast)
+			if last, err := g.j.LastIndex(); err != nil || last != 9 {
+				t.Fatalf("LastIndex = %d, %v; want 9", last, err)
 			}
-			if tc.wantLast > 6 {
-				var l raft.Log
-				if err := g.j.GetLog(9, &l); err != nil || len(l.Data) != 700 {
-					t.Fatalf("entry 9: %v, %d bytes", err, len(l.Data))
-				}
+			var l raft.Log
+			if err := g.j.GetLog(5, &l); err != nil || len(l.Data) != 700 {
+				t.Fatalf("entry 5: %v, %d bytes", err, len(l.Data))
 			}
+			wantWiped(t, dir)
 		})
+	}
+}
+
+// The journal file is allocated ahead of the appends, so an append
+// overwrites blocks the filesystem holds instead of extending the file:
+// its length stays put while appends fill it, a batch too big for it
+// grows it in journalGrow steps, a checkpoint wipes it in place, and the
+// wipe cuts a file a bulk import grew past journalShrinkAbove back.
+func TestTheJournalFileStaysAllocatedAcrossAppendsAndCheckpoints(t *testing.T) {
+	dir := t.TempDir()
+	f := mustOpenJournalFixture(t, dir)
+	wantFile := func(stage string, length int64) {
+		t.Helper()
+		fi, err := os.Stat(filepath.Join(dir, journalName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks := fi.Sys().(*syscall.Stat_t).Blocks * 512
+		if fi.Size() != length || blocks < length {
+			t.Fatalf("%s: raft.journal is %d bytes with %d allocated, want %d of both", stage, fi.Size(), blocks, length)
+		}
+		if !isZero(journalBytesOnDisk(t, dir)[f.j.size:]) {
+			t.Fatalf("%s: bytes after the batches are not zeros", stage)
+		}
+	}
+	wantFile("opened", journalGrow)
+	f.store(1, 100, 1)
+	wantFile("after an append", journalGrow)
+	big := journalEntries(101, 103, 1)
+	for _, l := range big {
+		l.Data = bytes.Repeat([]byte{'x'}, journalGrow/2)
+	}
+	if err := f.j.StoreLogs(big); err != nil {
+		t.Fatal(err)
+	}
+	wantFile("after a batch bigger than the file", 2*journalGrow)
+	if err := f.j.checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	wantFile("after a checkpoint", 2*journalGrow)
+	f.store(104, 104, 1)
+	huge := journalEntries(105, 106, 1)
+	for _, l := range huge {
+		l.Data = bytes.Repeat([]byte{'y'}, journalShrinkAbove/2+1)
+	}
+	if err := f.j.StoreLogs(huge); err != nil { // past journalCheckpointBytes: checkpointed at once
+		t.Fatal(err)
+	}
+	wantFile("after a bulk import's batch and its checkpoint", journalGrow)
+	f.wantEntries(f.j, 1, 100, 1)
+	f.wantEntries(f.j, 104, 104, 1)
+	if last, err := f.j.LastIndex(); err != nil || last != 106 {
+		t.Fatalf("LastIndex = %d, %v; want 106", last, err)
 	}
 }
 
@@ -304,9 +451,9 @@ func TestTheJournalFollowsCompactionAndSnapshotGaps(t *testing.T) {
 }
 
 // A clean Close leaves raft.db holding the whole log and no journal, so
-// raft.bolt_direct (or an older rookeryd) can open the data dir; after a
-// crash with the journal on, bolt_direct refuses instead of starting
-// without the journal's entries.
+// raft.bolt_direct (or an older rookeryd) can open the data dir; so does a
+// crash that left the journal wiped. After a crash with entries in the
+// journal, bolt_direct refuses instead of starting without them.
 func TestBoltDirectOpensOnlyADataDirWithoutJournalEntries(t *testing.T) {
 	logger := slog.New(slog.DiscardHandler)
 	t.Run("after Close", func(t *testing.T) {
@@ -323,6 +470,24 @@ func TestBoltDirectOpensOnlyADataDirWithoutJournalEntries(t *testing.T) {
 		}
 		defer st.close()
 		f.wantLog(st.logs, 1, 7, 1)
+	})
+	t.Run("after a crash right after a checkpoint", func(t *testing.T) {
+		dir := t.TempDir()
+		f := mustOpenJournalFixture(t, dir)
+		f.store(1, 7, 1)
+		if err := f.j.checkpoint(); err != nil {
+			t.Fatal(err)
+		}
+		f.crash()
+		st, err := openBoltStorage(filepath.Join(dir, raftDBName), false, logger)
+		if err != nil {
+			t.Fatalf("bolt_direct refused a data dir whose journal is wiped: %v", err)
+		}
+		defer st.close()
+		f.wantLog(st.logs, 1, 7, 1)
+		if _, err := os.Stat(filepath.Join(dir, journalName)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("the wiped raft.journal: %v, want it removed", err)
+		}
 	})
 	t.Run("after a crash", func(t *testing.T) {
 		dir := t.TempDir()

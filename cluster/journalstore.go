@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -26,12 +27,25 @@ const (
 	// journalPendingLimit is how many entries the journal holds while
 	// checkpoints fail before appends fail too.
 	journalPendingLimit = 4 * journalCheckpointEntries
+	// journalGrow is the step in which the journal file is allocated,
+	// filled with zeros ahead of the appends that will overwrite them. An
+	// append that extends a file makes fdatasync commit the filesystem's
+	// metadata as well as the data; one that overwrites written blocks
+	// syncs the data alone, about 40 % faster on this project's test disk
+	// (docs/log-journal.md).
+	journalGrow = 1 << 20
+	// journalShrinkAbove is the file size past which a wipe cuts the file
+	// back to journalGrow: a bulk import's batches can grow it well past
+	// what a checkpoint lets the journal hold.
+	journalShrinkAbove = 2 * journalCheckpointBytes
 )
 
 // journalStore is raft's log store when the log lives in raft.db: each
 // append is one write and one fdatasync of raft.journal, and every
 // journalCheckpointEntries entries the journal is written into raft.db in
-// one bbolt transaction and emptied.
+// one bbolt transaction and wiped. The file stays allocated and zero-filled
+// past its batches, so appends overwrite blocks the filesystem already
+// holds.
 //
 // bbolt syncs twice per transaction (its pages, then its meta page) and
 // rewrites the B-tree's path to the new keys; a replicated write waits for
@@ -42,7 +56,7 @@ const (
 //
 // Invariant: raft.db holds the log up to some index B; the journal holds
 // the entries after B (pending, also kept in memory), and possibly entries
-// up to B that a checkpoint wrote but did not yet cut from the file. Open
+// up to B that a checkpoint wrote but did not yet wipe from the file. Open
 // replays the journal into raft.db, so a crash at any point loses nothing
 // synced; Close checkpoints and removes the journal, so a cleanly stopped
 // node leaves raft.db alone.
@@ -55,11 +69,12 @@ type journalStore struct {
 
 	// writeMu serializes the calls that change the log (appends,
 	// checkpoints, deletes, Close) and guards the fields below mu.
-	writeMu sync.Mutex
-	f       *os.File
-	size    int64  // bytes in the journal file
-	buf     []byte // reused encoding buffer
-	broken  error  // a write that could not be undone; every later append fails with it
+	writeMu  sync.Mutex
+	f        *os.File
+	size     int64  // bytes of batches at the start of the file
+	capacity int64  // the file's length; it holds zeros from size on
+	buf      []byte // reused encoding buffer
+	broken   error  // a write that could not be undone; every later append fails with it
 
 	// mu guards pending, which readers use while an append syncs.
 	mu      sync.RWMutex
@@ -74,7 +89,11 @@ func openJournal(path string, bolt raft.LogStore, logger *slog.Logger) (*journal
 		return nil, fmt.Errorf("cluster: raft journal %s: %w", path, err)
 	}
 	j := &journalStore{bolt: bolt, path: path, logger: logger, f: f}
-	if err := j.recover(); err != nil {
+	err = j.recover()
+	if err == nil {
+		err = j.reserve(journalGrow)
+	}
+	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("cluster: raft journal %s: %w", path, err)
 	}
@@ -87,18 +106,26 @@ func openJournal(path string, bolt raft.LogStore, logger *slog.Logger) (*journal
 }
 
 // recover writes the journal's entries that raft.db lacks into it, then
-// empties the journal.
+// wipes the journal.
 func (j *journalStore) recover() error {
 	data, err := io.ReadAll(j.f)
 	if err != nil {
 		return err
 	}
+	j.capacity = int64(len(data))
 	if len(data) == 0 {
 		return nil
 	}
-	scan, err := scanJournal(data)
+	stored, err := j.bolt.LastIndex()
+	if err != nil {
+		return err
+	}
+	scan, err := scanJournal(data, stored)
 	if err != nil {
 		return fmt.Errorf("%w (refusing to start; restore the data dir, or remove it and re-join)", err)
+	}
+	if scan.wiped {
+		j.logger.Info("raft journal: skipping batches a checkpoint had already written into raft.db (a crash interrupted the wipe after it)", "file", j.path)
 	}
 	if scan.torn > 0 {
 		j.logger.Warn("raft journal: dropping the tail a crash left unfinished (an append that was never acknowledged)",
@@ -118,7 +145,8 @@ func (j *journalStore) recover() error {
 	if len(scan.logs) > 0 {
 		j.logger.Info("raft journal: replayed into raft.db", "file", j.path, "entries", len(scan.logs))
 	}
-	return j.truncate()
+	j.size = scan.end + scan.torn
+	return j.wipe()
 }
 
 // unstored returns the journal's entries after raft.db's last. The ones at
@@ -253,16 +281,24 @@ func (j *journalStore) continues(logs []*raft.Log) bool {
 	return last == 0 || logs[0].Index == last+1
 }
 
-// append writes one batch at the end of the journal and syncs it. A failed
-// write is cut off again, so the next append does not land behind
-// garbage; if even that fails, the journal is broken until a restart.
+// append writes one batch after the last and syncs it, first allocating
+// more of the file when the batch does not fit. A failed write is cut off
+// again, so the next append does not land behind garbage; if even that
+// fails, the journal is broken until a restart.
 func (j *journalStore) append(logs []*raft.Log) error {
 	j.buf = appendJournalBatch(j.buf[:0], logs)
-	_, err := j.f.WriteAt(j.buf, j.size)
+	var err error
+	if end := j.size + int64(len(j.buf)); end > j.capacity {
+		err = j.extend(end)
+	}
+	if err == nil {
+		_, err = j.f.WriteAt(j.buf, j.size)
+	}
 	if err == nil {
 		err = fdatasync(j.f)
 	}
 	if err != nil {
+		j.capacity = j.size
 		if terr := j.f.Truncate(j.size); terr != nil {
 			j.broken = fmt.Errorf("cluster: raft journal %s cannot be written and could not be cut back after a failed append (restart the node): %w", j.path, errors.Join(err, terr))
 		}
@@ -275,33 +311,89 @@ func (j *journalStore) append(logs []*raft.Log) error {
 	return nil
 }
 
-// checkpoint writes the pending entries into raft.db and empties the
-// journal. Called with writeMu held; readers keep finding the entries in
-// pending until raft.db has them.
+// checkpoint writes the pending entries into raft.db and wipes the
+// journal. Called with writeMu held.
 func (j *journalStore) checkpoint() error {
-	if len(j.pending) > 0 {
-		if err := j.bolt.StoreLogs(j.pending); err != nil {
-			return fmt.Errorf("cluster: raft journal %s: checkpoint into raft.db: %w", j.path, err)
-		}
-		j.mu.Lock()
-		j.pending = nil
-		j.mu.Unlock()
+	if err := j.storePending(); err != nil {
+		return err
 	}
+	return j.wipe()
+}
+
+// storePending writes the pending entries into raft.db. Readers keep
+// finding them in pending until raft.db has them.
+func (j *journalStore) storePending() error {
+	if len(j.pending) == 0 {
+		return nil
+	}
+	if err := j.bolt.StoreLogs(j.pending); err != nil {
+		return fmt.Errorf("cluster: raft journal %s: checkpoint into raft.db: %w", j.path, err)
+	}
+	j.mu.Lock()
+	j.pending = nil
+	j.mu.Unlock()
+	return nil
+}
+
+// wipe empties the journal durably by overwriting its batches with zeros,
+// so the file stays allocated. It must be synced before the next append:
+// batches written over a half-wiped file could be followed by intact old
+// ones. A crash during the wipe leaves old batches that raft.db holds, and
+// scanJournal skips those.
+func (j *journalStore) wipe() error {
 	if j.size == 0 {
 		return nil
 	}
-	return j.truncate()
-}
-
-// truncate empties the journal file durably.
-func (j *journalStore) truncate() error {
-	if err := j.f.Truncate(0); err != nil {
-		return fmt.Errorf("cluster: raft journal %s: %w", j.path, err)
+	var err error
+	if j.capacity > journalShrinkAbove {
+		j.capacity = journalGrow
+		err = j.f.Truncate(j.capacity)
 	}
-	if err := fdatasync(j.f); err != nil {
+	if err == nil {
+		err = writeZeros(j.f, 0, min(j.size, j.capacity))
+	}
+	if err == nil {
+		err = fdatasync(j.f)
+	}
+	if err != nil {
 		return fmt.Errorf("cluster: raft journal %s: %w", j.path, err)
 	}
 	j.size = 0
+	return nil
+}
+
+// reserve allocates the file up to n bytes of zeros, durably.
+func (j *journalStore) reserve(n int64) error {
+	if j.capacity >= n {
+		return nil
+	}
+	if err := j.extend(n); err != nil {
+		return err
+	}
+	return fdatasync(j.f)
+}
+
+// extend fills the file with zeros from its end to the journalGrow step
+// at or after end. The append that needs the room syncs them.
+func (j *journalStore) extend(end int64) error {
+	grown := (end + journalGrow - 1) / journalGrow * journalGrow
+	if err := writeZeros(j.f, j.capacity, grown-j.capacity); err != nil {
+		return err
+	}
+	j.capacity = grown
+	return nil
+}
+
+// writeZeros writes n zero bytes to f at off.
+func writeZeros(f *os.File, off, n int64) error {
+	zeros := make([]byte, min(n, 1<<16))
+	for n > 0 {
+		k := min(n, int64(len(zeros)))
+		if _, err := f.WriteAt(zeros[:k], off); err != nil {
+			return err
+		}
+		off, n = off+k, n-k
+	}
 	return nil
 }
 
@@ -320,8 +412,8 @@ func (j *journalStore) DeleteRange(min, max uint64) error {
 	return j.bolt.DeleteRange(min, max)
 }
 
-// Close checkpoints and removes the journal; raft.db is left holding the
-// whole log. It does not close raft.db.
+// Close writes the pending entries into raft.db and removes the journal;
+// raft.db is left holding the whole log. It does not close raft.db.
 func (j *journalStore) Close() error {
 	j.writeMu.Lock()
 	defer j.writeMu.Unlock()
@@ -330,7 +422,7 @@ func (j *journalStore) Close() error {
 	}
 	err := j.broken
 	if err == nil {
-		err = j.checkpoint()
+		err = j.storePending()
 	}
 	err = errors.Join(err, j.f.Close())
 	j.f = nil
@@ -338,6 +430,21 @@ func (j *journalStore) Close() error {
 		err = os.Remove(j.path)
 	}
 	return err
+}
+
+// journalHoldsEntries reports whether the journal file at path holds
+// entries after stored, raft.db's last index. A damaged journal is an
+// error: it may hold some.
+func journalHoldsEntries(path string, stored uint64) (bool, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return false, err
+	}
+	scan, err := scanJournal(data, stored)
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(scan.logs, func(l *raft.Log) bool { return l.Index > stored }), nil
 }
 
 func fdatasync(f *os.File) error {

@@ -146,7 +146,7 @@ func openBoltStorage(path string, journal bool, logger *slog.Logger) (*storage, 
 		return nil, err
 	}
 	if !journal {
-		if err := refuseJournal(journalPath); err != nil {
+		if err := refuseJournal(journalPath, bolt); err != nil {
 			_ = bolt.Close()
 			return nil, err
 		}
@@ -168,7 +168,13 @@ func refuseOrphanJournal(dbPath, journalPath string) error {
 	if _, err := os.Stat(dbPath); !errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	if fi, err := os.Stat(journalPath); err == nil && fi.Size() > 0 {
+	held, err := journalHoldsEntries(journalPath, 0)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("cluster: raft journal %s cannot be read while %s is missing (refusing to start; restore raft.db, or remove the whole data dir and re-join): %w", journalPath, dbPath, err)
+	case held:
 		return fmt.Errorf("cluster: raft journal %s holds entries but %s is missing (refusing to start; restore raft.db, or remove the whole data dir and re-join)", journalPath, dbPath)
 	}
 	return nil
@@ -177,17 +183,21 @@ func refuseOrphanJournal(dbPath, journalPath string) error {
 // refuseJournal stops a node told to write raft.db directly from starting
 // on a journal that may hold entries raft.db lacks (a crash with the
 // journal on): raft.db alone would be missing acknowledged entries.
-func refuseJournal(path string) error {
-	fi, err := os.Stat(path)
+func refuseJournal(path string, bolt raft.LogStore) error {
+	stored, err := bolt.LastIndex()
+	if err != nil {
+		return err
+	}
+	held, err := journalHoldsEntries(path, stored)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		return nil
 	case err != nil:
-		return fmt.Errorf("cluster: raft journal %s: %w", path, err)
-	case fi.Size() == 0:
-		return os.Remove(path)
+		return fmt.Errorf("cluster: raft journal %s: %w (start once with the journal on, raft.bolt_direct = false, to have it checked)", path, err)
+	case held:
+		return fmt.Errorf("cluster: raft journal %s holds entries not yet in raft.db: start once with the journal on (raft.bolt_direct = false) to replay it", path)
 	}
-	return fmt.Errorf("cluster: raft journal %s holds entries not yet in raft.db: start once with the journal on (raft.bolt_direct = false) to replay it", path)
+	return os.Remove(path)
 }
 
 func openWAL(dir string, logger *slog.Logger) (*storage, error) {
