@@ -139,6 +139,14 @@ trap stop INT TERM
 # autogroups. In production the service's CPUWeight= does the same.
 AUTOGROUP_NICE=${ROOKERY_AUTOGROUP_NICE:-$([ "$(id -u)" = 0 ] && echo -10 || echo 0)}
 
+# Cores per node: the three nodes share this host's cores, so each runs with
+# GOMAXPROCS set to its share (cores / 3, at least 1) unless GOMAXPROCS is
+# set. A Go process with more Ps than the cores it gets wakes idle Ps to spin
+# on every goroutine hand-off, and on a shared host those spinning threads
+# take CPU from the other nodes (NOTES.md, eleventh session).
+PROCS=${GOMAXPROCS:-$(($(nproc) / 3))}
+[ "$PROCS" -ge 1 ] 2>/dev/null || PROCS=1
+
 for i in "${down[@]}"; do
   k=$((i - 1))
   mkdir -p "$DATA/n$i"
@@ -146,7 +154,7 @@ for i in "${down[@]}"; do
   # setsid, then the session's new autogroup gets its nice, then exec: the
   # PID stays the node's.
   setsid sh -c '[ "$0" = 0 ] || echo "$0" >/proc/self/autogroup || echo "could not set autogroup nice $0" >&2; exec "$@"' \
-    "$AUTOGROUP_NICE" "$BIN/rookeryd" \
+    "$AUTOGROUP_NICE" env GOMAXPROCS="$PROCS" "$BIN/rookeryd" \
     -node.id "n$i" -node.data_dir "$DATA/n$i" \
     -raft.address "127.0.0.1:${RAFT[$k]}" -raft.peers "$PEERS" -raft.log_store "$LOG_STORE" -raft.read_mode "$READ_MODE" \
     -grpc.listen "127.0.0.1:${GRPC[$k]}" -grpc.open_reads -debug.listen "127.0.0.1:${DEBUG[$k]}" \

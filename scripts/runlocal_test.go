@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -256,9 +258,16 @@ func TestRunLocalRefusesARunningClusterAndRestartsAMissingNode(t *testing.T) {
 	if err != nil || !bytes.Contains(cmdline, []byte("-raft.persist_before_replicate")) {
 		t.Errorf("n1's command line %q (%v) lacks -raft.persist_before_replicate", bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}), err)
 	}
+	// Each node gets its share of the host's cores unless GOMAXPROCS is set.
+	share := max(1, runtime.NumCPU()/3)
+	if v, ok := os.LookupEnv("GOMAXPROCS"); ok {
+		share, _ = strconv.Atoi(v)
+	}
+	wantNodeEnv(t, e.nodePID("n1"), fmt.Sprintf("GOMAXPROCS=%d", share))
 	fourth.interrupt(t)
-	fifth := e.start("ROOKERY_BOLT_DIRECT=1", "ROOKERY_EARLY_APPEND=1")
+	fifth := e.start("ROOKERY_BOLT_DIRECT=1", "ROOKERY_EARLY_APPEND=1", "GOMAXPROCS=7")
 	fifth.waitUp(t)
+	wantNodeEnv(t, e.nodePID("n1"), "GOMAXPROCS=7")
 	cmdline, err = os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", e.nodePID("n1")))
 	if err != nil || !bytes.Contains(cmdline, []byte("-raft.bolt_direct")) {
 		t.Errorf("ROOKERY_BOLT_DIRECT=1: n1's command line %q (%v) lacks -raft.bolt_direct", bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}), err)
@@ -268,6 +277,19 @@ func TestRunLocalRefusesARunningClusterAndRestartsAMissingNode(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(e.data, "n1", "raft.journal")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("raft.journal with ROOKERY_BOLT_DIRECT=1: %v, want none", err)
+	}
+}
+
+// wantNodeEnv checks that the process pid runs with the environment
+// variable kv (NAME=value).
+func wantNodeEnv(t *testing.T, pid int, kv string) {
+	t.Helper()
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(strings.Split(string(environ), "\x00"), kv) {
+		t.Errorf("node %d runs without %s", pid, kv)
 	}
 }
 
