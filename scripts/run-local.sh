@@ -34,6 +34,8 @@
 # raft.persist_before_replicate: its three nodes share one host's cores and
 # disk, where overlapping their syncs saves nothing and early append's extra
 # message pair per entry costs CPU (NOTES.md, ninth session).
+# ROOKERYD_FLAGS adds rookeryd flags to every node, e.g.
+#   ROOKERYD_FLAGS="-raft.proposals_in_flight 3" make run
 # RAFT_PORTS, GRPC_PORTS, MUPDATE_PORTS and DEBUG_PORTS (three ports each,
 # space-separated) move the listeners, for tests.
 set -euo pipefail
@@ -46,6 +48,7 @@ BOLT_DIRECT=()
 [ "${ROOKERY_BOLT_DIRECT:-0}" = 1 ] && BOLT_DIRECT=(-raft.bolt_direct)
 EARLY=(-raft.persist_before_replicate)
 [ "${ROOKERY_EARLY_APPEND:-0}" = 1 ] && EARLY=()
+read -r -a EXTRA <<<"${ROOKERYD_FLAGS:-}"
 read -r -a RAFT <<<"${RAFT_PORTS:-7001 7002 7003}"
 read -r -a GRPC <<<"${GRPC_PORTS:-7101 7102 7103}"
 read -r -a MUPD <<<"${MUPDATE_PORTS:-3905 3906 3907}"
@@ -161,7 +164,7 @@ for i in "${down[@]}"; do
     -mupdate.listen "127.0.0.1:${MUPD[$k]}" -mupdate.servername "rookery-n$i" \
     -raft.peer_secret_file "$DATA/cluster-secret" \
     -auth.users_file "$DATA/users" -auth.admins admin,mupdate -auth.readers reader \
-    ${TLS_ARGS[@]+"${TLS_ARGS[@]}"} ${BOLT_DIRECT[@]+"${BOLT_DIRECT[@]}"} ${EARLY[@]+"${EARLY[@]}"} \
+    ${TLS_ARGS[@]+"${TLS_ARGS[@]}"} ${BOLT_DIRECT[@]+"${BOLT_DIRECT[@]}"} ${EARLY[@]+"${EARLY[@]}"} ${EXTRA[@]+"${EXTRA[@]}"} \
     >>"$DATA/n$i/rookeryd.log" 2>&1 &
   pids+=($!)
 done

@@ -265,12 +265,15 @@ func TestRunLocalRefusesARunningClusterAndRestartsAMissingNode(t *testing.T) {
 	}
 	wantNodeEnv(t, e.nodePID("n1"), fmt.Sprintf("GOMAXPROCS=%d", share))
 	fourth.interrupt(t)
-	fifth := e.start("ROOKERY_BOLT_DIRECT=1", "ROOKERY_EARLY_APPEND=1", "GOMAXPROCS=7")
+	fifth := e.start("ROOKERY_BOLT_DIRECT=1", "ROOKERY_EARLY_APPEND=1", "GOMAXPROCS=7", "ROOKERYD_FLAGS=-raft.proposals_in_flight 3")
 	fifth.waitUp(t)
 	wantNodeEnv(t, e.nodePID("n1"), "GOMAXPROCS=7")
 	cmdline, err = os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", e.nodePID("n1")))
 	if err != nil || !bytes.Contains(cmdline, []byte("-raft.bolt_direct")) {
 		t.Errorf("ROOKERY_BOLT_DIRECT=1: n1's command line %q (%v) lacks -raft.bolt_direct", bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}), err)
+	}
+	if !bytes.Contains(cmdline, []byte("-raft.proposals_in_flight\x003\x00")) {
+		t.Errorf("ROOKERYD_FLAGS: n1's command line %q lacks -raft.proposals_in_flight 3", bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
 	}
 	if bytes.Contains(cmdline, []byte("-raft.persist_before_replicate")) {
 		t.Errorf("ROOKERY_EARLY_APPEND=1: n1's command line %q still turns early append off", bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))

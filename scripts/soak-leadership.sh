@@ -10,7 +10,8 @@
 # and, at the end, the terms and the nodes' own leader-change counters, and
 # the load average. Extra rookeryd flags go in ROOKERYD_FLAGS, e.g.
 #   ROOKERYD_FLAGS="-raft.leader_lease_timeout 100ms" scripts/soak-leadership.sh
-# AUTOGROUP_NICE (root only for negative values; default as make run: -10
+# Each node runs with make run's GOMAXPROCS (its share of the cores; a
+# GOMAXPROCS in the environment overrides it). AUTOGROUP_NICE (root only for negative values; default as make run: -10
 # for root, else 0) sets the CPU weight of each node's scheduler autogroup:
 # with kernel.sched_autogroup_enabled, CPU is shared per session, and plain
 # nice does not reach across sessions. AUTOGROUP_NICE=0 measures without.
@@ -27,6 +28,9 @@ DATA=$(mktemp -d "${TMPDIR:-/tmp}/rookery-soak.XXXXXX")
 read -r -a EXTRA <<<"${ROOKERYD_FLAGS:-}"
 # make run's default CPU priority for the nodes (scripts/run-local.sh).
 AUTOGROUP_NICE=${AUTOGROUP_NICE:-$([ "$(id -u)" = 0 ] && echo -10 || echo 0)}
+# make run's GOMAXPROCS: each node's share of the host's cores.
+PROCS=${GOMAXPROCS:-$(($(nproc) / 3))}
+[ "$PROCS" -ge 1 ] 2>/dev/null || PROCS=1
 
 for i in 1 2 3; do
   for p in $((BASE + i)) $((BASE + 100 + i)) $((BASE + 200 + i)); do
@@ -54,7 +58,7 @@ for i in 1 2 3; do
   mkdir -p "$DATA/n$i"
   # As make run: a session (scheduler autogroup) per node, at AUTOGROUP_NICE.
   setsid sh -c '[ "$0" = 0 ] || echo "$0" >/proc/self/autogroup; exec "$@"' "$AUTOGROUP_NICE" \
-    "$BIN/rookeryd" -node.id "n$i" -node.data_dir "$DATA/n$i" \
+    env GOMAXPROCS="$PROCS" "$BIN/rookeryd" -node.id "n$i" -node.data_dir "$DATA/n$i" \
     -raft.address "127.0.0.1:$((BASE + i))" -raft.peers "$PEERS" -raft.log_store "$LOG_STORE" \
     -raft.peer_secret_file "$DATA/secret" -grpc.listen "127.0.0.1:$((BASE + 100 + i))" \
     -debug.listen "127.0.0.1:$((BASE + 200 + i))" -mupdate.listen "127.0.0.1:0" \
