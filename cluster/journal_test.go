@@ -19,13 +19,13 @@ import (
 // journalFixture is raft.db and raft.journal in one directory, opened the
 // way a node opens them.
 type journalFixture struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	bolt *raftboltdb.BoltStore
 	j    *journalStore
 }
 
-func openJournalFixture(t *testing.T, dir string) (*journalFixture, error) {
+func openJournalFixture(t testing.TB, dir string) (*journalFixture, error) {
 	t.Helper()
 	bolt, err := openCheckedBolt(filepath.Join(dir, raftDBName))
 	if err != nil {
@@ -39,7 +39,7 @@ func openJournalFixture(t *testing.T, dir string) (*journalFixture, error) {
 	return &journalFixture{t: t, dir: dir, bolt: bolt, j: j}, nil
 }
 
-func mustOpenJournalFixture(t *testing.T, dir string) *journalFixture {
+func mustOpenJournalFixture(t testing.TB, dir string) *journalFixture {
 	t.Helper()
 	f, err := openJournalFixture(t, dir)
 	if err != nil {
@@ -558,6 +558,29 @@ func TestAJournalWithoutRaftDBIsRefused(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "is missing") {
 		t.Fatalf("open: %v, want it to say raft.db is missing", err)
+	}
+}
+
+// A journal that holds only zeros (a crash right after a wipe) is no
+// middle of a log: with raft.db gone, the node starts on a new one.
+func TestAWipedJournalWithoutRaftDBDoesNotStopAStart(t *testing.T) {
+	dir := t.TempDir()
+	f := mustOpenJournalFixture(t, dir)
+	f.store(1, 4, 1)
+	if err := f.j.checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	f.crash()
+	if err := os.Remove(filepath.Join(dir, raftDBName)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := openBoltStorage(filepath.Join(dir, raftDBName), true, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("a wiped journal without raft.db stopped the start: %v", err)
+	}
+	defer st.close()
+	if last, err := st.logs.LastIndex(); err != nil || last != 0 {
+		t.Fatalf("LastIndex = %d, %v; want an empty log", last, err)
 	}
 }
 
