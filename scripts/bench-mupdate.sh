@@ -28,6 +28,11 @@
 #                       reports the nodes' CPU per op, raft entries, commands per entry and
 #                       log syncs per entry [make run's http://127.0.0.1:7201..7203/metrics
 #                       when ROOKERY_MUPDATE is 127.0.0.1:3905..3907 and they answer]
+#   BENCH_FLOOR         1 = measure the machine's limit as a third target: `rookery-bench
+#                       floor`, Rookery's MUPDATE front end and state machine over the leanest
+#                       three-process replication (internal/floor, docs/bench-floor.md); each
+#                       Rookery figure is then also given as a share of it [1 with ROOKERY_MUPDATE]
+#   BENCH_FLOOR_FLAGS   extra flags for the floor, e.g. "--in-flight 4" or "--sync-first" []
 #   BENCH_CLEANUP       1 = delete this run's entries from Rookery afterwards [1]
 #   KEEP                1 = keep the Cyrus state directory (logs) [0]
 #
@@ -48,6 +53,8 @@ BENCH_CTL_N=${BENCH_CTL_N:-10000}
 BENCH_CTL_MISSING=${BENCH_CTL_MISSING:-9000}
 BENCH_CTL_TOTAL=${BENCH_CTL_TOTAL:-0}
 BENCH_CLEANUP=${BENCH_CLEANUP:-1}
+BENCH_FLOOR=${BENCH_FLOOR:-$([ -n "$ROOKERY_MUPDATE" ] && echo 1 || echo 0)}
+BENCH_FLOOR_FLAGS=${BENCH_FLOOR_FLAGS:-}
 KEEP=${KEEP:-0}
 
 say() { echo "bench-mupdate: $*" >&2; }
@@ -77,9 +84,9 @@ if [ "$BENCH_CTL_TOTAL" -gt 0 ] && [ -n "$ROOKERY_MUPDATE" ]; then
 fi
 
 # Free ports on 127.0.0.1 (held together while picking, so they differ).
-read -r P_MASTER P_BE1I P_BE1L P_BE2I P_BE2L < <(python3 -c '
+read -r P_MASTER P_BE1I P_BE1L P_BE2I P_BE2L P_FLOOR < <(python3 -c '
 import socket
-ss = [socket.socket() for _ in range(5)]
+ss = [socket.socket() for _ in range(6)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))')
 
@@ -90,7 +97,13 @@ export MASTER_PORT=$P_MASTER BE1_IMAP_PORT=$P_BE1I BE1_LMTP_PORT=$P_BE1L BE2_IMA
 export BE1_NAME=benchcyrus$RUNID BE2_NAME=benchrookery$RUNID
 ROLES="master be1"
 
+FLOOR_PID=
 cleanup() {
+  if [ -n "$FLOOR_PID" ]; then
+    say "stopping the floor"
+    kill "$FLOOR_PID" 2>/dev/null || true
+    wait "$FLOOR_PID" 2>/dev/null || true
+  fi
   say "stopping Cyrus"
   MURDER_ROLES="$ROLES" "$MURDER_UP" "$DIR" stop >/dev/null 2>&1 || true
   if [ "$KEEP" = 1 ]; then say "state kept in $STATE"; else rm -rf "$STATE"; fi
@@ -142,6 +155,25 @@ PY
 else
   say "ROOKERY_MUPDATE is not set: measuring the real Cyrus master only (no ratio)."
   say "  Start Rookery (make run) and set ROOKERY_MUPDATE=127.0.0.1:3905 to compare."
+fi
+
+if [ "$BENCH_FLOOR" = 1 ]; then
+  say "starting the floor (rookery-bench floor) on 127.0.0.1:$P_FLOOR"
+  mkdir -p "$STATE/floor"
+  # shellcheck disable=SC2086 # BENCH_FLOOR_FLAGS is a list of flags
+  ROOKERY_MUPDATE_PASSWORD=mupdatepw "$BENCH" floor --listen "127.0.0.1:$P_FLOOR" --dir "$STATE/floor" \
+    $BENCH_FLOOR_FLAGS >"$STATE/floor.log" 2>&1 &
+  FLOOR_PID=$!
+  for _ in $(seq 1 100); do
+    grep -q "^floor: MUPDATE on" "$STATE/floor.log" && break
+    kill -0 "$FLOOR_PID" 2>/dev/null || die "the floor did not start: $(cat "$STATE/floor.log")"
+    sleep 0.1
+  done
+  grep -q "^floor: MUPDATE on" "$STATE/floor.log" || die "the floor did not start in 10 s"
+  head -1 "$STATE/floor.log"
+  # Its CPU per phase: the leader and its two follower children.
+  FLOOR_PIDS=$FLOOR_PID$(pgrep -P "$FLOOR_PID" | sed 's/^/,/' | tr -d '\n')
+  TARGETS+=(--target "floor=127.0.0.1:$P_FLOOR" --pids "floor=$FLOOR_PIDS" --limit floor)
 fi
 
 echo "== bench-mupdate run $RUNID on $(hostname), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"

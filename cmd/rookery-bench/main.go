@@ -6,6 +6,7 @@
 //	rookery-bench ctlmboxlist --backend cyrus=DIR/be1/imapd.conf --backend rookery=DIR/be2/imapd.conf ...
 //	rookery-bench cleanup     --target 127.0.0.1:3905 --prefix user.bench
 //	rookery-bench fill        --total 1000000 --dump FILE --cyrus-master-conf DIR/master/imapd.conf
+//	rookery-bench floor       --listen 127.0.0.1:3990 --dir DIR
 //
 // Run a subcommand with -h for its flags. scripts/bench-mupdate.sh starts a
 // real Cyrus murder and runs the first two against it and against Rookery.
@@ -55,6 +56,10 @@ func run(ctx context.Context, log *slog.Logger, args []string) error {
 		return runCleanup(ctx, log, os.Stdout, args[1:])
 	case "fill":
 		return runFill(ctx, log, os.Stdout, args[1:])
+	case "floor":
+		return runFloor(ctx, log, os.Stdout, args[1:])
+	case "floor-follower":
+		return runFloorFollower(ctx, log, os.Stdout, args[1:])
 	case "-h", "-help", "--help", "help":
 		usage()
 		return nil
@@ -73,6 +78,8 @@ func usage() {
   cleanup      DELETE every entry whose name starts with --prefix
   fill         generate --total mailboxes on other servers as a dump for
                rookeryctl import and/or into a stopped Cyrus master
+  floor        serve MUPDATE from the leanest three-process replication
+               (internal/floor): the machine's limit beside Rookery and Cyrus
 
 Run "rookery-bench SUBCOMMAND -h" for the flags.
 `)

@@ -42,6 +42,9 @@ type mupdateConfig struct {
 	// Rookery nodes whose metrics each phase reports (resources.go).
 	Pids    map[string][]int
 	Metrics map[string][]string
+	// Limit names the target that stands for the machine's limit
+	// (`rookery-bench floor`); the others are also given as shares of it.
+	Limit string
 }
 
 func defaultMupdateConfig() mupdateConfig {
@@ -95,6 +98,7 @@ func parseMupdateFlags(args []string) (mupdateConfig, error) {
 		cfg.Metrics[name] = append(cfg.Metrics[name], strings.Split(urls, ",")...)
 		return nil
 	})
+	fs.StringVar(&cfg.Limit, "limit", "", "name of the target that is the machine's limit (rookery-bench floor): each other target's share of it is printed too")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -111,9 +115,13 @@ func parseMupdateFlags(args []string) (mupdateConfig, error) {
 	if cfg.Duration <= 0 {
 		return cfg, fmt.Errorf("--duration must be positive")
 	}
-	for _, name := range slices.Concat(slices.Collect(maps.Keys(cfg.Pids)), slices.Collect(maps.Keys(cfg.Metrics))) {
+	named := slices.Concat(slices.Collect(maps.Keys(cfg.Pids)), slices.Collect(maps.Keys(cfg.Metrics)))
+	if cfg.Limit != "" {
+		named = append(named, cfg.Limit)
+	}
+	for _, name := range named {
 		if !slices.ContainsFunc(cfg.Targets, func(t target) bool { return t.Name == name }) {
-			return cfg, fmt.Errorf("--pids/--metrics name %q is not a --target", name)
+			return cfg, fmt.Errorf("--pids/--metrics/--limit name %q is not a --target", name)
 		}
 	}
 	if cfg.RunID == "" {
@@ -200,6 +208,7 @@ func runMupdate(ctx context.Context, log *slog.Logger, out io.Writer, args []str
 		printTarget(out, rep)
 	}
 	printRatios(out, reports)
+	printLimitShares(out, reports, cfg.Limit)
 	fmt.Fprintf(out, "load average at end %s (the machine may be shared: compare targets within one run)\n", loadAvg())
 	return nil
 }

@@ -103,24 +103,45 @@ func printRatios(out io.Writer, reps []*targetReport) {
 	for _, rep := range reps[1:] {
 		fmt.Fprintf(out, "\n== ratio %s/%s (ops/s: >1 means %s is faster; latency: <1 means %s is faster)\n",
 			rep.Target.Name, base.Target.Name, rep.Target.Name, rep.Target.Name)
-		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "phase\tconns\tops/s\tp50\tp99\t")
-		for i, r := range rep.Rows {
-			if i >= len(base.Rows) {
-				break
-			}
-			b := base.Rows[i]
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t\n", r.Phase, r.Conns, ratio(r.S.rate(), b.S.rate()),
-				ratio(float64(r.S.percentile(0.5)), float64(b.S.percentile(0.5))),
-				ratio(float64(r.S.percentile(0.99)), float64(b.S.percentile(0.99))))
-		}
-		if rep.Stream != nil && base.Stream != nil {
-			fmt.Fprintf(tw, "stream delay\t1\t-\t%s\t%s\t\n",
-				ratio(float64(rep.Stream.Delay.percentile(0.5)), float64(base.Stream.Delay.percentile(0.5))),
-				ratio(float64(rep.Stream.Delay.percentile(0.99)), float64(base.Stream.Delay.percentile(0.99))))
-		}
-		tw.Flush()
+		printRatio(out, base, rep)
 	}
+}
+
+// printLimitShares gives each target but the baseline as a share of the
+// target named limit, the machine's limit (rookery-bench floor).
+func printLimitShares(out io.Writer, reps []*targetReport, limit string) {
+	i := slices.IndexFunc(reps, func(r *targetReport) bool { return r.Target.Name == limit })
+	if limit == "" || i < 0 {
+		return
+	}
+	for j, rep := range reps {
+		if j == 0 || j == i {
+			continue
+		}
+		fmt.Fprintf(out, "\n== share of the machine's limit: %s/%s (ops/s: 1 means %s reaches the limit)\n",
+			rep.Target.Name, limit, rep.Target.Name)
+		printRatio(out, reps[i], rep)
+	}
+}
+
+func printRatio(out io.Writer, base, rep *targetReport) {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "phase\tconns\tops/s\tp50\tp99\t")
+	for i, r := range rep.Rows {
+		if i >= len(base.Rows) {
+			break
+		}
+		b := base.Rows[i]
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t\n", r.Phase, r.Conns, ratio(r.S.rate(), b.S.rate()),
+			ratio(float64(r.S.percentile(0.5)), float64(b.S.percentile(0.5))),
+			ratio(float64(r.S.percentile(0.99)), float64(b.S.percentile(0.99))))
+	}
+	if rep.Stream != nil && base.Stream != nil {
+		fmt.Fprintf(tw, "stream delay\t1\t-\t%s\t%s\t\n",
+			ratio(float64(rep.Stream.Delay.percentile(0.5)), float64(base.Stream.Delay.percentile(0.5))),
+			ratio(float64(rep.Stream.Delay.percentile(0.99)), float64(base.Stream.Delay.percentile(0.99))))
+	}
+	tw.Flush()
 }
 
 func ratio(a, b float64) string {

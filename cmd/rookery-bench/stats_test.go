@@ -116,25 +116,51 @@ func TestParseMupdateFlags(t *testing.T) {
 	}
 }
 
-func TestPrintRatiosDividesByTheFirstTarget(t *testing.T) {
-	mk := func(name string, rate int, p50 time.Duration) *targetReport {
-		lat := []time.Duration{p50}
-		return &targetReport{Target: target{Name: name}, Rows: []row{{Phase: phaseFind, Conns: 1,
-			S: &sample{lat: lat, window: time.Second, inWindow: rate}}}}
+func reportOf(name string, rate int, p50 time.Duration) *targetReport {
+	lat := []time.Duration{p50}
+	return &targetReport{Target: target{Name: name}, Rows: []row{{Phase: phaseFind, Conns: 1,
+		S: &sample{lat: lat, window: time.Second, inWindow: rate}}}}
+}
+
+// ratioRow returns the fields of the find row after header in out.
+func ratioRow(t *testing.T, out, header string) []string {
+	t.Helper()
+	_, after, ok := strings.Cut(out, header)
+	if !ok {
+		t.Fatalf("no %q in:\n%s", header, out)
 	}
-	var buf bytes.Buffer
-	printRatios(&buf, []*targetReport{mk("cyrus", 100, 4*time.Millisecond), mk("rookery", 250, time.Millisecond)})
-	out := buf.String()
-	if !strings.Contains(out, "ratio rookery/cyrus") {
-		t.Fatalf("no ratio header:\n%s", out)
-	}
-	line := ""
-	for _, l := range strings.Split(out, "\n") {
+	for _, l := range strings.Split(after, "\n") {
 		if strings.Contains(l, phaseFind) {
-			line = l
+			return strings.Fields(l)
 		}
 	}
-	if f := strings.Fields(line); len(f) < 3 || f[len(f)-3] != "2.50" || f[len(f)-2] != "0.25" {
-		t.Fatalf("ratio row %q, want ops/s 2.50 and p50 0.25", line)
+	t.Fatalf("no find row after %q:\n%s", header, out)
+	return nil
+}
+
+func TestPrintRatiosDividesByTheFirstTarget(t *testing.T) {
+	var buf bytes.Buffer
+	printRatios(&buf, []*targetReport{reportOf("cyrus", 100, 4*time.Millisecond), reportOf("rookery", 250, time.Millisecond)})
+	if f := ratioRow(t, buf.String(), "ratio rookery/cyrus"); len(f) < 3 || f[len(f)-3] != "2.50" || f[len(f)-2] != "0.25" {
+		t.Fatalf("ratio row %q, want ops/s 2.50 and p50 0.25", f)
+	}
+}
+
+func TestLimitSharesDivideEveryOtherTargetByTheLimit(t *testing.T) {
+	reps := []*targetReport{reportOf("cyrus", 100, 4*time.Millisecond), reportOf("rookery", 240, 2*time.Millisecond),
+		reportOf("floor", 300, time.Millisecond)}
+	var buf bytes.Buffer
+	printLimitShares(&buf, reps, "floor")
+	out := buf.String()
+	if f := ratioRow(t, out, "share of the machine's limit: rookery/floor"); f[len(f)-3] != "0.80" || f[len(f)-2] != "2.00" {
+		t.Fatalf("share row %q, want ops/s 0.80 and p50 2.00", f)
+	}
+	if strings.Contains(out, "cyrus/floor") || strings.Contains(out, "floor/floor") {
+		t.Fatalf("baseline or limit given as a share:\n%s", out)
+	}
+	buf.Reset()
+	printLimitShares(&buf, reps, "")
+	if buf.Len() != 0 {
+		t.Fatalf("shares without --limit:\n%s", buf.String())
 	}
 }
