@@ -45,6 +45,9 @@ type mupdateConfig struct {
 	// Limit names the target that stands for the machine's limit
 	// (`rookery-bench floor`); the others are also given as shares of it.
 	Limit string
+	// TargetOrder runs all phases of one target before the next target
+	// (--order target) instead of each phase on every target in turn.
+	TargetOrder bool
 }
 
 func defaultMupdateConfig() mupdateConfig {
@@ -98,6 +101,7 @@ func parseMupdateFlags(args []string) (mupdateConfig, error) {
 		cfg.Metrics[name] = append(cfg.Metrics[name], strings.Split(urls, ",")...)
 		return nil
 	})
+	order := fs.String("order", "phase", "phase: each phase on every target in turn, so compared figures are seconds apart; target: all phases of one target, then the next")
 	fs.StringVar(&cfg.Limit, "limit", "", "name of the target that is the machine's limit (rookery-bench floor): each other target's share of it is printed too")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -107,6 +111,13 @@ func parseMupdateFlags(args []string) (mupdateConfig, error) {
 	}
 	if len(cfg.Targets) == 0 {
 		return cfg, fmt.Errorf("at least one --target name=host:port is required")
+	}
+	switch *order {
+	case "phase":
+	case "target":
+		cfg.TargetOrder = true
+	default:
+		return cfg, fmt.Errorf("--order %q: want phase or target", *order)
 	}
 	var err error
 	if cfg.Conns, err = parseInts(*conns); err != nil {
@@ -197,14 +208,11 @@ func runMupdate(ctx context.Context, log *slog.Logger, out io.Writer, args []str
 	}
 	fmt.Fprintf(out, "rookery-bench mupdate: run %s, %v per phase, conns %v, location %q, load average at start %s\n",
 		cfg.RunID, cfg.Duration, cfg.Conns, cfg.Location, loadAvg())
-	var reports []*targetReport
-	for _, t := range cfg.Targets {
-		b := newBench(cfg, t, log)
-		rep, err := b.run(ctx)
-		if err != nil {
-			return fmt.Errorf("target %s (%s): %w", t.Name, t.Addr, err)
-		}
-		reports = append(reports, rep)
+	reports, err := runTargets(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	for _, rep := range reports {
 		printTarget(out, rep)
 	}
 	printRatios(out, reports)
@@ -213,8 +221,56 @@ func runMupdate(ctx context.Context, log *slog.Logger, out io.Writer, args []str
 	return nil
 }
 
-func newBench(cfg mupdateConfig, t target, log *slog.Logger) *bench {
-	return &bench{cfg: cfg, target: t, log: log.With("target", t.Name), probe: &probe{
+// runTargets measures every phase on every target. By default each phase
+// runs on all targets before the next phase starts, so the figures a ratio
+// compares were taken seconds apart, not minutes: on a shared machine the
+// disk and the hypervisor's steal drift within a run. --order target runs
+// all phases of one target before the next, as before.
+func runTargets(ctx context.Context, cfg mupdateConfig, log *slog.Logger) ([]*targetReport, error) {
+	benches := make([]*bench, len(cfg.Targets))
+	reports := make([]*targetReport, len(cfg.Targets))
+	for i, t := range cfg.Targets {
+		benches[i] = newBench(cfg, i, t, log)
+		rep, err := benches[i].start(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("target %s (%s): %w", t.Name, t.Addr, err)
+		}
+		reports[i] = rep
+	}
+	phases := phaseList(cfg.Conns)
+	each := func(i int, ps []phase) error {
+		for _, p := range ps {
+			if err := benches[i].measure(ctx, reports[i], p); err != nil {
+				return fmt.Errorf("target %s: %w", cfg.Targets[i].Name, err)
+			}
+		}
+		return nil
+	}
+	if cfg.TargetOrder {
+		for i := range benches {
+			if err := each(i, phases); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		for _, p := range phases {
+			for i := range benches {
+				if err := each(i, []phase{p}); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	for i, b := range benches {
+		if err := b.finish(ctx, reports[i]); err != nil {
+			return nil, fmt.Errorf("target %s (%s): %w", cfg.Targets[i].Name, cfg.Targets[i].Addr, err)
+		}
+	}
+	return reports, nil
+}
+
+func newBench(cfg mupdateConfig, index int, t target, log *slog.Logger) *bench {
+	return &bench{cfg: cfg, target: t, index: index, log: log.With("target", t.Name), probe: &probe{
 		pids: cfg.Pids[t.Name], metrics: cfg.Metrics[t.Name], client: http.DefaultClient, procDir: "/proc",
 	}}
 }

@@ -19,6 +19,7 @@ const opTimeout = 30 * time.Second
 type bench struct {
 	cfg    mupdateConfig
 	target target
+	index  int // of target in the run
 	log    *slog.Logger
 	probe  *probe
 
@@ -30,6 +31,7 @@ type bench struct {
 type row struct {
 	Phase string
 	Conns int
+	Start time.Time
 	S     *sample
 	Use   spend // what the host and the target spent meanwhile
 }
@@ -49,7 +51,26 @@ const (
 	phaseFind          = "find, persistent conns"
 )
 
-func (b *bench) run(ctx context.Context) (*targetReport, error) {
+// phase is one measurement: an operation at one connection count.
+type phase struct {
+	name  string
+	conns int
+}
+
+// phaseList is every phase of a run in order: per connection count, the
+// creates on new connections, on persistent ones, then FIND.
+func phaseList(conns []int) []phase {
+	var ps []phase
+	for _, n := range conns {
+		for _, name := range []string{phaseCreateNew, phaseCreatePersist, phaseFind} {
+			ps = append(ps, phase{name: name, conns: n})
+		}
+	}
+	return ps
+}
+
+// start logs in once and reads the banner.
+func (b *bench) start(ctx context.Context) (*targetReport, error) {
 	rep := &targetReport{Target: b.target}
 	probe, err := b.dial(ctx)
 	if err != nil {
@@ -59,34 +80,36 @@ func (b *bench) run(ctx context.Context) (*targetReport, error) {
 		rep.Banner = banner[len(banner)-1]
 	}
 	_ = probe.Logout(ctx)
+	return rep, nil
+}
 
-	for _, n := range b.cfg.Conns {
-		for _, p := range []struct {
-			name string
-			fn   func(context.Context, int) *sample
-		}{
-			{phaseCreateNew, b.createNewConn},
-			{phaseCreatePersist, b.createPersistent},
-			{phaseFind, b.find},
-		} {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			b.log.Info("phase", "phase", p.name, "conns", n, "duration", b.cfg.Duration)
-			before := b.probe.read(ctx)
-			s := p.fn(ctx, n)
-			use := since(before, b.probe.read(ctx))
-			if s.firstErr != nil {
-				b.log.Warn("phase had errors", "phase", p.name, "conns", n, "errors", s.errors, "first", s.firstErr)
-			}
-			rep.Rows = append(rep.Rows, row{Phase: p.name, Conns: n, S: s, Use: use})
-		}
+// measure runs phase p and adds its row to rep.
+func (b *bench) measure(ctx context.Context, rep *targetReport, p phase) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
+	fn := map[string]func(context.Context, int) *sample{
+		phaseCreateNew: b.createNewConn, phaseCreatePersist: b.createPersistent, phaseFind: b.find,
+	}[p.name]
+	b.log.Info("phase", "phase", p.name, "conns", p.conns, "duration", b.cfg.Duration)
+	start := time.Now()
+	before := b.probe.read(ctx)
+	s := fn(ctx, p.conns)
+	use := since(before, b.probe.read(ctx))
+	if s.firstErr != nil {
+		b.log.Warn("phase had errors", "phase", p.name, "conns", p.conns, "errors", s.errors, "first", s.firstErr)
+	}
+	rep.Rows = append(rep.Rows, row{Phase: p.name, Conns: p.conns, Start: start, Use: use, S: s})
+	return nil
+}
+
+// finish runs the stream phase and the cleanup.
+func (b *bench) finish(ctx context.Context, rep *targetReport) error {
 	if b.cfg.StreamDuration > 0 {
 		b.log.Info("phase", "phase", "stream delay", "duration", b.cfg.StreamDuration, "noop", b.cfg.StreamNoop)
 		sr, err := b.stream(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("stream phase: %w", err)
+			return fmt.Errorf("stream phase: %w", err)
 		}
 		rep.Stream = sr
 	}
@@ -94,16 +117,18 @@ func (b *bench) run(ctx context.Context) (*targetReport, error) {
 		b.log.Info("cleanup", "mailboxes", len(b.created))
 		rep.Cleanup = deleteNames(ctx, b.target.Addr, b.cfg.Client, b.created, 8)
 	}
-	return rep, nil
+	return nil
 }
 
 func (b *bench) dial(ctx context.Context) (*mupdateclient.Client, error) {
 	return mupdateclient.Dial(ctx, b.target.Addr, b.cfg.Client)
 }
 
-// name builds a unique mailbox name: user.bench<run>.<phase><conns>w<worker>i<n>.
+// name builds a unique mailbox name:
+// user.bench<run>.<phase><conns>t<target>w<worker>i<n>. The target's index
+// keeps names apart when two targets share a directory.
 func (b *bench) name(phase string, conns, w, i int) string {
-	return fmt.Sprintf("user.bench%s.%s%dw%di%d", b.cfg.RunID, phase, conns, w, i)
+	return fmt.Sprintf("user.bench%s.%s%dt%dw%di%d", b.cfg.RunID, phase, conns, b.index, w, i)
 }
 
 func (b *bench) remember(names []string) {
