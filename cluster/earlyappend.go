@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -65,6 +66,10 @@ type earlyPeer struct {
 	have    uint64
 	pending *raft.AppendEntriesRequest
 	running bool
+	// sending is set while the sender's request is out; taken, when set,
+	// closes as the sender next takes pending (StoreLogs waits on it).
+	sending bool
+	taken   chan struct{}
 }
 
 // at moves p to term when it is newer, forgetting what p knew of older
@@ -80,12 +85,47 @@ func newEarlyAppend(n *Node, logs raft.LogStore) *earlyAppend {
 	return &earlyAppend{LogStore: logs, n: n, peers: make(map[raft.ServerID]*earlyPeer)}
 }
 
-// StoreLogs offers the batch to the followers, then stores it.
+// StoreLogs offers the batch to the followers, waits until each idle
+// sender has taken it, then stores it.
+//
+// The wait is what makes the follower's write overlap the leader's: with
+// one Go P (make run's nodes), a sender started here is only runnable, and
+// the leader's fsync holds the P for its whole length, so without the hand-off
+// the early batch left after the leader's write, behind raft's own
+// AppendEntries (seen in an execution trace of a one-connection bench,
+// NOTES.md thirteenth session). Blocking here runs the sender, which
+// readies this goroutine again when it takes the batch and runs on until
+// its request is written and it waits for the answer. With more Ps the two
+// run in parallel. A sender busy with an earlier batch is not waited for:
+// the batch goes with its next request.
 func (e *earlyAppend) StoreLogs(logs []*raft.Log) error {
 	if len(logs) > 0 {
-		e.offer(logs)
+		e.handOff(e.offer(logs))
 	}
 	return e.LogStore.StoreLogs(logs)
+}
+
+// maxHandOff bounds how long a store waits for the senders to take its
+// batch: only as long as it takes the Go scheduler to run a goroutine.
+const maxHandOff = time.Millisecond
+
+// handOff waits until every channel in taken closes, maxHandOff passes or
+// the node closes.
+func (e *earlyAppend) handOff(taken []<-chan struct{}) {
+	if len(taken) == 0 {
+		return
+	}
+	timer := time.NewTimer(maxHandOff)
+	defer timer.Stop()
+	for _, c := range taken {
+		select {
+		case <-c:
+		case <-timer.C:
+			return
+		case <-e.n.ctx.Done():
+			return
+		}
+	}
 }
 
 // IsMonotonic passes raft's optional MonotonicLogStore through.
@@ -95,26 +135,27 @@ func (e *earlyAppend) IsMonotonic() bool {
 }
 
 // offer queues logs for every other voter when raft stores them as leader
-// of their term. raft stores from its main goroutine, which also sets its
-// state, so State is exact here: a follower storing its leader's entries
-// is never Leader.
-func (e *earlyAppend) offer(logs []*raft.Log) {
+// of their term, and returns what to wait on for the senders that will
+// take them next (see queue). raft stores from its main goroutine, which
+// also sets its state, so State is exact here: a follower storing its
+// leader's entries is never Leader.
+func (e *earlyAppend) offer(logs []*raft.Log) []<-chan struct{} {
 	r := e.raft.Load()
 	if r == nil || r.State() != raft.Leader || logs[0].Term != r.CurrentTerm() {
-		return
+		return nil
 	}
 	prev := logs[0].Index - 1
 	var prevTerm uint64
 	if prev > 0 {
 		var entry raft.Log
 		if e.LogStore.GetLog(prev, &entry) != nil {
-			return // compacted: raft's replication sends a snapshot or the rest
+			return nil // compacted: raft's replication sends a snapshot or the rest
 		}
 		prevTerm = entry.Term
 	}
 	cf := r.GetConfiguration() // answered from a copy, not raft's loop
 	if cf.Error() != nil {
-		return
+		return nil
 	}
 	req := &raft.AppendEntriesRequest{
 		RPCHeader:    e.n.rpcHeader(),
@@ -123,9 +164,13 @@ func (e *earlyAppend) offer(logs []*raft.Log) {
 		PrevLogTerm:  prevTerm,
 		Entries:      logs,
 	}
+	var taken []<-chan struct{}
 	for _, s := range e.targets(cf.Configuration().Servers) {
-		e.queue(s, req)
+		if c := e.queue(s, req); c != nil {
+			taken = append(taken, c)
+		}
 	}
+	return taken
 }
 
 // targets are the followers an early batch goes to: as many voters as a
@@ -154,14 +199,16 @@ func (e *earlyAppend) targets(servers []raft.Server) []raft.Server {
 }
 
 // queue makes req the next request to s, appended to the one waiting when
-// it continues it, and starts the sender unless it runs.
-func (e *earlyAppend) queue(s raft.Server, req *raft.AppendEntriesRequest) {
+// it continues it, and starts the sender unless it runs. Unless the sender
+// is busy with a request, it returns a channel that closes when the sender
+// takes req.
+func (e *earlyAppend) queue(s raft.Server, req *raft.AppendEntriesRequest) <-chan struct{} {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	p := e.peer(s.ID)
 	p.addr = s.Address
 	if !p.at(req.Term) || req.PrevLogEntry > p.have {
-		return
+		return nil
 	}
 	if w := p.pending; w != nil && lastIndex(w) == req.PrevLogEntry {
 		merged := *w
@@ -174,6 +221,13 @@ func (e *earlyAppend) queue(s raft.Server, req *raft.AppendEntriesRequest) {
 		p.running = true
 		e.n.goFunc(func() { e.run(p) })
 	}
+	if p.sending {
+		return nil
+	}
+	if p.taken == nil {
+		p.taken = make(chan struct{})
+	}
+	return p.taken
 }
 
 // acked records that id holds the leader's log up to the end of req, which
@@ -233,7 +287,12 @@ func (e *earlyAppend) run(p *earlyPeer) {
 		e.mu.Lock()
 		req, addr := p.pending, p.addr
 		p.pending = nil
-		if req == nil || e.n.ctx.Err() != nil {
+		if p.taken != nil {
+			close(p.taken)
+			p.taken = nil
+		}
+		p.sending = req != nil && e.n.ctx.Err() == nil
+		if !p.sending {
 			p.running = false
 			e.mu.Unlock()
 			return

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"runtime"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -173,5 +174,71 @@ func TestEarlyAppendSkipsAFollowerWithoutThePreviousEntry(t *testing.T) {
 		if p := e.peers[s.ID]; p.pending != nil || p.running || p.have != 10 {
 			t.Fatalf("after offering %d..: pending %v, running %v, have %d", req.PrevLogEntry+1, p.pending, p.running, p.have)
 		}
+	}
+}
+
+// handedLogs is a log store that records, for each append, whether the
+// node's transport had by then been handed an AppendEntries carrying the
+// appended entries.
+type handedLogs struct {
+	raft.LogStore
+	handed   *atomic.Uint64 // highest entry index handed to the transport
+	watching atomic.Bool
+	appends  atomic.Int64
+	before   atomic.Int64 // appends whose entries were handed over first
+}
+
+func (h *handedLogs) StoreLogs(logs []*raft.Log) error {
+	if h.watching.Load() && len(logs) > 0 {
+		h.appends.Add(1)
+		if h.handed.Load() >= logs[len(logs)-1].Index {
+			h.before.Add(1)
+		}
+	}
+	return h.LogStore.StoreLogs(logs)
+}
+
+// TestTheEarlyBatchIsSentBeforeTheLeaderStoresIt runs the nodes on one Go P,
+// as make run does, and checks that every write's entries were handed to
+// the transport for a follower before the leader's own append began. A
+// sender that is merely started stays runnable while the leader's fsync
+// holds the P, and its batch then leaves after the leader's write, which
+// is what an execution trace showed before StoreLogs waited for the hand-off.
+// raft's own AppendEntries for an entry starts only after the leader's
+// append, so what was handed over first is the early batch.
+func TestTheEarlyBatchIsSentBeforeTheLeaderStoresIt(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	stores := map[string]*handedLogs{}
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		inner, _, err := newTransport(cfg.RaftAddr, "", nil, cfg.RaftSecret, cfg.Logger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ft := newFaultTransport(inner)
+		h := &handedLogs{LogStore: raft.NewInmemStore(), handed: new(atomic.Uint64)}
+		ft.setRule(func(_ raft.ServerID, req any) fault {
+			if ae, ok := req.(*raft.AppendEntriesRequest); ok && len(ae.Entries) > 0 {
+				for {
+					old := h.handed.Load()
+					if lastIndex(ae) <= old || h.handed.CompareAndSwap(old, lastIndex(ae)) {
+						break
+					}
+				}
+			}
+			return fault{}
+		})
+		cfg.Transport = ft
+		stores[cfg.NodeID] = h
+		cfg.Stores = &Stores{Logs: h, Stable: raft.NewInmemStore(), Snapshots: raft.NewInmemSnapshotStore()}
+	})
+	leader := c.leader()
+	h := stores[leader.cfg.NodeID]
+	h.watching.Store(true)
+	const writes = 20
+	for i := range writes {
+		mustApply(t, leader.node, activate(i))
+	}
+	if got := h.before.Load(); got != h.appends.Load() || got < writes {
+		t.Fatalf("%d of the leader's %d appends began after their entries were handed to a follower, want all (≥ %d)", got, h.appends.Load(), writes)
 	}
 }
