@@ -183,7 +183,7 @@ func (c *commitPusher) push(index uint64) {
 			defer wg.Done()
 			c.awaitHolding(s.ID, index)
 			var resp raft.AppendEntriesResponse
-			switch err := n.trans.AppendEntries(s.ID, s.Address, &req, &resp); {
+			switch err := n.trans.send(s.ID, s.Address, &req, &resp); {
 			case err == nil && resp.Success:
 				n.commitPushes.Add(1)
 			case err == nil:

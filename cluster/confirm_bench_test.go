@@ -7,17 +7,23 @@ import (
 )
 
 // BenchmarkReadConfirmation measures the floor under a linearizable read
-// on the leader: raft's VerifyLeader (one heartbeat round to the followers,
-// the first answer making the quorum of three) and, for comparison, one
+// on the leader: the read's own heartbeat round (confirmLeadership, what
+// reads use), raft's VerifyLeader (which reads used until early append's
+// answers made it count acknowledgements from before the read), and one
 // heartbeat RPC to one follower sent directly over the same transport.
-// A direct round was tried as a faster VerifyLeader and was slower: every
-// read sent its own RPCs, where raft's per-follower heartbeat goroutine
-// lets concurrent verifications share one.
 //
 //	go test ./cluster -run '^$' -bench BenchmarkReadConfirmation -benchtime 3000x
 func BenchmarkReadConfirmation(b *testing.B) {
 	c := newTestCluster(b, 3, defaultTiming)
 	n := c.leader().node
+	b.Run("confirmLeadership", func(b *testing.B) {
+		term, _ := n.lead.ready()
+		for i := 0; i < b.N; i++ {
+			if err := n.confirmLeadership(testCtx(b), term); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("VerifyLeader", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			if err := n.raft.VerifyLeader().Error(); err != nil {

@@ -242,3 +242,125 @@ func TestTheEarlyBatchIsSentBeforeTheLeaderStoresIt(t *testing.T) {
 		t.Fatalf("%d of the leader's %d appends began after their entries were handed to a follower, want all (≥ %d)", got, h.appends.Load(), writes)
 	}
 }
+
+// TestRaftsRequestIsAnsweredFromAFreshEarlyAcknowledgement drives answer
+// through the states of one follower's early sender: raft's own
+// AppendEntries is answered without being sent only when the follower
+// acknowledged its last entry, in its term, at most freshAck ago, waiting
+// for an early batch still in flight; everything else goes to the follower.
+func TestRaftsRequestIsAnsweredFromAFreshEarlyAcknowledgement(t *testing.T) {
+	entries := func(from, to uint64) []*raft.Log {
+		var logs []*raft.Log
+		for i := from; i <= to; i++ {
+			logs = append(logs, &raft.Log{Index: i, Term: 4})
+		}
+		return logs
+	}
+	req := &raft.AppendEntriesRequest{Term: 4, PrevLogEntry: 10, PrevLogTerm: 4, Entries: entries(11, 12), LeaderCommitIndex: 10}
+	for _, tc := range []struct {
+		name  string
+		req   *raft.AppendEntriesRequest
+		setup func(e *earlyAppend, p *earlyPeer)
+		later func(e *earlyAppend) // runs while answer waits
+		want  bool
+	}{
+		{name: "acknowledged just now", req: req, want: true,
+			setup: func(_ *earlyAppend, p *earlyPeer) { p.acked, p.have, p.ackedAt = 12, 12, time.Now() }},
+		{name: "acknowledged beyond the request", req: req, want: true,
+			setup: func(_ *earlyAppend, p *earlyPeer) { p.acked, p.have, p.ackedAt = 14, 14, time.Now() }},
+		{name: "acknowledgement too old", req: req,
+			setup: func(_ *earlyAppend, p *earlyPeer) { p.acked, p.have, p.ackedAt = 12, 12, time.Now().Add(-2*freshAck) }},
+		{name: "acknowledged only part", req: req,
+			setup: func(_ *earlyAppend, p *earlyPeer) { p.acked, p.have, p.ackedAt = 11, 11, time.Now() }},
+		{name: "acknowledged in an older term", req: &raft.AppendEntriesRequest{Term: 5, PrevLogEntry: 10, Entries: entries(11, 12)},
+			setup: func(_ *earlyAppend, p *earlyPeer) { p.acked, p.have, p.ackedAt = 12, 12, time.Now() }},
+		{name: "heartbeat", req: &raft.AppendEntriesRequest{Term: 4, PrevLogEntry: 12, LeaderCommitIndex: 12},
+			setup: func(_ *earlyAppend, p *earlyPeer) { p.acked, p.have, p.ackedAt = 12, 12, time.Now() }},
+		{name: "early batch in flight, then accepted", req: req, want: true,
+			setup: func(_ *earlyAppend, p *earlyPeer) { p.acked, p.have = 10, 12 },
+			later: func(e *earlyAppend) {
+				e.acked("n2", &raft.AppendEntriesRequest{Term: 4, PrevLogEntry: 10, Entries: entries(11, 12)})
+			}},
+		{name: "early batch in flight, then refused", req: req,
+			setup: func(_ *earlyAppend, p *earlyPeer) { p.acked, p.have = 10, 12 },
+			later: func(e *earlyAppend) {
+				e.mu.Lock()
+				p := e.peer("n2")
+				p.have = p.acked
+				e.wakeLocked()
+				e.mu.Unlock()
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEarlyAppend(&Node{cfg: Config{NodeID: "n1"}, ctx: testCtx(t)}, nil)
+			e.mu.Lock()
+			p := e.peer("n2")
+			p.term = 4
+			tc.setup(e, p)
+			e.mu.Unlock()
+			if tc.later != nil {
+				go func() {
+					time.Sleep(5 * time.Millisecond)
+					tc.later(e)
+				}()
+			}
+			var resp raft.AppendEntriesResponse
+			got := e.answer("n2", tc.req, &resp)
+			if got != tc.want {
+				t.Fatalf("answered %v, want %v", got, tc.want)
+			}
+			if got && (!resp.Success || resp.Term != tc.req.Term || resp.LastLog != lastIndex(tc.req)) {
+				t.Fatalf("response %+v, want success in term %d up to %d", resp, tc.req.Term, lastIndex(tc.req))
+			}
+			if n := e.answered.Load(); n != map[bool]uint64{true: 1}[got] {
+				t.Fatalf("answered counter %d", n)
+			}
+		})
+	}
+}
+
+// entrySends counts the AppendEntries carrying entries a transport sent.
+func entrySends(ft *faultTransport, count *atomic.Int64) {
+	ft.setRule(func(_ raft.ServerID, req any) fault {
+		if ae, ok := req.(*raft.AppendEntriesRequest); ok && len(ae.Entries) > 0 {
+			count.Add(1)
+		}
+		return fault{}
+	})
+}
+
+// TestAWriteReachesEachFollowerOnce: with early append, one writer's
+// entries go to the early follower in the early batch only (raft's own
+// request is answered from its acknowledgement) and to the other follower
+// in raft's request; every follower still commits and applies every write.
+// Without answer, each write reaches the early follower twice.
+func TestAWriteReachesEachFollowerOnce(t *testing.T) {
+	sends := map[string]*atomic.Int64{}
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		inner, _, err := newTransport(cfg.RaftAddr, "", nil, cfg.RaftSecret, cfg.Logger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ft := newFaultTransport(inner)
+		sends[cfg.NodeID] = new(atomic.Int64)
+		entrySends(ft, sends[cfg.NodeID])
+		cfg.Transport = ft
+	})
+	leader := c.leader()
+	mustApply(t, leader.node, activate(0))
+	before := sends[leader.cfg.NodeID].Load()
+	const writes = 40
+	for i := range writes {
+		mustApply(t, leader.node, activate(i+1))
+	}
+	sent := sends[leader.cfg.NodeID].Load() - before
+	answered := leader.node.early.answered.Load()
+	if answered < writes/2 || sent > writes*5/2 {
+		t.Fatalf("%d writes: %d AppendEntries with entries sent, %d answered from early acknowledgements; want about %d and %d",
+			writes, sent, answered, 2*writes, writes)
+	}
+	index := leader.node.raft.LastIndex()
+	for _, f := range c.followers() {
+		mustApplyWithin(t, f, index)
+	}
+}

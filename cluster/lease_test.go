@@ -127,7 +127,7 @@ func TestLeaseHoldsWhileAQuorumAcknowledgedWithinItsSpan(t *testing.T) {
 	}
 }
 
-// leaseCluster is a three-node cluster in mode whose raft links pass
+// leaseCluster is a three-node cluster in read mode whose raft links pass
 // through fault transports, its leases on clock (nil: the real one).
 func leaseCluster(t *testing.T, mode string, clock LeaseClock, tweaks ...func(*Config)) (*testCluster, map[string]*faultTransport) {
 	t.Helper()

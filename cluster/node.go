@@ -39,7 +39,8 @@ type Node struct {
 	// rounds to the leader.
 	leaderReads   *readBatcher
 	followerReads *readBatcher
-	lease         *lease // nil unless ReadLease
+	confirms      confirmer // the leader-read rounds' heartbeats
+	lease         *lease    // nil unless ReadLease
 	lead          leadership
 	health        *heartbeatTracker
 	changes       leaderChanges
@@ -134,6 +135,7 @@ func (n *Node) start() error {
 	n.commits.n = n
 	n.commits.wake = make(chan struct{}, 1)
 	n.forwards.n = n
+	n.confirms.n = n
 	n.forwarder = newForwarder(n)
 	roundCtx := func() (context.Context, context.CancelFunc) { return n.withWriteTimeout(n.ctx) }
 	n.leaderReads = newReadBatcher(n.leaderReadIndex, roundCtx)

@@ -15,7 +15,7 @@ import (
 // committed before the call, so a read of Store() that follows is
 // linearizable.
 //
-// On the leader: confirm leadership with a heartbeat round (VerifyLeader),
+// On the leader: confirm leadership with a heartbeat round (confirmLeadership),
 // or in ReadLease by a lease while it holds, then wait until the commit
 // index recorded before it is applied; reads are refused until the leader
 // has applied an entry of its own term. On a
@@ -144,11 +144,9 @@ func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
 	if err := n.waitLeaderReady(ctx); err != nil {
 		return 0, err
 	}
+	term, _ := n.lead.ready()
 	index := n.raft.CommitIndex()
-	if err := waitFuture(ctx, n.raft.VerifyLeader()); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return 0, fmt.Errorf("%w: %w", errNotLeaderLocal, err)
-		}
+	if err := n.confirmLeadership(ctx, term); err != nil {
 		return 0, err
 	}
 	return index, nil

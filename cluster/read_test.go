@@ -214,3 +214,46 @@ func TestLinearizableGetOnBehindFollowerIsAnsweredByLeader(t *testing.T) {
 		t.Fatalf("%s applied the write: it was not kept behind", behind.cfg.NodeID)
 	}
 }
+
+// TestALeaderReadIsConfirmedOnlyByHeartbeatsItSent: while the leader's
+// heartbeats are dropped, a read on it is refused although writes keep
+// being replicated and acknowledged (their answers, some given from early
+// acknowledgements of requests sent before the read, would confirm it
+// under raft's VerifyLeader); once heartbeats flow, reads succeed.
+func TestALeaderReadIsConfirmedOnlyByHeartbeatsItSent(t *testing.T) {
+	c, fts := leaseCluster(t, ReadLinearizable, nil)
+	leader := c.stableLeader()
+	mustApply(t, leader.node, activate(0))
+	fts[leader.cfg.NodeID].setRule(func(_ raft.ServerID, req any) fault {
+		return fault{fail: isHeartbeat(req)}
+	})
+	stop := make(chan struct{})
+	var writes sync.WaitGroup
+	writes.Add(1)
+	go func() {
+		defer writes.Done()
+		for i := 1; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			mustApply(t, leader.node, activate(i))
+		}
+	}()
+	ctx, cancel := context.WithTimeout(testCtx(t), 300*time.Millisecond)
+	err := leader.node.LinearizableRead(ctx)
+	cancel()
+	close(stop)
+	writes.Wait()
+	if err == nil {
+		t.Fatal("a leader read succeeded while every heartbeat it could send was dropped")
+	}
+	if leader.node.raft.State() != raft.Leader {
+		t.Fatalf("the leader stepped down while writes flowed: the test proves nothing")
+	}
+	fts[leader.cfg.NodeID].setRule(nil)
+	if err := leader.node.LinearizableRead(testCtx(t)); err != nil {
+		t.Fatalf("read once heartbeats flow again: %v", err)
+	}
+}

@@ -138,10 +138,21 @@ func (*raftTransport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (
 	return nil, raft.ErrPipelineReplicationNotSupported
 }
 
-// AppendEntries sends one request and, with a lease, records an
-// acknowledgement of the leader's term: the follower then knows this node
-// as leader and has restarted its heartbeat timeout after sent.
+// AppendEntries is raft's: it is answered from early append's
+// acknowledgements when an early batch already gave the follower its
+// entries (earlyAppend.answer), and sent otherwise.
 func (t *raftTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	if t.early != nil && t.early.answer(id, args, resp) {
+		return nil
+	}
+	return t.send(id, target, args, resp)
+}
+
+// send sends one request and, with a lease, records an acknowledgement of
+// the leader's term: the follower then knows this node as leader and has
+// restarted its heartbeat timeout after sent. Early batches and commit
+// pushes go through it too.
+func (t *raftTransport) send(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	var sent time.Time
 	if t.lease != nil {
 		sent = t.lease.clock.Now()
