@@ -16,6 +16,9 @@ var errInjected = errors.New("injected fault")
 type fault struct {
 	fail bool            // fail it without sending (a dropped RPC)
 	hold <-chan struct{} // send it once this closes (a delayed RPC)
+	// holdReply delays the answer of a sent AppendEntries until it
+	// closes: the follower has handled it, the sender has not heard.
+	holdReply <-chan struct{}
 }
 
 // faultTransport wraps a node's raft transport (Config.Transport) and
@@ -46,31 +49,45 @@ func (t *faultTransport) setRule(rule func(to raft.ServerID, req any) fault) {
 }
 
 func (t *faultTransport) inject(to raft.ServerID, req any) error {
+	_, err := t.injectHolding(to, req)
+	return err
+}
+
+// injectHolding is inject returning the fault's holdReply too.
+func (t *faultTransport) injectHolding(to raft.ServerID, req any) (<-chan struct{}, error) {
 	t.mu.Lock()
 	rule := t.rule
 	t.mu.Unlock()
 	if rule == nil {
-		return nil
+		return nil, nil
 	}
 	f := rule(to, req)
 	if f.hold != nil {
 		select {
 		case <-f.hold:
 		case <-t.closed:
-			return errInjected
+			return nil, errInjected
 		}
 	}
 	if f.fail {
-		return errInjected
+		return nil, errInjected
 	}
-	return nil
+	return f.holdReply, nil
 }
 
 func (t *faultTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
-	if err := t.inject(id, args); err != nil {
+	holdReply, err := t.injectHolding(id, args)
+	if err != nil {
 		return err
 	}
-	return t.Transport.AppendEntries(id, target, args, resp)
+	err = t.Transport.AppendEntries(id, target, args, resp)
+	if holdReply != nil {
+		select {
+		case <-holdReply:
+		case <-t.closed:
+		}
+	}
+	return err
 }
 
 func (t *faultTransport) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
