@@ -83,7 +83,7 @@ func (n *Node) applyAnywhere(ctx context.Context, cmds []fsm.Command) ([]fsm.Res
 		)
 		changed := n.leaderSeen.wait()
 		if n.raft.State() == raft.Leader {
-			results, index, err = n.proposeChecked(ctx, cmds, nil)
+			results, index, err = n.proposeChecked(ctx, cmds)
 		} else if leader := n.Leader(); leader.ID == "" {
 			err = fmt.Errorf("%w: no known leader", errNotApplied)
 		} else if leader.APIAddr == "" {
@@ -104,9 +104,8 @@ func (n *Node) applyAnywhere(ctx context.Context, cmds []fsm.Command) ([]fsm.Res
 
 // proposeChecked validates cmds, proposes the valid ones as one entry and
 // merges CodeInvalid results for the rest. Index is 0 when nothing was
-// proposed. origin is a forwarding follower's tag (forwardorigin.go),
-// recorded in the entry only when every command is proposed.
-func (n *Node) proposeChecked(ctx context.Context, cmds []fsm.Command, origin []byte) ([]fsm.Result, uint64, error) {
+// proposed.
+func (n *Node) proposeChecked(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, uint64, error) {
 	valid := make([]fsm.Command, 0, len(cmds))
 	invalid := make([]bool, len(cmds))
 	for i, c := range cmds {
@@ -117,7 +116,7 @@ func (n *Node) proposeChecked(ctx context.Context, cmds []fsm.Command, origin []
 		valid = append(valid, c)
 	}
 	if len(valid) == len(cmds) {
-		return n.enqueue(ctx, n.proposer.ch, cmds, origin)
+		return n.propose(ctx, cmds)
 	}
 	var (
 		applied []fsm.Result
@@ -146,10 +145,7 @@ func (n *Node) proposeChecked(ctx context.Context, cmds []fsm.Command, origin []
 type proposal struct {
 	ctx  context.Context
 	cmds []fsm.Command
-	// origin is the tag of the follower that forwarded cmds, nil for a
-	// write made here (forwardorigin.go).
-	origin []byte
-	done   chan proposalResult // buffered: the proposer never blocks on it
+	done chan proposalResult // buffered: the proposer never blocks on it
 	// queued, taken and handed trace the proposal's way to raft: queued
 	// for the proposer, taken into a batch, accepted by raft's leader loop.
 	queued, taken, handed time.Time
@@ -170,13 +166,12 @@ type writeTrace interface {
 // propose hands cmds to the proposer and waits for their results. Errors
 // wrapping errNotApplied mean the commands certainly did not reach the log.
 func (n *Node) propose(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, uint64, error) {
-	return n.enqueue(ctx, n.proposer.ch, cmds, nil)
+	return n.enqueue(ctx, n.proposer.ch, cmds)
 }
 
-// enqueue queues cmds, tagged with origin, for a batching loop and waits
-// for their results.
-func (n *Node) enqueue(ctx context.Context, ch chan<- *proposal, cmds []fsm.Command, origin []byte) ([]fsm.Result, uint64, error) {
-	p := &proposal{ctx: ctx, cmds: cmds, origin: origin, done: make(chan proposalResult, 1), queued: time.Now()}
+// enqueue queues cmds for a batching loop and waits for their results.
+func (n *Node) enqueue(ctx context.Context, ch chan<- *proposal, cmds []fsm.Command) ([]fsm.Result, uint64, error) {
+	p := &proposal{ctx: ctx, cmds: cmds, done: make(chan proposalResult, 1), queued: time.Now()}
 	select {
 	case ch <- p:
 	case <-ctx.Done():
@@ -354,7 +349,7 @@ func (p *proposer) send(batch []*proposal, count int) bool {
 	for i := range cmds {
 		cmds[i].Time = now
 	}
-	f := p.n.raft.ApplyLog(raft.Log{Data: fsm.EncodeCommands(cmds), Extensions: encodeOrigins(live)}, p.n.cfg.WriteTimeout)
+	f := p.n.raft.Apply(fsm.EncodeCommands(cmds), p.n.cfg.WriteTimeout)
 	handed := time.Now()
 	for _, q := range live {
 		q.handed = handed

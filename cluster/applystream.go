@@ -54,19 +54,10 @@ type applyReply struct {
 	err  error
 }
 
-// forwardOpts are how one forwarded batch is sent and answered.
-type forwardOpts struct {
-	await  bool   // PeerApplyRequest.await_commit
-	origin []byte // PeerApplyRequest.origin
-	// local delivers the answer when this node applies the entry before
-	// the leader's answer arrives (forwardorigin.go); nil: none.
-	local <-chan *rookeryv1.PeerApplyResponse
-}
-
 // apply forwards cmds to leader and returns their results and raft index.
-func (a *applyStreams) apply(ctx context.Context, leader Peer, cmds []fsm.Command, opts forwardOpts) ([]fsm.Result, uint64, error) {
-	req := &rookeryv1.PeerApplyRequest{Commands: fsm.EncodeCommands(cmds), AwaitCommit: opts.await, Origin: opts.origin}
-	resp, err := a.send(ctx, leader, req, opts.local)
+func (a *applyStreams) apply(ctx context.Context, leader Peer, cmds []fsm.Command, await bool) ([]fsm.Result, uint64, error) {
+	req := &rookeryv1.PeerApplyRequest{Commands: fsm.EncodeCommands(cmds), AwaitCommit: await}
+	resp, err := a.send(ctx, leader, req)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -80,7 +71,7 @@ func (a *applyStreams) apply(ctx context.Context, leader Peer, cmds []fsm.Comman
 	return results, resp.GetIndex(), nil
 }
 
-func (a *applyStreams) send(ctx context.Context, leader Peer, req *rookeryv1.PeerApplyRequest, local <-chan *rookeryv1.PeerApplyResponse) (*rookeryv1.PeerApplyResponse, error) {
+func (a *applyStreams) send(ctx context.Context, leader Peer, req *rookeryv1.PeerApplyRequest) (*rookeryv1.PeerApplyResponse, error) {
 	s, err := a.stream(ctx, leader)
 	if err != nil {
 		return nil, err
@@ -97,7 +88,7 @@ func (a *applyStreams) send(ctx context.Context, leader Peer, req *rookeryv1.Pee
 		}
 		return resp, nil
 	}
-	resp, err := s.call(ctx, req, local)
+	resp, err := s.call(ctx, req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%w: forwarding to leader %s: write outcome unknown: %w", ErrUnavailable, leader.ID, ctx.Err())
@@ -157,10 +148,9 @@ func (a *applyStreams) noStream(addr string) {
 	a.unary[addr] = true
 }
 
-// call sends one request and waits for its answer, from the leader or,
-// when that comes first, from local. A request whose answer does not come
-// (the stream broke, or ctx ended) has an unknown outcome.
-func (s *applyStream) call(ctx context.Context, req *rookeryv1.PeerApplyRequest, local <-chan *rookeryv1.PeerApplyResponse) (*rookeryv1.PeerApplyResponse, error) {
+// call sends one request and waits for its answer. A request whose answer
+// does not come (the stream broke, or ctx ended) has an unknown outcome.
+func (s *applyStream) call(ctx context.Context, req *rookeryv1.PeerApplyRequest) (*rookeryv1.PeerApplyResponse, error) {
 	ch := make(chan applyReply, 1)
 	s.sendMu.Lock()
 	if s.closing {
@@ -192,12 +182,6 @@ func (s *applyStream) call(ctx context.Context, req *rookeryv1.PeerApplyRequest,
 			return nil, status.Error(codes.Code(r.resp.GetCode()), r.resp.GetMessage())
 		}
 		return r.resp, nil
-	case resp := <-local:
-		// The leader's answer, when it comes, finds no one waiting.
-		s.mu.Lock()
-		delete(s.waiting, req.Id)
-		s.mu.Unlock()
-		return resp, nil
 	case <-ctx.Done():
 		// Cancel the whole stream, as a unary call's deadline cancels that
 		// call on the leader: a request held up in the network (a

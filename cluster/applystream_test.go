@@ -144,7 +144,7 @@ func TestAWriteThatFindsItsStreamEndedIsNotSentAndSaysSo(t *testing.T) {
 			fake := &fakeApplyStream{}
 			s := &applyStream{stream: fake, cancel: func() {}, waiting: map[uint64]chan applyReply{}}
 			tc.end(s)
-			_, err := s.call(context.Background(), &rookeryv1.PeerApplyRequest{}, nil)
+			_, err := s.call(context.Background(), &rookeryv1.PeerApplyRequest{})
 			if err == nil || fake.sent.Load() != 0 {
 				t.Fatalf("call on an ended stream: err %v, sent %d", err, fake.sent.Load())
 			}
@@ -166,13 +166,13 @@ func TestAWriterThatGivesUpCancelsItsApplyStream(t *testing.T) {
 	s := &applyStream{stream: fake, cancel: func() { cancelled.Add(1) }, waiting: map[uint64]chan applyReply{}}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if _, err := s.call(ctx, &rookeryv1.PeerApplyRequest{}, nil); status.Code(err) != codes.DeadlineExceeded {
+	if _, err := s.call(ctx, &rookeryv1.PeerApplyRequest{}); status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("call past its deadline: %v", err)
 	}
 	if cancelled.Load() == 0 || s.healthy() {
 		t.Fatalf("the stream was not cancelled (cancels %d, healthy %v)", cancelled.Load(), s.healthy())
 	}
-	if _, err := s.call(context.Background(), &rookeryv1.PeerApplyRequest{}, nil); fake.sent.Load() != 1 || !errors.Is(fromPeerError(Peer{ID: "n1"}, err), errNotApplied) {
+	if _, err := s.call(context.Background(), &rookeryv1.PeerApplyRequest{}); fake.sent.Load() != 1 || !errors.Is(fromPeerError(Peer{ID: "n1"}, err), errNotApplied) {
 		t.Fatalf("next write on the cancelled stream: sent %d, err %v", fake.sent.Load(), err)
 	}
 }

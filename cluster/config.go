@@ -161,14 +161,6 @@ type Config struct {
 	// the leader sends it while it writes, so that the leader's and the
 	// followers' syncs overlap (earlyappend.go).
 	PersistBeforeReplicate bool
-	// CommitAtLeaderOnly restores raft's own rule that a follower applies
-	// an entry only once the leader has counted a quorum and said so. By
-	// default, in a cluster of at most three voters, a follower applies an
-	// entry of the leader's term as soon as it has stored it, since the
-	// leader and it are then a quorum (storecommit.go): a write forwarded
-	// through it is answered a round trip sooner, and reads on the leader
-	// wait for its last index instead of its commit index.
-	CommitAtLeaderOnly bool
 
 	// trace, in benchmarks, receives every proposal's timestamps.
 	trace writeTrace

@@ -16,9 +16,6 @@ var errInjected = errors.New("injected fault")
 type fault struct {
 	fail bool            // fail it without sending (a dropped RPC)
 	hold <-chan struct{} // send it once this closes (a delayed RPC)
-	// holdReply delays the answer of a sent AppendEntries until it
-	// closes: the follower has handled it, the sender has not heard.
-	holdReply <-chan struct{}
 }
 
 // faultTransport wraps a node's raft transport (Config.Transport) and
@@ -49,45 +46,31 @@ func (t *faultTransport) setRule(rule func(to raft.ServerID, req any) fault) {
 }
 
 func (t *faultTransport) inject(to raft.ServerID, req any) error {
-	_, err := t.injectHolding(to, req)
-	return err
-}
-
-// injectHolding is inject returning the fault's holdReply too.
-func (t *faultTransport) injectHolding(to raft.ServerID, req any) (<-chan struct{}, error) {
 	t.mu.Lock()
 	rule := t.rule
 	t.mu.Unlock()
 	if rule == nil {
-		return nil, nil
+		return nil
 	}
 	f := rule(to, req)
 	if f.hold != nil {
 		select {
 		case <-f.hold:
 		case <-t.closed:
-			return nil, errInjected
+			return errInjected
 		}
 	}
 	if f.fail {
-		return nil, errInjected
+		return errInjected
 	}
-	return f.holdReply, nil
+	return nil
 }
 
 func (t *faultTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
-	holdReply, err := t.injectHolding(id, args)
-	if err != nil {
+	if err := t.inject(id, args); err != nil {
 		return err
 	}
-	err = t.Transport.AppendEntries(id, target, args, resp)
-	if holdReply != nil {
-		select {
-		case <-holdReply:
-		case <-t.closed:
-		}
-	}
-	return err
+	return t.Transport.AppendEntries(id, target, args, resp)
 }
 
 func (t *faultTransport) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {

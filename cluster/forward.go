@@ -33,7 +33,7 @@ func newForwarder(n *Node) *forwarder {
 
 // submit forwards cmds to the current leader with other queued writes.
 func (f *forwarder) submit(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, uint64, error) {
-	return f.n.enqueue(ctx, f.ch, cmds, nil)
+	return f.n.enqueue(ctx, f.ch, cmds)
 }
 
 func (f *forwarder) run() {
@@ -148,9 +148,7 @@ func (f *forwarder) send(batch []*proposal, count int) {
 	ctx, cancel := n.withWriteTimeout(n.ctx)
 	defer cancel()
 	await := slices.ContainsFunc(live, func(p *proposal) bool { return p.ctx.Value(awaitLocalKey{}) != nil })
-	tag, local, forget := n.answers.expect(count)
-	defer forget()
-	results, index, err := n.forwards.apply(ctx, leader, concat(live, count), forwardOpts{await: await, origin: tag, local: local})
+	results, index, err := n.forwards.apply(ctx, leader, concat(live, count), await)
 	if err != nil {
 		failAll(live, err)
 		return

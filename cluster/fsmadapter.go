@@ -49,9 +49,6 @@ type fsmAdapter struct {
 	// commands counts the directory commands applied since the last
 	// snapshot or restore (Config.SnapshotCommands).
 	commands *commandCount
-	// origins, when set, is told of every applied command entry that
-	// carries Extensions (forwardorigin.go).
-	origins func(*raft.Log, []fsm.Result)
 }
 
 var _ raft.BatchingFSM = (*fsmAdapter)(nil)
@@ -107,9 +104,6 @@ func (a *fsmAdapter) ApplyBatch(logs []*raft.Log) []any {
 			}
 			out[i] = res
 			applied += len(res)
-			if len(l.Extensions) > 0 && a.origins != nil {
-				a.origins(l, res)
-			}
 		}
 		// Other entries (configuration changes) hold nothing for the
 		// store but still advance the applied index.

@@ -130,7 +130,7 @@ func (l *lease) valid(term uint64) bool {
 	return now.Before(sent[need-1].Add(l.span))
 }
 
-// leaseIndex is the read index the lease gives: readFloor, when
+// leaseIndex is the read index the lease gives: the commit index, when
 // this node leads, has applied an entry of its term, and holds the lease.
 func (n *Node) leaseIndex() (uint64, bool) {
 	if n.lease == nil || n.raft.State() != raft.Leader {
@@ -140,7 +140,7 @@ func (n *Node) leaseIndex() (uint64, bool) {
 	if ready, _ := n.lead.ready(); ready != term || !n.lease.valid(term) {
 		return 0, false
 	}
-	return n.readFloor(), true
+	return n.raft.CommitIndex(), true
 }
 
 // leaderIndex is a read index on the leader: from the lease when it

@@ -54,16 +54,13 @@ type Node struct {
 	forwards           applyStreams
 	applyStreamsServed atomic.Uint64
 	unaryForwards      atomic.Uint64
-	// answers are this node's forwarded writes that its own apply may
-	// answer (forwardorigin.go).
-	answers    *localAnswers
-	early      *earlyAppend  // nil with PersistBeforeReplicate
-	leaderSeen broadcast     // notified on every leader raft reports
-	retryBase  time.Duration // first pause of a write or read retry
-	retryMax   time.Duration // longest pause
-	stalls     stallDetector
-	observer   *raft.Observer
-	obsCh      chan raft.Observation
+	early              *earlyAppend  // nil with PersistBeforeReplicate
+	leaderSeen         broadcast     // notified on every leader raft reports
+	retryBase          time.Duration // first pause of a write or read retry
+	retryMax           time.Duration // longest pause
+	stalls             stallDetector
+	observer           *raft.Observer
+	obsCh              chan raft.Observation
 	// alarms are the node's health conditions (alarms.go); consistency
 	// its consistency checker (consistency.go).
 	alarms      *alarmSet
@@ -120,10 +117,6 @@ func (n *Node) start() error {
 	}
 	n.store = fsm.New(n.cfg.FSM)
 	n.fsm = newFSMAdapter(n.store, n.logger)
-	if n.answers, err = newLocalAnswers(); err != nil {
-		return err
-	}
-	n.fsm.origins = n.answers.applied
 	n.fsm.commands = newCommandCount(uint64(max(n.cfg.SnapshotCommands, 0)))
 	inner := n.cfg.Transport
 	if inner == nil {
@@ -132,9 +125,6 @@ func (n *Node) start() error {
 		}
 	}
 	n.trans = &raftTransport{Transport: inner, term: func() uint64 { return n.raft.CurrentTerm() }}
-	if !n.cfg.CommitAtLeaderOnly {
-		n.trans.servers, n.trans.self = n.latestServers, raft.ServerID(n.cfg.NodeID)
-	}
 	if n.cfg.ReadMode == ReadLease {
 		n.lease = newLease(n.cfg.LeaseClock, n.cfg.HeartbeatTimeout, n.cfg.LeaseMaxDrift)
 		n.trans.lease = n.lease

@@ -47,15 +47,12 @@ func (s *peerServer) Apply(ctx context.Context, req *rookeryv1.PeerApplyRequest)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "decode commands: %v", err)
 	}
-	if len(req.GetOrigin()) > maxOriginLen {
-		return nil, status.Errorf(codes.InvalidArgument, "origin of %d bytes, at most %d", len(req.GetOrigin()), maxOriginLen)
-	}
 	if !n.IsLeader() {
 		return nil, status.Error(codes.FailedPrecondition, "not leader")
 	}
 	ctx, cancel := n.withWriteTimeout(ctx)
 	defer cancel()
-	results, index, err := n.proposeChecked(ctx, cmds, req.GetOrigin())
+	results, index, err := n.proposeChecked(ctx, cmds)
 	if err != nil {
 		return nil, toPeerError(err)
 	}

@@ -16,8 +16,8 @@ import (
 // linearizable.
 //
 // On the leader: confirm leadership with a heartbeat round (confirmLeadership),
-// or in ReadLease by a lease while it holds, then wait until the index
-// recorded before it (readFloor) is applied; reads are refused until the leader
+// or in ReadLease by a lease while it holds, then wait until the commit
+// index recorded before it is applied; reads are refused until the leader
 // has applied an entry of its own term. On a
 // follower: ask the leader for that index (Peer.ReadIndex), then wait until
 // it is applied here. Concurrent callers share rounds, so the cost is one
@@ -145,7 +145,7 @@ func (n *Node) leaderReadIndex(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	term, _ := n.lead.ready()
-	index := n.readFloor()
+	index := n.raft.CommitIndex()
 	if err := n.confirmLeadership(ctx, term); err != nil {
 		return 0, err
 	}

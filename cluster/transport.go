@@ -110,10 +110,6 @@ type raftTransport struct {
 	lease *lease        // nil unless ReadLease
 	early *earlyAppend  // nil with PersistBeforeReplicate
 	term  func() uint64 // raft's current term
-	// servers is the latest configuration and self this node, for commit
-	// on store (storecommit.go); servers is nil with CommitAtLeaderOnly.
-	servers func() []raft.Server
-	self    raft.ServerID
 	// appendEntries counts AppendEntries sent: raft's replication and
 	// heartbeats, early appends and commit pushes.
 	appendEntries atomic.Uint64
@@ -144,13 +140,12 @@ func (*raftTransport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (
 
 // AppendEntries is raft's: it is answered from early append's
 // acknowledgements when an early batch already gave the follower its
-// entries (earlyAppend.answer), and sent otherwise, telling the follower
-// to commit what it stores when that is raft's rule (storecommit.go).
+// entries (earlyAppend.answer), and sent otherwise.
 func (t *raftTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	if t.early != nil && t.early.answer(id, args, resp) {
 		return nil
 	}
-	return t.send(id, target, t.withStoreCommit(id, args), resp)
+	return t.send(id, target, args, resp)
 }
 
 // send sends one request and, with a lease, records an acknowledgement of

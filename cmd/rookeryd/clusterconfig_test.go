@@ -28,26 +28,6 @@ func TestRaftOrderSettingReachesTheNode(t *testing.T) {
 	}
 }
 
-// TestCommitRuleSettingReachesTheNode: raft.commit_at_leader_only is off
-// by default (commit on store) and, when set, reaches the node.
-func TestCommitRuleSettingReachesTheNode(t *testing.T) {
-	for _, set := range []bool{false, true} {
-		cfg := defaultConfig()
-		cfg.Node.DataDir = t.TempDir()
-		cfg.Raft.CommitAtLeaderOnly = set
-		c, err := clusterConfig(cfg, "127.0.0.1:1", "", slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.CommitAtLeaderOnly != set {
-			t.Errorf("raft.commit_at_leader_only = %v reached the node as %v", set, c.CommitAtLeaderOnly)
-		}
-	}
-	if defaultConfig().Raft.CommitAtLeaderOnly {
-		t.Error("raft.commit_at_leader_only is on by default")
-	}
-}
-
 // TestProposalsInFlightReachesTheNode: raft.proposals_in_flight defaults
 // to the cluster package's default and, when set, reaches the node.
 func TestProposalsInFlightReachesTheNode(t *testing.T) {

@@ -84,8 +84,6 @@ type RaftConfig struct {
 	ProposalsInFlight int `toml:"proposals_in_flight" help:"raft entries the leader has written and not yet seen committed before new writes wait to share the next one; also the batches a follower forwards to the leader at once"`
 	// PersistBeforeReplicate: cluster.Config.PersistBeforeReplicate.
 	PersistBeforeReplicate bool `toml:"persist_before_replicate" help:"send a new entry to followers only after the leader wrote it (hashicorp/raft's order); by default a quorum of followers writes it while the leader does"`
-	// CommitAtLeaderOnly: cluster.Config.CommitAtLeaderOnly.
-	CommitAtLeaderOnly bool `toml:"commit_at_leader_only" help:"followers apply an entry only when the leader says it is committed (hashicorp/raft's rule); by default, with at most three voters, a follower applies an entry of the leader's term once it has stored it"`
 
 	TLSCert string `toml:"tls_cert" help:"PEM certificate for raft and peer traffic (enables TLS between nodes)"`
 	TLSKey  string `toml:"tls_key" help:"PEM key for tls_cert"`

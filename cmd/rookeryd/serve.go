@@ -272,7 +272,6 @@ func clusterConfig(cfg Config, grpcAddr, peerSecret string, logger *slog.Logger)
 	c.LogStore = cfg.Raft.LogStore
 	c.ReadMode = cfg.Raft.ReadMode
 	c.PersistBeforeReplicate = cfg.Raft.PersistBeforeReplicate
-	c.CommitAtLeaderOnly = cfg.Raft.CommitAtLeaderOnly
 	c.MaxProposalsInFlight = cfg.Raft.ProposalsInFlight
 	c.BoltDirect = cfg.Raft.BoltDirect
 	if c.LeaseClock, err = leaseClock(cfg.Node.DataDir, logger); err != nil {

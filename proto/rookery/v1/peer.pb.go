@@ -158,14 +158,10 @@ func (x *ConsistencyHashResponse) GetVerifyError() string {
 }
 
 type PeerApplyRequest struct {
-	state       protoimpl.MessageState `protogen:"open.v1"`
-	Commands    []byte                 `protobuf:"bytes,1,opt,name=commands,proto3" json:"commands,omitempty"`                           // fsm.EncodeCommands
-	Id          uint64                 `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`                                      // ApplyStream: echoed in the answer
-	AwaitCommit bool                   `protobuf:"varint,3,opt,name=await_commit,json=awaitCommit,proto3" json:"await_commit,omitempty"` // the follower waits to apply the entry: push its commit at once
-	// The follower's tag for these commands, at most 64 bytes: the leader
-	// records it in the log entry, so the follower can answer the write from
-	// its own apply (cluster/forwardorigin.go). Empty: no tag.
-	Origin        []byte `protobuf:"bytes,4,opt,name=origin,proto3" json:"origin,omitempty"`
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Commands      []byte                 `protobuf:"bytes,1,opt,name=commands,proto3" json:"commands,omitempty"`                           // fsm.EncodeCommands
+	Id            uint64                 `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`                                      // ApplyStream: echoed in the answer
+	AwaitCommit   bool                   `protobuf:"varint,3,opt,name=await_commit,json=awaitCommit,proto3" json:"await_commit,omitempty"` // the follower waits to apply the entry: push its commit at once
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -219,13 +215,6 @@ func (x *PeerApplyRequest) GetAwaitCommit() bool {
 		return x.AwaitCommit
 	}
 	return false
-}
-
-func (x *PeerApplyRequest) GetOrigin() []byte {
-	if x != nil {
-		return x.Origin
-	}
-	return nil
 }
 
 type PeerApplyResponse struct {
@@ -553,12 +542,11 @@ const file_rookery_v1_peer_proto_rawDesc = "" +
 	"\x04hash\x18\x03 \x01(\fR\x04hash\x12)\n" +
 	"\x10current_revision\x18\x04 \x01(\x04R\x0fcurrentRevision\x12'\n" +
 	"\x0foldest_revision\x18\x05 \x01(\x04R\x0eoldestRevision\x12!\n" +
-	"\fverify_error\x18\x06 \x01(\tR\vverifyError\"y\n" +
+	"\fverify_error\x18\x06 \x01(\tR\vverifyError\"a\n" +
 	"\x10PeerApplyRequest\x12\x1a\n" +
 	"\bcommands\x18\x01 \x01(\fR\bcommands\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\x12!\n" +
-	"\fawait_commit\x18\x03 \x01(\bR\vawaitCommit\x12\x16\n" +
-	"\x06origin\x18\x04 \x01(\fR\x06origin\"\x81\x01\n" +
+	"\fawait_commit\x18\x03 \x01(\bR\vawaitCommit\"\x81\x01\n" +
 	"\x11PeerApplyResponse\x12\x18\n" +
 	"\aresults\x18\x01 \x01(\fR\aresults\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x0e\n" +
