@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -98,6 +99,7 @@ type confirmer struct {
 type confirmPeer struct {
 	addr raft.ServerAddress
 	kick chan struct{} // capacity 1: a heartbeat is wanted
+	stop chan struct{} // closed when the peer left the configuration
 
 	sent    uint64 // rounds begun when the last answered heartbeat was sent
 	term    uint64 // that heartbeat's term
@@ -112,21 +114,22 @@ func (c *confirmer) round(ctx context.Context, term uint64, peers []raft.Server,
 	c.rounds++
 	r := c.rounds
 	c.term = term
-	for _, s := range peers {
-		p := c.peer(s)
+	ps := make([]*confirmPeer, len(peers))
+	for i, s := range peers {
+		ps[i] = c.peer(s)
 		select {
-		case p.kick <- struct{}{}:
+		case ps[i].kick <- struct{}{}:
 		default: // a heartbeat not yet sent will carry this round
 		}
 	}
+	c.retire(peers)
 	for {
 		acks, refused := 0, 0
-		for _, s := range peers {
-			p := c.peers[s.ID]
+		for i, p := range ps {
 			switch {
 			case p.newTerm > term:
 				c.mu.Unlock()
-				return fmt.Errorf("%w: voter %s is in term %d", errNotLeaderLocal, s.ID, p.newTerm)
+				return fmt.Errorf("%w: voter %s is in term %d", errNotLeaderLocal, peers[i].ID, p.newTerm)
 			case p.sent < r:
 			case p.ok && p.term == term:
 				acks++
@@ -166,7 +169,7 @@ func (c *confirmer) peer(s raft.Server) *confirmPeer {
 		if c.peers == nil {
 			c.peers = map[raft.ServerID]*confirmPeer{}
 		}
-		p = &confirmPeer{kick: make(chan struct{}, 1)}
+		p = &confirmPeer{kick: make(chan struct{}, 1), stop: make(chan struct{})}
 		c.peers[s.ID] = p
 		c.n.goFunc(func() { c.beat(s.ID, p) })
 	}
@@ -174,12 +177,27 @@ func (c *confirmer) peer(s raft.Server) *confirmPeer {
 	return p
 }
 
-// beat sends id a heartbeat each time one is wanted, until the node stops.
+// retire stops the heartbeat goroutines of peers no longer among the
+// configuration's voters (removed, or demoted); c.mu is held. A round
+// still running with an older configuration keeps what they answered.
+func (c *confirmer) retire(voters []raft.Server) {
+	for id, p := range c.peers {
+		if !slices.ContainsFunc(voters, func(s raft.Server) bool { return s.ID == id }) {
+			close(p.stop)
+			delete(c.peers, id)
+		}
+	}
+}
+
+// beat sends id a heartbeat each time one is wanted, until the peer is
+// retired or the node stops.
 func (c *confirmer) beat(id raft.ServerID, p *confirmPeer) {
 	n := c.n
 	for {
 		select {
 		case <-p.kick:
+		case <-p.stop:
+			return
 		case <-n.ctx.Done():
 			return
 		}

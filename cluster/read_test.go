@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -256,4 +258,43 @@ func TestALeaderReadIsConfirmedOnlyByHeartbeatsItSent(t *testing.T) {
 	if err := leader.node.LinearizableRead(testCtx(t)); err != nil {
 		t.Fatalf("read once heartbeats flow again: %v", err)
 	}
+}
+
+// A voter removed from the configuration loses its heartbeat goroutine at
+// the leader's next read; the remaining voter keeps its own.
+func TestALeaderReadStopsHeartbeatsToARemovedVoter(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	leader := c.stableLeader()
+	if err := leader.node.LinearizableRead(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if n := beatGoroutines(); n != 2 {
+		t.Fatalf("%d heartbeat goroutines after a read with two peers, want 2", n)
+	}
+	gone := c.followers()[1]
+	if err := leader.node.RemoveServer(testCtx(t), gone.cfg.NodeID); err != nil {
+		t.Fatal(err)
+	}
+	if err := leader.node.LinearizableRead(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	leader.node.confirms.mu.Lock()
+	_, kept := leader.node.confirms.peers[raft.ServerID(gone.cfg.NodeID)]
+	leader.node.confirms.mu.Unlock()
+	if kept {
+		t.Fatalf("the leader still keeps heartbeat state for removed %s", gone.cfg.NodeID)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for beatGoroutines() != 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := beatGoroutines(); n != 1 {
+		t.Fatalf("%d heartbeat goroutines after the removal, want 1", n)
+	}
+}
+
+// beatGoroutines counts the confirmer heartbeat goroutines in the process.
+func beatGoroutines() int {
+	buf := make([]byte, 1<<20)
+	return strings.Count(string(buf[:runtime.Stack(buf, true)]), "(*confirmer).beat(")
 }
