@@ -109,6 +109,7 @@ type raftTransport struct {
 	Transport
 	lease *lease        // nil unless ReadLease
 	early *earlyAppend  // nil with PersistBeforeReplicate
+	pace  *pace         // nil unless FollowerHold, with PersistBeforeReplicate
 	term  func() uint64 // raft's current term
 	// appendEntries counts AppendEntries sent: raft's replication and
 	// heartbeats, early appends and commit pushes.
@@ -140,12 +141,19 @@ func (*raftTransport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (
 
 // AppendEntries is raft's: it is answered from early append's
 // acknowledgements when an early batch already gave the follower its
-// entries (earlyAppend.answer), and sent otherwise.
+// entries (earlyAppend.answer), and sent otherwise, to a follower the
+// commit does not need after a hold (pace).
 func (t *raftTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	if t.early != nil && t.early.answer(id, args, resp) {
 		return nil
 	}
-	return t.send(id, target, args, resp)
+	if t.pace == nil {
+		return t.send(id, target, args, resp)
+	}
+	t.pace.before(id, args)
+	err := t.send(id, target, args, resp)
+	t.pace.after(id, args, err == nil && resp.Success)
+	return err
 }
 
 // send sends one request and, with a lease, records an acknowledgement of

@@ -33,7 +33,10 @@
 # while the leader does, rookeryd's default). Without it, this cluster sets
 # raft.persist_before_replicate: its three nodes share one host's cores and
 # disk, where overlapping their syncs saves nothing and early append's extra
-# message pair per entry costs CPU (NOTES.md, ninth session).
+# message pair per entry costs CPU (NOTES.md, ninth session), and
+# raft.follower_hold 2ms: the follower a commit does not need gets new
+# entries in batches, so its syncs compete less with the ones a commit waits
+# for (NOTES.md, fifteenth session).
 # ROOKERYD_FLAGS adds rookeryd flags to every node, e.g.
 #   ROOKERYD_FLAGS="-raft.proposals_in_flight 3" make run
 # RAFT_PORTS, GRPC_PORTS, MUPDATE_PORTS and DEBUG_PORTS (three ports each,
@@ -46,7 +49,7 @@ LOG_STORE=${ROOKERY_LOG_STORE:-bolt}
 READ_MODE=${ROOKERY_READ_MODE:-linearizable}
 BOLT_DIRECT=()
 [ "${ROOKERY_BOLT_DIRECT:-0}" = 1 ] && BOLT_DIRECT=(-raft.bolt_direct)
-EARLY=(-raft.persist_before_replicate)
+EARLY=(-raft.persist_before_replicate -raft.follower_hold 2ms)
 [ "${ROOKERY_EARLY_APPEND:-0}" = 1 ] && EARLY=()
 read -r -a EXTRA <<<"${ROOKERYD_FLAGS:-}"
 read -r -a RAFT <<<"${RAFT_PORTS:-7001 7002 7003}"

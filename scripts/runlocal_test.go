@@ -250,13 +250,14 @@ func TestRunLocalRefusesARunningClusterAndRestartsAMissingNode(t *testing.T) {
 	}
 
 	// bolt appends go through raft.journal unless ROOKERY_BOLT_DIRECT=1;
-	// early append is off on this one-host cluster unless ROOKERY_EARLY_APPEND=1.
+	// early append is off on this one-host cluster unless ROOKERY_EARLY_APPEND=1,
+	// and the follower a commit does not need is held 2 ms.
 	if _, err := os.Stat(filepath.Join(e.data, "n1", "raft.journal")); err != nil {
 		t.Errorf("a running node has no raft.journal: %v", err)
 	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", e.nodePID("n1")))
-	if err != nil || !bytes.Contains(cmdline, []byte("-raft.persist_before_replicate")) {
-		t.Errorf("n1's command line %q (%v) lacks -raft.persist_before_replicate", bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}), err)
+	if err != nil || !bytes.Contains(cmdline, []byte("-raft.persist_before_replicate")) || !bytes.Contains(cmdline, []byte("-raft.follower_hold\x002ms\x00")) {
+		t.Errorf("n1's command line %q (%v) lacks -raft.persist_before_replicate -raft.follower_hold 2ms", bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}), err)
 	}
 	// Each node gets its share of the host's cores unless GOMAXPROCS is set.
 	share := max(1, runtime.NumCPU()/3)

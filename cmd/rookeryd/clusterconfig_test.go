@@ -3,8 +3,10 @@ package main
 import (
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/rookery/rookery/cluster"
+	"github.com/rookery/rookery/config"
 )
 
 // TestRaftOrderSettingReachesTheNode: raft.persist_before_replicate is off
@@ -25,6 +27,25 @@ func TestRaftOrderSettingReachesTheNode(t *testing.T) {
 	}
 	if defaultConfig().Raft.PersistBeforeReplicate {
 		t.Error("raft.persist_before_replicate is on by default")
+	}
+}
+
+// TestFollowerHoldReachesTheNode: raft.follower_hold is off by default and,
+// when set with raft.persist_before_replicate, reaches the node.
+func TestFollowerHoldReachesTheNode(t *testing.T) {
+	if d := defaultConfig().Raft.FollowerHold.Std(); d != 0 {
+		t.Errorf("raft.follower_hold is %v by default", d)
+	}
+	cfg := defaultConfig()
+	cfg.Node.DataDir = t.TempDir()
+	cfg.Raft.PersistBeforeReplicate = true
+	cfg.Raft.FollowerHold = config.Duration(2 * time.Millisecond)
+	c, err := clusterConfig(cfg, "127.0.0.1:1", "", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.FollowerHold != 2*time.Millisecond {
+		t.Errorf("raft.follower_hold 2ms reached the node as %v", c.FollowerHold)
 	}
 }
 

@@ -272,6 +272,7 @@ func clusterConfig(cfg Config, grpcAddr, peerSecret string, logger *slog.Logger)
 	c.LogStore = cfg.Raft.LogStore
 	c.ReadMode = cfg.Raft.ReadMode
 	c.PersistBeforeReplicate = cfg.Raft.PersistBeforeReplicate
+	c.FollowerHold = cfg.Raft.FollowerHold.Std()
 	c.MaxProposalsInFlight = cfg.Raft.ProposalsInFlight
 	c.BoltDirect = cfg.Raft.BoltDirect
 	if c.LeaseClock, err = leaseClock(cfg.Node.DataDir, logger); err != nil {
