@@ -59,12 +59,13 @@ bench-mupdate: build deps
 	ROOKERY_BENCH=$(BIN)/rookery-bench ROOKERYCTL=$(BIN)/rookeryctl ./scripts/bench-mupdate.sh
 
 ## jepsen: fault-injection runs with linearizability checking (JEPSEN_RUNS, JEPSEN_TIME, JEPSEN_NEMESIS, JEPSEN_LOG_STORE,
-## JEPSEN_READ_MODE, JEPSEN_CLOCK_DRIFT: the clock nemesis, with a rookeryd the test builds with -tags clocknemesis)
+## JEPSEN_READ_MODE, JEPSEN_CLOCK_DRIFT: the clock nemesis, with a rookeryd the test builds with -tags clocknemesis,
+## JEPSEN_ROOKERYD_FLAGS: more rookeryd flags for every node, e.g. "-raft.persist_before_replicate -raft.follower_hold 2ms")
 jepsen: build
 	rk=-rookeryd=$(CURDIR)/$(BIN)/rookeryd; [ -z "$${JEPSEN_CLOCK_DRIFT:-}" ] || rk=; \
 	$(GO) test -count=1 -timeout 0 -v -run 'TestJepsen$$' ./jepsen/ -args -runs=$${JEPSEN_RUNS:-5} -time=$${JEPSEN_TIME:-60s} \
 		-nemesis=$${JEPSEN_NEMESIS:-} -log-store=$${JEPSEN_LOG_STORE:-} -read-mode=$${JEPSEN_READ_MODE:-} \
-		-clock-drift=$${JEPSEN_CLOCK_DRIFT:-0} $$rk
+		-clock-drift=$${JEPSEN_CLOCK_DRIFT:-0} -rookeryd-flags="$${JEPSEN_ROOKERYD_FLAGS:-}" $$rk
 
 ## jepsen-short: the short fault-injection runs that `make test` also runs
 jepsen-short:

@@ -25,6 +25,7 @@ var (
 	verboseFlag = flag.Bool("jepsen.v", false, "log harness events to the test log")
 	storeFlag   = flag.String("log-store", "", "raft.log_store of every node, bolt or wal (default: rookeryd's, bolt)")
 	readFlag    = flag.String("read-mode", "", "raft.read_mode of every node, linearizable or lease (default: rookeryd's, linearizable)")
+	extraFlag   = flag.String("rookeryd-flags", "", "more rookeryd flags for every node, space-separated (e.g. \"-raft.persist_before_replicate -raft.follower_hold 2ms\")")
 	driftFlag   = flag.Float64("clock-drift", 0, "run the clock nemesis beside the main one: lease clock rates in [1-d, 1+d] (needs rookeryd built with -tags clocknemesis)")
 )
 
@@ -39,6 +40,7 @@ func runConfig(t *testing.T, name, root string) Config {
 	}
 	cfg.Cluster.LogStore = *storeFlag
 	cfg.Cluster.ReadMode = *readFlag
+	cfg.Cluster.ExtraArgs = append(cfg.Cluster.ExtraArgs, strings.Fields(*extraFlag)...)
 	cfg.ClockDrift = *driftFlag
 	if *verboseFlag {
 		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
