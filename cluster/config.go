@@ -161,12 +161,13 @@ type Config struct {
 	// the leader sends it while it writes, so that the leader's and the
 	// followers' syncs overlap (earlyappend.go).
 	PersistBeforeReplicate bool
-	// FollowerHold, with PersistBeforeReplicate, holds a new entry for the
-	// followers a commit does not need (all but voters/2, chosen among
-	// those answering promptly) up to this long, so that they store
-	// several entries with one sync (pace.go). It is for nodes whose logs
-	// share a disk, where those syncs compete with the ones a commit waits
-	// for. Zero: raft's own pace, each entry to every follower at once.
+	// FollowerHold holds a new entry for the followers a commit does not
+	// need (all but voters/2: with early append those it sends no early
+	// batch, else those not answering first) up to this long, so that they
+	// store several entries with one sync (pace.go). It is for nodes whose
+	// logs share a disk, where those syncs compete with the ones a commit
+	// waits for. Zero: raft's own pace, each entry to every follower at
+	// once.
 	FollowerHold time.Duration
 
 	// trace, in benchmarks, receives every proposal's timestamps.

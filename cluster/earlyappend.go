@@ -206,6 +206,20 @@ func (e *earlyAppend) targets(servers []raft.Server) []raft.Server {
 	return others[:min(len(others), voters/2)]
 }
 
+// targeted reports whether id is among the followers early batches go to
+// now (targets); true when that cannot be said.
+func (e *earlyAppend) targeted(id raft.ServerID) bool {
+	r := e.raft.Load()
+	if r == nil {
+		return true
+	}
+	cf := r.GetConfiguration()
+	if cf.Error() != nil {
+		return true
+	}
+	return slices.ContainsFunc(e.targets(cf.Configuration().Servers), func(s raft.Server) bool { return s.ID == id })
+}
+
 // queue makes req the next request to s, appended to the one waiting when
 // it continues it, and starts the sender unless it runs. Unless the sender
 // is busy with a request, it returns a channel that closes when the sender

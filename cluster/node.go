@@ -152,8 +152,9 @@ func (n *Node) start() error {
 		n.early = newEarlyAppend(n, n.storage.logs)
 		n.storage.logs = n.early
 		n.trans.early = n.early
-	} else if n.cfg.FollowerHold > 0 {
-		n.trans.pace = newPace(n, n.cfg.FollowerHold)
+	}
+	if n.cfg.FollowerHold > 0 {
+		n.trans.pace = newPace(n, n.cfg.FollowerHold, n.early)
 	}
 	r, err := newRaftGuarded(n.cfg.raftConfig(n.logger), n.fsm, n.storage, n.trans, n.cfg.DataDir)
 	if err != nil {

@@ -37,10 +37,10 @@ func (s *paceSends) get(id raft.ServerID) int {
 	return s.n[id]
 }
 
-func pacedCluster(t *testing.T, hold time.Duration) (*testCluster, *testNode, *faultTransport) {
+func pacedCluster(t *testing.T, hold time.Duration, persistFirst bool) (*testCluster, *testNode, *faultTransport) {
 	t.Helper()
 	c, fts := leaseCluster(t, ReadLinearizable, nil, func(cfg *Config) {
-		cfg.PersistBeforeReplicate = true
+		cfg.PersistBeforeReplicate = persistFirst
 		cfg.FollowerHold = hold
 	})
 	l := c.stableLeader()
@@ -48,21 +48,24 @@ func pacedCluster(t *testing.T, hold time.Duration) (*testCluster, *testNode, *f
 	return c, l, fts[l.cfg.NodeID]
 }
 
-// With a hold, one follower gets every new entry at once and the other
-// several entries per request; without, each gets one request per entry.
-// Both end up with every entry.
+// With a hold, one follower gets every new entry at once (in raft's
+// request, or in an early batch) and the other several entries per
+// request; without, each gets one request per entry. Both end up with
+// every entry.
 func TestAFollowerTheCommitDoesNotNeedStoresEntriesInBatches(t *testing.T) {
 	const writes = 30
 	for _, tc := range []struct {
-		name    string
-		hold    time.Duration
-		batched bool
+		name         string
+		hold         time.Duration
+		persistFirst bool
+		batched      bool
 	}{
-		{"held", 100 * time.Millisecond, true},
-		{"raft's pace", 0, false},
+		{"held, raft's order", 100 * time.Millisecond, true, true},
+		{"held, early append", 100 * time.Millisecond, false, true},
+		{"raft's pace", 0, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, l, ft := pacedCluster(t, tc.hold)
+			c, l, ft := pacedCluster(t, tc.hold, tc.persistFirst)
 			sends := &paceSends{n: map[raft.ServerID]int{}}
 			ft.setRule(sends.rule(""))
 			for i := 1; i <= writes; i++ {
@@ -85,10 +88,18 @@ func TestAFollowerTheCommitDoesNotNeedStoresEntriesInBatches(t *testing.T) {
 }
 
 // When the follower a commit relies on stops answering, the held one takes
-// its place: the first write waits about one hold, the ones after it none.
+// its place: the first writes wait about one hold, the ones after none.
 func TestWritesCommitThroughTheHeldFollowerWhenThePreferredOneFails(t *testing.T) {
+	for _, persistFirst := range []bool{true, false} {
+		t.Run(map[bool]string{true: "raft's order", false: "early append"}[persistFirst], func(t *testing.T) {
+			heldFollowerTakesOver(t, persistFirst)
+		})
+	}
+}
+
+func heldFollowerTakesOver(t *testing.T, persistFirst bool) {
 	const hold = 100 * time.Millisecond
-	c, l, ft := pacedCluster(t, hold)
+	c, l, ft := pacedCluster(t, hold, persistFirst)
 	sends := &paceSends{n: map[raft.ServerID]int{}}
 	ft.setRule(sends.rule(""))
 	for i := 1; i <= 5; i++ {

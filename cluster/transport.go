@@ -109,7 +109,7 @@ type raftTransport struct {
 	Transport
 	lease *lease        // nil unless ReadLease
 	early *earlyAppend  // nil with PersistBeforeReplicate
-	pace  *pace         // nil unless FollowerHold, with PersistBeforeReplicate
+	pace  *pace         // nil unless FollowerHold
 	term  func() uint64 // raft's current term
 	// appendEntries counts AppendEntries sent: raft's replication and
 	// heartbeats, early appends and commit pushes.

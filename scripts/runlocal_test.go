@@ -250,14 +250,14 @@ func TestRunLocalRefusesARunningClusterAndRestartsAMissingNode(t *testing.T) {
 	}
 
 	// bolt appends go through raft.journal unless ROOKERY_BOLT_DIRECT=1;
-	// early append is off on this one-host cluster unless ROOKERY_EARLY_APPEND=1,
-	// and the follower a commit does not need is held 2 ms.
+	// the follower a commit does not need is held 2 ms on this one-host
+	// cluster, and early append stays on unless ROOKERY_EARLY_APPEND=0.
 	if _, err := os.Stat(filepath.Join(e.data, "n1", "raft.journal")); err != nil {
 		t.Errorf("a running node has no raft.journal: %v", err)
 	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", e.nodePID("n1")))
-	if err != nil || !bytes.Contains(cmdline, []byte("-raft.persist_before_replicate")) || !bytes.Contains(cmdline, []byte("-raft.follower_hold\x002ms\x00")) {
-		t.Errorf("n1's command line %q (%v) lacks -raft.persist_before_replicate -raft.follower_hold 2ms", bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}), err)
+	if err != nil || bytes.Contains(cmdline, []byte("-raft.persist_before_replicate")) || !bytes.Contains(cmdline, []byte("-raft.follower_hold\x002ms\x00")) {
+		t.Errorf("n1's command line %q (%v): want -raft.follower_hold 2ms and early append on", bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}), err)
 	}
 	// Each node gets its share of the host's cores unless GOMAXPROCS is set.
 	share := max(1, runtime.NumCPU()/3)
@@ -266,7 +266,7 @@ func TestRunLocalRefusesARunningClusterAndRestartsAMissingNode(t *testing.T) {
 	}
 	wantNodeEnv(t, e.nodePID("n1"), fmt.Sprintf("GOMAXPROCS=%d", share))
 	fourth.interrupt(t)
-	fifth := e.start("ROOKERY_BOLT_DIRECT=1", "ROOKERY_EARLY_APPEND=1", "GOMAXPROCS=7", "ROOKERYD_FLAGS=-raft.proposals_in_flight 3")
+	fifth := e.start("ROOKERY_BOLT_DIRECT=1", "ROOKERY_EARLY_APPEND=0", "GOMAXPROCS=7", "ROOKERYD_FLAGS=-raft.proposals_in_flight 3")
 	fifth.waitUp(t)
 	wantNodeEnv(t, e.nodePID("n1"), "GOMAXPROCS=7")
 	cmdline, err = os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", e.nodePID("n1")))
@@ -276,8 +276,8 @@ func TestRunLocalRefusesARunningClusterAndRestartsAMissingNode(t *testing.T) {
 	if !bytes.Contains(cmdline, []byte("-raft.proposals_in_flight\x003\x00")) {
 		t.Errorf("ROOKERYD_FLAGS: n1's command line %q lacks -raft.proposals_in_flight 3", bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
 	}
-	if bytes.Contains(cmdline, []byte("-raft.persist_before_replicate")) {
-		t.Errorf("ROOKERY_EARLY_APPEND=1: n1's command line %q still turns early append off", bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
+	if !bytes.Contains(cmdline, []byte("-raft.persist_before_replicate")) {
+		t.Errorf("ROOKERY_EARLY_APPEND=0: n1's command line %q leaves early append on", bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
 	}
 	if _, err := os.Stat(filepath.Join(e.data, "n1", "raft.journal")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("raft.journal with ROOKERY_BOLT_DIRECT=1: %v, want none", err)

@@ -31,14 +31,13 @@ func TestRaftOrderSettingReachesTheNode(t *testing.T) {
 }
 
 // TestFollowerHoldReachesTheNode: raft.follower_hold is off by default and,
-// when set with raft.persist_before_replicate, reaches the node.
+// when set, reaches the node.
 func TestFollowerHoldReachesTheNode(t *testing.T) {
 	if d := defaultConfig().Raft.FollowerHold.Std(); d != 0 {
 		t.Errorf("raft.follower_hold is %v by default", d)
 	}
 	cfg := defaultConfig()
 	cfg.Node.DataDir = t.TempDir()
-	cfg.Raft.PersistBeforeReplicate = true
 	cfg.Raft.FollowerHold = config.Duration(2 * time.Millisecond)
 	c, err := clusterConfig(cfg, "127.0.0.1:1", "", slog.New(slog.DiscardHandler))
 	if err != nil {

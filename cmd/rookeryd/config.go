@@ -85,7 +85,7 @@ type RaftConfig struct {
 	// PersistBeforeReplicate: cluster.Config.PersistBeforeReplicate.
 	PersistBeforeReplicate bool `toml:"persist_before_replicate" help:"send a new entry to followers only after the leader wrote it (hashicorp/raft's order); by default a quorum of followers writes it while the leader does"`
 	// FollowerHold: cluster.Config.FollowerHold.
-	FollowerHold config.Duration `toml:"follower_hold" help:"with persist_before_replicate, hold new entries up to this long for the followers a commit does not need, so they sync several at once (for nodes sharing a disk); 0 sends each entry to every follower at once"`
+	FollowerHold config.Duration `toml:"follower_hold" help:"hold new entries up to this long for the followers a commit does not need, so they sync several at once (for nodes sharing a disk); 0 sends each entry to every follower at once"`
 
 	TLSCert string `toml:"tls_cert" help:"PEM certificate for raft and peer traffic (enables TLS between nodes)"`
 	TLSKey  string `toml:"tls_key" help:"PEM key for tls_cert"`
@@ -264,8 +264,8 @@ func (c *Config) validate() error {
 	if d := c.Raft.CommitTimeout.Std(); d != 0 && d < time.Millisecond {
 		errs = append(errs, fmt.Errorf("raft.commit_timeout %v: hashicorp/raft needs at least 1ms", d))
 	}
-	if d := c.Raft.FollowerHold.Std(); d < 0 || d > 0 && !c.Raft.PersistBeforeReplicate {
-		errs = append(errs, fmt.Errorf("raft.follower_hold %v: needs raft.persist_before_replicate and a duration of at least 0 (early append already sends new entries to just the followers a commit needs)", d))
+	if d := c.Raft.FollowerHold.Std(); d < 0 {
+		errs = append(errs, fmt.Errorf("raft.follower_hold %v: want 0 or more", d))
 	}
 	if c.Raft.ReadMode != cluster.ReadLinearizable && c.Raft.ReadMode != cluster.ReadLease {
 		errs = append(errs, fmt.Errorf("raft.read_mode %q: want %q or %q", c.Raft.ReadMode, cluster.ReadLinearizable, cluster.ReadLease))

@@ -49,7 +49,7 @@ func TestRunRefusesBadConfigurationNamingTheSetting(t *testing.T) {
 		{"raft with neither secret nor TLS", base, "raft connections would be unauthenticated: set raft.peer_secret_file"},
 		{"require_tls without a certificate", append(base, "-mupdate.require_tls"), "mupdate.require_tls needs mupdate.tls_cert"},
 		{"commit timeout below raft's minimum", append(base, "-raft.commit_timeout", "100us"), "raft.commit_timeout 100µs"},
-		{"follower hold without persist_before_replicate", append(base, "-raft.follower_hold", "2ms"), "raft.follower_hold 2ms: needs raft.persist_before_replicate"},
+		{"negative follower hold", append(base, "-raft.follower_hold", "-2ms"), "raft.follower_hold -2ms: want 0 or more"},
 		{"negative reservation ttl", append(base, "-directory.reservation_ttl", "-1m"), "directory.reservation_ttl"},
 	}
 	for _, tc := range tests {
