@@ -29,7 +29,7 @@ import (
 // with this node still in term afterwards (it had not voted either), no
 // quorum can have elected a later leader before the index was taken.
 func (n *Node) confirmLeadership(ctx context.Context, term uint64) error {
-	peers, need, err := n.confirmQuorum()
+	peers, need, err := n.quorumPeers()
 	if err != nil {
 		return err
 	}
@@ -41,9 +41,10 @@ func (n *Node) confirmLeadership(ctx context.Context, term uint64) error {
 	return n.stillIn(term)
 }
 
-// confirmQuorum is the other voters of the latest configuration and how
-// many of them must accept a heartbeat for a quorum with this node.
-func (n *Node) confirmQuorum() (peers []raft.Server, need int, err error) {
+// quorumPeers is the other voters of the latest configuration and how
+// many of them make a quorum with this node: those that must accept a
+// leader read's heartbeat, or store an entry for it to commit.
+func (n *Node) quorumPeers() (peers []raft.Server, need int, err error) {
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return nil, 0, fmt.Errorf("%w: %w", ErrUnavailable, err)

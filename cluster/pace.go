@@ -89,9 +89,11 @@ func (p *pace) held(id raft.ServerID) bool {
 	if p.early != nil {
 		return !p.early.targeted(id)
 	}
-	voters := p.otherVoters()
-	need := (len(voters) + 1) / 2 // followers a commit needs with the leader
-	if !slices.Contains(voters, id) {
+	voters, need, err := p.n.quorumPeers()
+	isVoter := func(f raft.ServerID) bool {
+		return slices.ContainsFunc(voters, func(s raft.Server) bool { return s.ID == f })
+	}
+	if err != nil || !isVoter(id) {
 		return false // a non-voter is never needed; raft's pace is fine for it
 	}
 	p.mu.Lock()
@@ -99,7 +101,7 @@ func (p *pace) held(id raft.ServerID) bool {
 	now := time.Now()
 	healthy := func(f raft.ServerID) bool {
 		s := p.sent[f]
-		return slices.Contains(voters, f) && !p.failed[f] && (s.IsZero() || now.Sub(s) < p.hold)
+		return isVoter(f) && !p.failed[f] && (s.IsZero() || now.Sub(s) < p.hold)
 	}
 	p.preferred = slices.DeleteFunc(p.preferred, func(f raft.ServerID) bool { return !healthy(f) })
 	if slices.Contains(p.preferred, id) {
@@ -110,22 +112,6 @@ func (p *pace) held(id raft.ServerID) bool {
 		return false
 	}
 	return true
-}
-
-// otherVoters is the latest configuration's voters but this node.
-func (p *pace) otherVoters() []raft.ServerID {
-	f := p.n.raft.GetConfiguration()
-	if f.Error() != nil {
-		return nil
-	}
-	self := raft.ServerID(p.n.cfg.NodeID)
-	var ids []raft.ServerID
-	for _, s := range f.Configuration().Servers {
-		if s.Suffrage == raft.Voter && s.ID != self {
-			ids = append(ids, s.ID)
-		}
-	}
-	return ids
 }
 
 // extend appends to req the entries after its last that the leader has

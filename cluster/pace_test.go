@@ -78,7 +78,7 @@ func TestAFollowerTheCommitDoesNotNeedStoresEntriesInBatches(t *testing.T) {
 				t.Fatalf("requests with entries for %d writes: %d and %d (hold %v)", writes, a, b, tc.hold)
 			}
 			for _, f := range fs {
-				waitApplied(t, f.node, l.node.raft.LastIndex())
+				mustApplyWithin(t, f, l.node.raft.LastIndex())
 				if _, ok := f.node.Store().Get(mailboxName(writes)); !ok {
 					t.Fatalf("%s lacks the last write", f.cfg.NodeID)
 				}
@@ -122,14 +122,5 @@ func heldFollowerTakesOver(t *testing.T, persistFirst bool) {
 	}
 	if d := time.Since(start); d > 3*hold {
 		t.Fatalf("10 writes took %v with %s failing, hold %v: the held follower did not take its place", d, preferred, hold)
-	}
-}
-
-func waitApplied(t *testing.T, n *Node, index uint64) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(testCtx(t), 5*time.Second)
-	defer cancel()
-	if err := n.WaitApplied(ctx, index); err != nil {
-		t.Fatalf("%s never applied %d: %v", n.ID(), index, err)
 	}
 }

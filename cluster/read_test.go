@@ -284,13 +284,7 @@ func TestALeaderReadStopsHeartbeatsToARemovedVoter(t *testing.T) {
 	if kept {
 		t.Fatalf("the leader still keeps heartbeat state for removed %s", gone.cfg.NodeID)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for beatGoroutines() != 1 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if n := beatGoroutines(); n != 1 {
-		t.Fatalf("%d heartbeat goroutines after the removal, want 1", n)
-	}
+	waitFor(t, "one heartbeat goroutine after the removal", func() bool { return beatGoroutines() == 1 })
 }
 
 // beatGoroutines counts the confirmer heartbeat goroutines in the process.
