@@ -610,7 +610,10 @@ func (c *checker) checkRevisionOrder() {
 // unknown outcome — must be able to fall between them. A RESERVE at the
 // location the entry already has succeeds in Cyrus (it resets the entry)
 // and is not a second reservation, which is why only different locations
-// conflict.
+// conflict. An operation of unknown outcome may take effect at any time
+// after it was invoked, also after its client gave up (a request held in
+// a partition reaches the leader when it heals), so its releasing window
+// never closes.
 func (c *checker) checkReservations() {
 	type interval struct{ inv, comp int64 }
 	reserves := map[string][]*Op{}
@@ -640,7 +643,11 @@ func (c *checker) checkReservations() {
 		if raw[op.Name] == nil {
 			raw[op.Name] = map[string][]interval{}
 		}
-		raw[op.Name][loc] = append(raw[op.Name][loc], interval{op.Invoke, op.Complete})
+		comp := op.Complete
+		if op.Outcome == Unknown {
+			comp = math.MaxInt64
+		}
+		raw[op.Name][loc] = append(raw[op.Name][loc], interval{op.Invoke, comp})
 	}
 	rel := map[string]map[string]relList{}
 	for name, byLoc := range raw {

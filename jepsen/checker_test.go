@@ -224,6 +224,12 @@ func TestCheckerAllowsARESERVEAfterTheNameWasFreed(t *testing.T) {
 		{ID: 3, Proto: "grpc", Kind: KindActivate, Name: "user.y", Loc: "be2!default", ACL: "a\tl\t", Invoke: 0, Complete: 10, Outcome: OK},
 		{ID: 4, Proto: "grpc", Kind: KindReserve, Name: "user.y", Loc: "be2!default", Invoke: 20, Complete: 30, Outcome: OK},
 		{ID: 5, Proto: "grpc", Kind: KindReserve, Name: "user.y", Loc: "be2!default", Invoke: 40, Complete: 50, Outcome: OK},
+		// A DELETE whose client gave up (at 5) before both RESERVEs still
+		// takes effect later: its request was held in a partition and
+		// reached the leader when it healed (CI, Dec 4, ops 1956, 1984, 2003).
+		{ID: 6, Proto: "mupdate", Kind: KindDelete, Name: "user.z", Invoke: 0, Complete: 5, Outcome: Unknown},
+		{ID: 7, Proto: "grpc", Kind: KindReserve, Name: "user.z", Loc: "be1!default", Invoke: 10, Complete: 20, Outcome: OK},
+		{ID: 8, Proto: "grpc", Kind: KindReserve, Name: "user.z", Loc: "be2!default", Invoke: 30, Complete: 40, Outcome: OK},
 	}
 	c := &checker{cfg: DefaultCheckConfig(), r: &Report{Counts: map[string]int{}}, obs: Observations{Ops: ops}}
 	c.checkReservations()
