@@ -33,6 +33,10 @@
 #                       three-process replication (internal/floor, docs/bench-floor.md); each
 #                       Rookery figure is then also given as a share of it [1 with ROOKERY_MUPDATE]
 #   BENCH_FLOOR_FLAGS   extra flags for the floor, e.g. "--in-flight 4" or "--sync-first" []
+#   BENCH_FLOOR_VIA     the floor's path the `floor` target measures: leader = MUPDATE on its
+#                       leader; follower = MUPDATE on its follower 1, which forwards every write
+#                       and read barrier to the leader (`--follower-listen`), the floor to put
+#                       beside a ROOKERY_MUPDATE that is a raft follower [leader]
 #   BENCH_CLEANUP       1 = delete this run's entries from Rookery afterwards [1]
 #   KEEP                1 = keep the Cyrus state directory (logs) [0]
 #
@@ -55,11 +59,16 @@ BENCH_CTL_TOTAL=${BENCH_CTL_TOTAL:-0}
 BENCH_CLEANUP=${BENCH_CLEANUP:-1}
 BENCH_FLOOR=${BENCH_FLOOR:-$([ -n "$ROOKERY_MUPDATE" ] && echo 1 || echo 0)}
 BENCH_FLOOR_FLAGS=${BENCH_FLOOR_FLAGS:-}
+BENCH_FLOOR_VIA=${BENCH_FLOOR_VIA:-leader}
 KEEP=${KEEP:-0}
 
 say() { echo "bench-mupdate: $*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 
+case "$BENCH_FLOOR_VIA" in
+  leader|follower) ;;
+  *) die "BENCH_FLOOR_VIA must be leader or follower, got $BENCH_FLOOR_VIA" ;;
+esac
 [ "$(id -u)" = 0 ] || die "must run as root (the real Cyrus master starts as root)"
 command -v python3 >/dev/null || die "python3 missing (scripts/install-deps.sh)"
 
@@ -84,9 +93,9 @@ if [ "$BENCH_CTL_TOTAL" -gt 0 ] && [ -n "$ROOKERY_MUPDATE" ]; then
 fi
 
 # Free ports on 127.0.0.1 (held together while picking, so they differ).
-read -r P_MASTER P_BE1I P_BE1L P_BE2I P_BE2L P_FLOOR < <(python3 -c '
+read -r P_MASTER P_BE1I P_BE1L P_BE2I P_BE2L P_FLOOR P_FLOOR_FOLLOWER < <(python3 -c '
 import socket
-ss = [socket.socket() for _ in range(6)]
+ss = [socket.socket() for _ in range(7)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in ss))')
 
@@ -158,10 +167,16 @@ else
 fi
 
 if [ "$BENCH_FLOOR" = 1 ]; then
-  say "starting the floor (rookery-bench floor) on 127.0.0.1:$P_FLOOR"
+  FLOOR_TARGET=127.0.0.1:$P_FLOOR
+  FLOOR_VIA=()
+  if [ "$BENCH_FLOOR_VIA" = follower ]; then
+    FLOOR_TARGET=127.0.0.1:$P_FLOOR_FOLLOWER
+    FLOOR_VIA=(--follower-listen "$FLOOR_TARGET")
+  fi
+  say "starting the floor (rookery-bench floor), leader on 127.0.0.1:$P_FLOOR; measuring its $BENCH_FLOOR_VIA path at $FLOOR_TARGET"
   mkdir -p "$STATE/floor"
   # shellcheck disable=SC2086 # BENCH_FLOOR_FLAGS is a list of flags
-  ROOKERY_MUPDATE_PASSWORD=mupdatepw "$BENCH" floor --listen "127.0.0.1:$P_FLOOR" --dir "$STATE/floor" \
+  ROOKERY_MUPDATE_PASSWORD=mupdatepw "$BENCH" floor --listen "127.0.0.1:$P_FLOOR" "${FLOOR_VIA[@]}" --dir "$STATE/floor" \
     $BENCH_FLOOR_FLAGS >"$STATE/floor.log" 2>&1 &
   FLOOR_PID=$!
   for _ in $(seq 1 100); do
@@ -173,11 +188,18 @@ if [ "$BENCH_FLOOR" = 1 ]; then
   head -1 "$STATE/floor.log"
   # Its CPU per phase: the leader and its two follower children.
   FLOOR_PIDS=$FLOOR_PID$(pgrep -P "$FLOOR_PID" | sed 's/^/,/' | tr -d '\n')
-  TARGETS+=(--target "floor=127.0.0.1:$P_FLOOR" --pids "floor=$FLOOR_PIDS" --limit floor)
+  TARGETS+=(--target "floor=$FLOOR_TARGET" --pids "floor=$FLOOR_PIDS" --limit floor)
 fi
 
 echo "== bench-mupdate run $RUNID on $(hostname), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "   (the machine may be shared with other work: compare targets within this run)"
+if [ "$BENCH_FLOOR" = 1 ]; then
+  if [ "$BENCH_FLOOR_VIA" = follower ]; then
+    echo "   floor: measured through its follower ($FLOOR_TARGET, forwarding to its leader): put it beside a Rookery follower"
+  else
+    echo "   floor: measured through its leader ($FLOOR_TARGET): put it beside a Rookery leader"
+  fi
+fi
 
 "$BENCH" mupdate "${TARGETS[@]}" --run-id "$RUNID" --conns "$BENCH_CONNS" \
   --duration "$BENCH_DURATION" --stream-duration "$BENCH_DURATION" --stream-noop "$BENCH_STREAM_NOOP"

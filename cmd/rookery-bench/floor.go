@@ -32,11 +32,14 @@ const floorTokenEnv = "ROOKERY_FLOOR_TOKEN"
 
 // runFloor runs the floor (internal/floor) as three processes: this one
 // is the leader and serves MUPDATE with Rookery's own front end; two
-// children (`floor-follower`) are the followers. It runs until ctx ends.
+// children (`floor-follower`) are the followers. With --follower-listen,
+// follower 1 serves MUPDATE too, forwarding to the leader: the floor of
+// Rookery's follower path. It runs until ctx ends.
 func runFloor(ctx context.Context, log *slog.Logger, out io.Writer, args []string) error {
 	cfg := floor.DefaultConfig()
 	fs := flag.NewFlagSet("floor", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:3990", "MUPDATE listener (127.0.0.1 only)")
+	followerListen := fs.String("follower-listen", "", "MUPDATE listener of follower 1, which forwards to the leader (127.0.0.1 only; empty: none)")
 	fs.StringVar(&cfg.Dir, "dir", "", "directory for the three nodes' log files (required)")
 	fs.IntVar(&cfg.InFlight, "in-flight", cfg.InFlight, "batches replicating at once")
 	fs.BoolVar(&cfg.SyncFirst, "sync-first", cfg.SyncFirst, "the leader syncs a batch before sending it (hashicorp/raft's order)")
@@ -47,8 +50,15 @@ func runFloor(ctx context.Context, log *slog.Logger, out io.Writer, args []strin
 	if cfg.Dir == "" {
 		return errors.New("--dir is required")
 	}
-	if host, _, err := net.SplitHostPort(*listen); err != nil || host != "127.0.0.1" {
-		return fmt.Errorf("--listen %q: must be 127.0.0.1:PORT", *listen)
+	if err := checkLoopback("--listen", *listen); err != nil {
+		return err
+	}
+	if *followerListen != "" {
+		// A fixed port: the startup line names it before follower 1 says
+		// which port it bound.
+		if err := checkLoopback("--follower-listen", *followerListen); err != nil || strings.HasSuffix(*followerListen, ":0") {
+			return fmt.Errorf("--follower-listen %q: must be 127.0.0.1:PORT, PORT not 0", *followerListen)
+		}
 	}
 	password := os.Getenv("ROOKERY_MUPDATE_PASSWORD")
 	if password == "" {
@@ -60,7 +70,11 @@ func runFloor(ctx context.Context, log *slog.Logger, out io.Writer, args []strin
 		return err
 	}
 	for i := 1; i <= 2; i++ {
-		addr, err := startFloorFollower(ctx, cfg, i, *nice)
+		var mupdate string
+		if i == 1 {
+			mupdate = *followerListen
+		}
+		addr, err := startFloorFollower(ctx, cfg, i, *nice, mupdate)
 		if err != nil {
 			return err
 		}
@@ -75,7 +89,7 @@ func runFloor(ctx context.Context, log *slog.Logger, out io.Writer, args []strin
 		return err
 	}
 	defer leader.Close()
-	ms, err := newFloorMupdate(leader, password, log)
+	ms, err := newFloorMupdate(leader, leader.Store(), "rookery-floor", password, log)
 	if err != nil {
 		return err
 	}
@@ -83,23 +97,43 @@ func runFloor(ctx context.Context, log *slog.Logger, out io.Writer, args []strin
 	if err != nil {
 		return err
 	}
+	// Follower 1 bound its MUPDATE listener before it printed its link
+	// address, and its forward link is up since NewLeader dialled it.
+	via := ""
+	if *followerListen != "" {
+		via = ", follower 1 MUPDATE on " + *followerListen
+	}
+	fmt.Fprintf(out, "floor: MUPDATE on %s%s, followers %s, in-flight %d, sync-first %v\n",
+		ln.Addr(), via, strings.Join(cfg.Followers, " "), cfg.InFlight, cfg.SyncFirst)
+	return serveFloorMupdate(ctx, ms, ln)
+}
+
+func checkLoopback(flagName, addr string) error {
+	if host, _, err := net.SplitHostPort(addr); err != nil || host != "127.0.0.1" {
+		return fmt.Errorf("%s %q: must be 127.0.0.1:PORT", flagName, addr)
+	}
+	return nil
+}
+
+// serveFloorMupdate serves ms on ln until ctx ends.
+func serveFloorMupdate(ctx context.Context, ms *mupdatecompat.Server, ln net.Listener) error {
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = ms.Shutdown(sctx)
 	}()
-	fmt.Fprintf(out, "floor: MUPDATE on %s, followers %s, in-flight %d, sync-first %v\n",
-		ln.Addr(), strings.Join(cfg.Followers, " "), cfg.InFlight, cfg.SyncFirst)
 	if err := ms.Serve(ln); !errors.Is(err, mupdatecompat.ErrServerClosed) {
 		return err
 	}
 	return nil
 }
 
-// newFloorMupdate serves the leader with the MUPDATE front end rookeryd
-// uses, user mupdate a writer with password.
-func newFloorMupdate(leader *floor.Leader, password string, log *slog.Logger) (*mupdatecompat.Server, error) {
+// newFloorMupdate serves replica, whose applied state is store, with the
+// MUPDATE front end rookeryd uses, user mupdate a writer with password.
+// The leader and follower 1 both use it, so the two paths differ only in
+// the replica under the front end.
+func newFloorMupdate(replica directory.Replica, store directory.State, name, password string, log *slog.Logger) (*mupdatecompat.Server, error) {
 	hash, err := auth.HashPassword(password)
 	if err != nil {
 		return nil, err
@@ -111,14 +145,16 @@ func newFloorMupdate(leader *floor.Leader, password string, log *slog.Logger) (*
 	ac := auth.DefaultConfig()
 	ac.Writers = []string{"mupdate"}
 	mc := mupdatecompat.DefaultConfig()
-	mc.ServerName = "rookery-floor"
-	dir := directory.NewService(leader, leader.Store())
+	mc.ServerName = name
+	dir := directory.NewService(replica, store)
 	return mupdatecompat.NewServer(mc, dir, auth.New(ac, users), log.With("component", "mupdate"))
 }
 
 // startFloorFollower starts follower i as a child process in a session of
-// its own and returns the address it listens on. The child ends with ctx.
-func startFloorFollower(ctx context.Context, cfg floor.Config, i, nice int) (string, error) {
+// its own and returns the address it listens on. With mupdate set, the
+// child serves MUPDATE there too; it inherits ROOKERY_MUPDATE_PASSWORD.
+// The child ends with ctx.
+func startFloorFollower(ctx context.Context, cfg floor.Config, i, nice int, mupdate string) (string, error) {
 	dir := filepath.Join(cfg.Dir, fmt.Sprintf("follower%d", i))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
@@ -127,7 +163,11 @@ func startFloorFollower(ctx context.Context, cfg floor.Config, i, nice int) (str
 	if err != nil {
 		return "", err
 	}
-	cmd := exec.CommandContext(ctx, self, "floor-follower", "--dir", dir, "--autogroup-nice", strconv.Itoa(nice))
+	args := []string{"floor-follower", "--dir", dir, "--autogroup-nice", strconv.Itoa(nice)}
+	if mupdate != "" {
+		args = append(args, "--mupdate-listen", mupdate)
+	}
+	cmd := exec.CommandContext(ctx, self, args...)
 	cmd.Env = append(os.Environ(), floorTokenEnv+"="+hex.EncodeToString(cfg.Token))
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGTERM}
@@ -148,10 +188,14 @@ func startFloorFollower(ctx context.Context, cfg floor.Config, i, nice int) (str
 }
 
 // runFloorFollower is one follower: it prints its address, then serves.
+// With --mupdate-listen it serves MUPDATE too, through its forwarding
+// replica; that listener is bound before the address is printed, so it
+// is up once the leader announces it.
 func runFloorFollower(ctx context.Context, log *slog.Logger, out io.Writer, args []string) error {
 	fs := flag.NewFlagSet("floor-follower", flag.ContinueOnError)
 	dir := fs.String("dir", "", "directory for the log file")
 	nice := fs.Int("autogroup-nice", 0, "nice of this process's autogroup")
+	mupdate := fs.String("mupdate-listen", "", "MUPDATE listener forwarding to the leader (127.0.0.1 only; empty: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -164,12 +208,51 @@ func runFloorFollower(ctx context.Context, log *slog.Logger, out io.Writer, args
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	waitMupdate := func() error { return nil }
+	if *mupdate != "" {
+		if waitMupdate, err = startFollowerMupdate(ctx, cancel, f, *mupdate, log); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
 	fmt.Fprintln(out, ln.Addr())
-	return f.Serve(ctx, ln)
+	err = f.Serve(ctx, ln)
+	cancel()
+	return errors.Join(err, waitMupdate())
+}
+
+// startFollowerMupdate binds addr and serves MUPDATE on it through f's
+// forwarding replica until ctx ends; the function it returns waits for
+// that and returns Serve's error. If serving fails, it ends the follower
+// too (cancel): a floor whose follower path is gone must not go on
+// measuring.
+func startFollowerMupdate(ctx context.Context, cancel context.CancelFunc, f *floor.Follower, addr string, log *slog.Logger) (func() error, error) {
+	if err := checkLoopback("--mupdate-listen", addr); err != nil {
+		return nil, err
+	}
+	password := os.Getenv("ROOKERY_MUPDATE_PASSWORD")
+	if password == "" {
+		return nil, errors.New("ROOKERY_MUPDATE_PASSWORD must be set (the password of user mupdate)")
+	}
+	ms, err := newFloorMupdate(f.Replica(), f.Store(), "rookery-floor-follower", password, log)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	served := make(chan error, 1)
+	go func() {
+		served <- serveFloorMupdate(ctx, ms, ln)
+		cancel()
+	}()
+	return func() error { return <-served }, nil
 }
 
 // setNodeShare gives this process what make run gives each node: Go Ps

@@ -11,6 +11,8 @@
 // a machine is the most any three-node replicated directory could reach
 // there with the same front end: where Rookery falls short of an aim and
 // this floor does too, the machine is the limit (docs/bench-floor.md).
+// A follower can serve the front end too (Follower.Replica), forwarding
+// to the leader over one more link: the floor of Rookery's follower path.
 //
 // It never survives a restart, elects nobody and trusts its followers'
 // acknowledgements; it must never hold a real directory.

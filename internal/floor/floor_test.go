@@ -54,18 +54,20 @@ func startFollower(t testing.TB, token []byte) (*Follower, string) {
 }
 
 // heldFollower takes the leader's links like a follower but acknowledges
-// a frame and answers a ping only when the test says so.
+// a frame and answers a ping only when the test says so. Its forward link
+// goes to the test as it is.
 type heldFollower struct {
-	addr   string
-	frames chan uint64
-	ack    chan uint64
-	pings  chan struct{}
+	addr     string
+	frames   chan uint64
+	ack      chan uint64
+	pings    chan struct{}
+	forwards chan net.Conn
 }
 
 func startHeldFollower(t *testing.T, token []byte) *heldFollower {
 	t.Helper()
 	ln := listen(t)
-	h := &heldFollower{addr: ln.Addr().String(), frames: make(chan uint64, 100), ack: make(chan uint64, 100), pings: make(chan struct{}, 100)}
+	h := &heldFollower{addr: ln.Addr().String(), frames: make(chan uint64, 100), ack: make(chan uint64, 100), pings: make(chan struct{}, 100), forwards: make(chan net.Conn, 1)}
 	var wg sync.WaitGroup
 	t.Cleanup(func() {
 		ln.Close()
@@ -99,6 +101,10 @@ func startHeldFollower(t *testing.T, token []byte) *heldFollower {
 
 func (h *heldFollower) serve(c net.Conn, kind byte) {
 	var b [8]byte
+	if kind == kindForward {
+		h.forwards <- c
+		return
+	}
 	if kind == kindPing {
 		for range h.pings {
 			if _, err := io.ReadFull(c, b[:]); err != nil {

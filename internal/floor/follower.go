@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -16,11 +17,13 @@ import (
 
 // Follower keeps a copy of the leader's writes: each run of frames that
 // arrived together is written as one record, synced once, applied to its
-// own store and acknowledged by its last sequence number.
+// own store and acknowledged by its last sequence number. Its Replica
+// serves a front end on the follower by forwarding to the leader.
 type Follower struct {
 	token []byte
 	disk  *disk
 	store *fsm.Store
+	fwd   *Forwarder
 	log   *slog.Logger
 }
 
@@ -33,8 +36,17 @@ func NewFollower(dir string, token []byte, log *slog.Logger) (*Follower, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &Follower{token: token, disk: d, store: fsm.New(fsm.DefaultConfig()), log: log}, nil
+	store := fsm.New(fsm.DefaultConfig())
+	return &Follower{token: token, disk: d, store: store, fwd: newForwarder(store), log: log}, nil
 }
+
+// Store is the follower's applied state. Only the log link applies to it,
+// one stream at a time; reading it concurrently is safe (fsm.Store).
+func (f *Follower) Store() *fsm.Store { return f.store }
+
+// Replica is the follower's directory.Replica, for a front end on the
+// follower: directory.NewService(f.Replica(), f.Store()).
+func (f *Follower) Replica() *Forwarder { return f.fwd }
 
 // Serve answers the leader's links on ln until ctx ends.
 func (f *Follower) Serve(ctx context.Context, ln net.Listener) error {
@@ -71,6 +83,10 @@ func (f *Follower) Serve(ctx context.Context, ln net.Listener) error {
 				err = f.serveLog(c)
 			case kindPing:
 				err = servePing(c)
+			case kindForward:
+				err = f.fwd.serve(ctx, c)
+			default:
+				err = fmt.Errorf("floor: unknown link kind %q", kind)
 			}
 			if err != nil && !errors.Is(err, io.EOF) && ctx.Err() == nil {
 				f.log.Warn("floor: link ended", "err", err)

@@ -71,6 +71,7 @@ type proposal struct {
 
 type outcome struct {
 	results []fsm.Result
+	seq     uint64 // the batch that carried the write
 	err     error
 }
 
@@ -88,6 +89,7 @@ type diskJob struct {
 type peer struct {
 	log  net.Conn
 	ping *pinger
+	fwd  net.Conn // the follower's forwarded requests (forward.go)
 	buf  []byte
 }
 
@@ -120,6 +122,7 @@ func NewLeader(cfg Config, log *slog.Logger) (*Leader, error) {
 	for i, p := range l.peers {
 		l.goRun(func() { l.readAcks(i+1, p.log) })
 		l.goRun(func() { p.ping.run(ctx) })
+		l.goRun(func() { l.serveForward(i+1, p.fwd) })
 	}
 	l.goRun(l.writeLocal)
 	l.goRun(l.propose)
@@ -136,7 +139,13 @@ func dialPeer(addr string, token []byte) (*peer, error) {
 		lc.Close()
 		return nil, err
 	}
-	return &peer{log: lc, ping: newPinger(pc)}, nil
+	fc, err := dialLink(addr, token, kindForward)
+	if err != nil {
+		lc.Close()
+		pc.Close()
+		return nil, err
+	}
+	return &peer{log: lc, ping: newPinger(pc), fwd: fc}, nil
 }
 
 func (l *Leader) goRun(f func()) {
@@ -156,6 +165,7 @@ func (l *Leader) Close() error {
 	for _, p := range l.peers {
 		p.log.Close()
 		p.ping.c.Close()
+		p.fwd.Close()
 	}
 	l.wg.Wait()
 	l.fail(errors.New("floor: closed"))
@@ -165,21 +175,28 @@ func (l *Leader) Close() error {
 // Apply replicates cmds as part of a batch and returns their results once
 // a quorum has synced it and the leader has applied it.
 func (l *Leader) Apply(ctx context.Context, cmds []fsm.Command) ([]fsm.Result, error) {
+	o := l.apply(ctx, cmds)
+	return o.results, o.err
+}
+
+// apply is Apply telling also the batch's sequence, which a follower
+// forwarding the write waits for (forward.go).
+func (l *Leader) apply(ctx context.Context, cmds []fsm.Command) outcome {
 	p := &proposal{ctx: ctx, cmds: cmds, done: make(chan outcome, 1)}
 	select {
 	case l.props <- p:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return outcome{err: ctx.Err()}
 	case <-l.ctx.Done():
-		return nil, errors.New("floor: closed")
+		return outcome{err: errors.New("floor: closed")}
 	}
 	select {
 	case o := <-p.done:
-		return o.results, o.err
+		return o
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return outcome{err: ctx.Err()}
 	case <-l.ctx.Done():
-		return nil, errors.New("floor: closed")
+		return outcome{err: errors.New("floor: closed")}
 	}
 }
 
@@ -322,7 +339,7 @@ func (l *Leader) acked(node int, seq uint64) {
 func (l *Leader) answer(b *batch, results []fsm.Result, err error) {
 	at := 0
 	for _, p := range b.props {
-		o := outcome{err: err}
+		o := outcome{seq: b.seq, err: err}
 		if err == nil {
 			o.results = results[at : at+len(p.cmds)]
 			at += len(p.cmds)

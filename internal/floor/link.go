@@ -18,6 +18,9 @@ const TokenSize = 32
 const (
 	kindLog  byte = 'L' // leader → follower frames, follower → leader acks
 	kindPing byte = 'P' // read confirmations
+	// kindForward carries a follower's forwarded writes and read barriers
+	// to the leader and its answers back (forward.go).
+	kindForward byte = 'F'
 )
 
 // maxFrame bounds one replicated frame, so a bad length cannot make a

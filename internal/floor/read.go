@@ -41,9 +41,15 @@ func (l *Leader) LinearizableGet(ctx context.Context, name string) (fsm.Entry, b
 
 // WaitRevision waits until the leader's store has applied rev.
 func (l *Leader) WaitRevision(ctx context.Context, rev uint64) error {
+	return waitStore(ctx, l.store, func() bool { return l.store.Revision() >= rev })
+}
+
+// waitStore waits until reached holds, checking it again at each change
+// of s's applied index (which every new revision comes with).
+func waitStore(ctx context.Context, s *fsm.Store, reached func() bool) error {
 	for {
-		changed := l.store.Changed()
-		if l.store.Revision() >= rev {
+		changed := s.Changed()
+		if reached() {
 			return nil
 		}
 		select {
