@@ -81,7 +81,7 @@ func tryStartNode(t testing.TB, cfg Config) (*testNode, error) {
 		return nil, err
 	}
 	// As rookeryd does: register the Peer service, then serve.
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(PeerServerOptions()...)
 	n.RegisterPeerService(srv)
 	go func() { _ = srv.Serve(lis) }()
 	tn := &testNode{cfg: cfg, node: n, srv: srv}

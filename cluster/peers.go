@@ -18,6 +18,29 @@ import (
 	rookeryv1 "github.com/rookery/rookery/proto/rookery/v1"
 )
 
+// Flow-control windows of the links between nodes, fixed rather than
+// probed. gRPC's probe (its BDP estimator) answers nearly every message
+// received with a PING the sender must acknowledge, so a forwarded write
+// cost two extra wake-ups of each process on top of its request and
+// answer (docs/notes/perf.md §12). A stream may have peerStreamWindow
+// bytes in flight unread and a connection peerConnWindow: room for the
+// largest forwarded entry (1 MiB) without a window update. They also bound
+// what one connection can make a node buffer unread.
+const (
+	peerStreamWindow = 2 << 20
+	peerConnWindow   = 8 << 20
+)
+
+// PeerServerOptions are the options the gRPC server that serves the Peer
+// service (RegisterPeerService) must be created with: the receiving side
+// of the fixed windows.
+func PeerServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.StaticStreamWindowSize(peerStreamWindow),
+		grpc.StaticConnWindowSize(peerConnWindow),
+	}
+}
+
 // peerClients caches one gRPC connection per peer address.
 type peerClients struct {
 	opts []grpc.DialOption
@@ -34,6 +57,9 @@ func newPeerClients(opts []grpc.DialOption) *peerClients {
 			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 			MinConnectTimeout: time.Second,
 		}),
+		// Fixed windows: no bandwidth-probe PINGs (above).
+		grpc.WithStaticStreamWindowSize(peerStreamWindow),
+		grpc.WithStaticConnWindowSize(peerConnWindow),
 	}
 	if len(opts) == 0 {
 		base = append(base, grpc.WithTransportCredentials(insecure.NewCredentials()))

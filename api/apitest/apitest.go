@@ -134,7 +134,7 @@ func (c *Cluster) start(n *Node) error {
 		lis.Close()
 		return err
 	}
-	gs := srv.NewGRPCServer()
+	gs := srv.NewGRPCServer(cluster.PeerServerOptions()...) // as rookeryd does
 	go gs.Serve(lis)
 	n.mu.Lock()
 	n.node, n.gs = node, gs

@@ -105,7 +105,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus
 	// One directory service per node: MUPDATE, gRPC and reservation
 	// expiry all read and write through it.
 	dir := directory.NewService(node, node.Store())
-	gs, err := newGRPCServer(cfg, node, dir, authn, peerSecret, logger, obs.grpc.ServerOptions()...)
+	gs, err := newGRPCServer(cfg, node, dir, authn, peerSecret, logger, append(obs.grpc.ServerOptions(), cluster.PeerServerOptions()...)...)
 	if err != nil {
 		return err
 	}
