@@ -48,6 +48,8 @@ type earlyAppend struct {
 	// stored counts early batches a follower accepted; answered, raft's
 	// requests answered from them without being sent.
 	stored, answered atomic.Uint64
+	// senders counts the sender goroutines started (run).
+	senders atomic.Uint64
 	// advanced, when set, is closed by the next acknowledgement.
 	advanced chan struct{}
 }
@@ -71,6 +73,8 @@ type earlyPeer struct {
 	// closes as the sender next takes pending (StoreLogs waits on it).
 	sending bool
 	taken   chan struct{}
+	// wake tells a lingering sender that pending was set (buffered, 1).
+	wake chan struct{}
 	// ackedAt is when acked last advanced.
 	ackedAt time.Time
 }
@@ -242,7 +246,13 @@ func (e *earlyAppend) queue(s raft.Server, req *raft.AppendEntriesRequest) <-cha
 	p.have = max(p.have, lastIndex(req))
 	if !p.running {
 		p.running = true
+		e.senders.Add(1)
 		e.n.goFunc(func() { e.run(p) })
+	} else {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
 	}
 	if p.sending {
 		return nil
@@ -365,10 +375,24 @@ func (e *earlyAppend) answer(id raft.ServerID, req *raft.AppendEntriesRequest, r
 func (e *earlyAppend) peer(id raft.ServerID) *earlyPeer {
 	p := e.peers[id]
 	if p == nil {
-		p = &earlyPeer{id: id}
+		p = &earlyPeer{id: id, wake: make(chan struct{}, 1)}
 		e.peers[id] = p
 	}
 	return p
+}
+
+// linger waits for p's next batch and reports whether one was queued;
+// false once senderLinger passed or the node closed.
+func (e *earlyAppend) linger(p *earlyPeer, idle *time.Timer) bool {
+	idle.Reset(senderLinger)
+	select {
+	case <-p.wake:
+		return true
+	case <-idle.C:
+		return false
+	case <-e.n.ctx.Done():
+		return false
+	}
 }
 
 // lastIndex is the index of the last entry req leaves its receiver with.
@@ -376,8 +400,19 @@ func lastIndex(req *raft.AppendEntriesRequest) uint64 {
 	return req.PrevLogEntry + uint64(len(req.Entries))
 }
 
-// run sends p's waiting requests until none is left or the node closes.
+// senderLinger is how long an early sender waits for the next batch
+// before it ends. A sender started afresh for each batch grew its stack
+// anew while encoding it (msgpack recursion, the transport's calls), and
+// copying stacks took 8 % of the leader's CPU at one connection, on the
+// path of every write (docs/notes/perf.md §13).
+const senderLinger = 5 * time.Second
+
+// run sends p's waiting requests until none has come for senderLinger or
+// the node closes.
 func (e *earlyAppend) run(p *earlyPeer) {
+	idle := time.NewTimer(senderLinger)
+	defer idle.Stop()
+	lingered := false
 	for {
 		e.mu.Lock()
 		req, addr := p.pending, p.addr
@@ -388,10 +423,16 @@ func (e *earlyAppend) run(p *earlyPeer) {
 		}
 		p.sending = req != nil && e.n.ctx.Err() == nil
 		if !p.sending {
-			p.running = false
+			if lingered || e.n.ctx.Err() != nil {
+				p.running = false
+				e.mu.Unlock()
+				return
+			}
 			e.mu.Unlock()
-			return
+			lingered = !e.linger(p, idle)
+			continue
 		}
+		lingered = false
 		e.mu.Unlock()
 		var resp raft.AppendEntriesResponse
 		if err := e.n.trans.send(p.id, addr, req, &resp); err == nil && resp.Success {

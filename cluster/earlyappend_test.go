@@ -364,3 +364,27 @@ func TestAWriteReachesEachFollowerOnce(t *testing.T) {
 		mustApplyWithin(t, f, index)
 	}
 }
+
+// TestAnEarlySenderCarriesBatchAfterBatch: the goroutine that sends a
+// follower its early batches waits for the next one instead of ending, so
+// writes one after another do not each start a sender whose stack must
+// grow again while it encodes (perf.md §13).
+func TestAnEarlySenderCarriesBatchAfterBatch(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	leader := c.leader().node
+	if leader.early == nil {
+		t.Fatal("early append is off in the test configuration")
+	}
+	mustApply(t, leader, activate(0))
+	before := leader.early.senders.Load()
+	const writes = 30
+	for i := range writes {
+		mustApply(t, leader, activate(i+1))
+	}
+	if started := leader.early.senders.Load() - before; started > 2 {
+		t.Fatalf("%d writes one after another started %d early senders, want at most one per follower", writes, started)
+	}
+	if leader.early.stored.Load() == 0 {
+		t.Fatal("no early batch was stored")
+	}
+}
