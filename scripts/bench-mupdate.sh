@@ -12,6 +12,8 @@
 #                       127.0.0.1:3905 from `make run`). Unset: only Cyrus is measured.
 #   BENCH_CONNS         connection counts                 [1,16,128]
 #   BENCH_DURATION      length of each phase              [5s]
+#   BENCH_ROUNDS        run the list of phases this many times; ratios then also
+#                       give each phase's median over the rounds [1]
 #   BENCH_STREAM_NOOP   NOOP period on the UPDATE connection, 0 = passive [0]
 #   BENCH_CTL_N         local mailboxes for the ctl_mboxlist -m step, 0 skips it [10000]
 #   BENCH_CTL_MISSING   of those, missing on the MUPDATE server [9000]
@@ -52,6 +54,7 @@ ROOT=$(pwd)
 ROOKERY_MUPDATE=${ROOKERY_MUPDATE:-}
 BENCH_CONNS=${BENCH_CONNS:-1,16,128}
 BENCH_DURATION=${BENCH_DURATION:-5s}
+BENCH_ROUNDS=${BENCH_ROUNDS:-1}
 BENCH_STREAM_NOOP=${BENCH_STREAM_NOOP:-0}
 BENCH_CTL_N=${BENCH_CTL_N:-10000}
 BENCH_CTL_MISSING=${BENCH_CTL_MISSING:-9000}
@@ -201,7 +204,7 @@ if [ "$BENCH_FLOOR" = 1 ]; then
   fi
 fi
 
-"$BENCH" mupdate "${TARGETS[@]}" --run-id "$RUNID" --conns "$BENCH_CONNS" \
+"$BENCH" mupdate "${TARGETS[@]}" --run-id "$RUNID" --conns "$BENCH_CONNS" --rounds "$BENCH_ROUNDS" \
   --duration "$BENCH_DURATION" --stream-duration "$BENCH_DURATION" --stream-noop "$BENCH_STREAM_NOOP"
 
 if [ "$BENCH_CTL_N" -gt 0 ]; then

@@ -126,7 +126,7 @@ func printBreakdown(out io.Writer, rows []row) {
 		if okCmd && okCommit && r.Phase != phaseFind {
 			outside = msAvg(cmd-commit, true)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Phase, r.Conns,
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.label(), r.Conns,
 			msAvg(cmd, okCmd), msAvg(commit, okCommit), outside,
 			msAvg(t["raft_leader_dispatchLog"].avg()), msAvg(t["raft_replication_appendEntries_rpc"].avg()),
 			msAvg(t["raft_rpc_appendEntries_storeLogs"].avg()), msAvg(t["rookery_disk_log_fsync_duration_seconds"].avg()),

@@ -48,6 +48,11 @@ type mupdateConfig struct {
 	// TargetOrder runs all phases of one target before the next target
 	// (--order target) instead of each phase on every target in turn.
 	TargetOrder bool
+	// Rounds runs the whole list of phases this many times. The disk's
+	// speed on a shared host moves by a third within minutes, so one
+	// round's ratio can mislead; the ratio tables then also give each
+	// phase's median over the rounds.
+	Rounds int
 }
 
 func defaultMupdateConfig() mupdateConfig {
@@ -60,6 +65,7 @@ func defaultMupdateConfig() mupdateConfig {
 		StreamDuration: 5 * time.Second,
 		StreamInterval: 10 * time.Millisecond,
 		StreamWait:     15 * time.Second,
+		Rounds:         1,
 		Pids:           map[string][]int{},
 		Metrics:        map[string][]string{},
 	}
@@ -102,6 +108,7 @@ func parseMupdateFlags(args []string) (mupdateConfig, error) {
 		return nil
 	})
 	order := fs.String("order", "phase", "phase: each phase on every target in turn, so compared figures are seconds apart; target: all phases of one target, then the next")
+	fs.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "run the list of phases this many times (each phase still on every target in turn); ratios also get the median over the rounds")
 	fs.StringVar(&cfg.Limit, "limit", "", "name of the target that is the machine's limit (rookery-bench floor): each other target's share of it is printed too")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -125,6 +132,9 @@ func parseMupdateFlags(args []string) (mupdateConfig, error) {
 	}
 	if cfg.Duration <= 0 {
 		return cfg, fmt.Errorf("--duration must be positive")
+	}
+	if cfg.Rounds < 1 {
+		return cfg, fmt.Errorf("--rounds must be at least 1")
 	}
 	named := slices.Concat(slices.Collect(maps.Keys(cfg.Pids)), slices.Collect(maps.Keys(cfg.Metrics)))
 	if cfg.Limit != "" {
@@ -206,8 +216,8 @@ func runMupdate(ctx context.Context, log *slog.Logger, out io.Writer, args []str
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "rookery-bench mupdate: run %s, %v per phase, conns %v, location %q, load average at start %s\n",
-		cfg.RunID, cfg.Duration, cfg.Conns, cfg.Location, loadAvg())
+	fmt.Fprintf(out, "rookery-bench mupdate: run %s, %v per phase, conns %v, %d round(s), location %q, load average at start %s\n",
+		cfg.RunID, cfg.Duration, cfg.Conns, cfg.Rounds, cfg.Location, loadAvg())
 	reports, err := runTargets(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -237,7 +247,7 @@ func runTargets(ctx context.Context, cfg mupdateConfig, log *slog.Logger) ([]*ta
 		}
 		reports[i] = rep
 	}
-	phases := phaseList(cfg.Conns)
+	phases := phaseList(cfg.Conns, cfg.Rounds)
 	each := func(i int, ps []phase) error {
 		for _, p := range ps {
 			if err := benches[i].measure(ctx, reports[i], p); err != nil {

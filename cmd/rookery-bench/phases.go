@@ -31,9 +31,19 @@ type bench struct {
 type row struct {
 	Phase string
 	Conns int
+	Round int // 0 when the run has one round, else 1..rounds (--rounds)
 	Start time.Time
 	S     *sample
 	Use   spend // what the host and the target spent meanwhile
+}
+
+// label names the row in tables: its phase, and its round when the run
+// has several.
+func (r row) label() string {
+	if r.Round == 0 {
+		return r.Phase
+	}
+	return fmt.Sprintf("%s #%d", r.Phase, r.Round)
 }
 
 // targetReport is everything measured on one target.
@@ -55,15 +65,22 @@ const (
 type phase struct {
 	name  string
 	conns int
+	round int // 0 when the run has one round, else 1..rounds
 }
 
-// phaseList is every phase of a run in order: per connection count, the
-// creates on new connections, on persistent ones, then FIND.
-func phaseList(conns []int) []phase {
+// phaseList is every phase of a run in order: per round, per connection
+// count, the three phases.
+func phaseList(conns []int, rounds int) []phase {
 	var ps []phase
-	for _, n := range conns {
-		for _, name := range []string{phaseCreateNew, phaseCreatePersist, phaseFind} {
-			ps = append(ps, phase{name: name, conns: n})
+	for round := 1; round <= rounds; round++ {
+		label := round
+		if rounds == 1 {
+			label = 0
+		}
+		for _, n := range conns {
+			for _, name := range []string{phaseCreateNew, phaseCreatePersist, phaseFind} {
+				ps = append(ps, phase{name: name, conns: n, round: label})
+			}
 		}
 	}
 	return ps
@@ -99,7 +116,7 @@ func (b *bench) measure(ctx context.Context, rep *targetReport, p phase) error {
 	if s.firstErr != nil {
 		b.log.Warn("phase had errors", "phase", p.name, "conns", p.conns, "errors", s.errors, "first", s.firstErr)
 	}
-	rep.Rows = append(rep.Rows, row{Phase: p.name, Conns: p.conns, Start: start, Use: use, S: s})
+	rep.Rows = append(rep.Rows, row{Phase: p.name, Conns: p.conns, Round: p.round, Start: start, Use: use, S: s})
 	return nil
 }
 

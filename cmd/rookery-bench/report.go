@@ -14,7 +14,7 @@ func printTarget(out io.Writer, rep *targetReport) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "phase\tconns\tops\tops/s\tp50\tp99\tmax\terrors\t")
 	for _, r := range rep.Rows {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%d\t\n", r.Phase, r.Conns, len(r.S.lat), r.S.rate(),
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%d\t\n", r.label(), r.Conns, len(r.S.lat), r.S.rate(),
 			ms(r.S.percentile(0.50)), ms(r.S.percentile(0.99)), ms(r.S.percentile(1)), r.S.errors)
 	}
 	tw.Flush()
@@ -22,7 +22,7 @@ func printTarget(out io.Writer, rep *targetReport) {
 	printBreakdown(out, rep.Rows)
 	for _, r := range rep.Rows {
 		if r.S.firstErr != nil {
-			fmt.Fprintf(out, "  first error in %q at %d conns: %v\n", r.Phase, r.Conns, r.S.firstErr)
+			fmt.Fprintf(out, "  first error in %q at %d conns: %v\n", r.label(), r.Conns, r.S.firstErr)
 		}
 	}
 	if s := rep.Stream; s != nil {
@@ -46,7 +46,7 @@ func printSpend(out io.Writer, rows []row) {
 	fmt.Fprintln(tw, "phase\tconns\thost busy\tsteal\tprocs ms/op\tnodes ms/op\traft entries\tcmds/entry\tlog syncs/entry\t")
 	for _, r := range rows {
 		u, ops := r.Use, float64(len(r.S.lat))
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Phase, r.Conns,
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.label(), r.Conns,
 			cores(u.HostOK, u.BusyCores), cores(u.HostOK, u.StealCores),
 			perOp(u.ProcOK, u.ProcCPU, ops), perOp(u.NodesOK, u.NodeCPU, ops),
 			count(u.NodesOK, u.Entries), per(u.NodesOK, ops*float64(writesPerOp(r.Phase)), u.Entries),
@@ -132,9 +132,12 @@ func printRatio(out io.Writer, base, rep *targetReport) {
 			break
 		}
 		b := base.Rows[i]
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t\n", r.Phase, r.Conns, ratio(r.S.rate(), b.S.rate()),
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t\n", r.label(), r.Conns, ratio(r.S.rate(), b.S.rate()),
 			ratio(float64(r.S.percentile(0.5)), float64(b.S.percentile(0.5))),
 			ratio(float64(r.S.percentile(0.99)), float64(b.S.percentile(0.99))))
+	}
+	for _, m := range roundMedians(base.Rows, rep.Rows) {
+		fmt.Fprintf(tw, "%s, median of %d\t%d\t%.2f\t%.2f\t%.2f\t\n", m.phase, m.rounds, m.conns, m.rate, m.p50, m.p99)
 	}
 	if rep.Stream != nil && base.Stream != nil {
 		fmt.Fprintf(tw, "stream delay\t1\t-\t%s\t%s\t\n",
@@ -155,4 +158,68 @@ func ratio(a, b float64) string {
 // sub-millisecond loopback latencies.
 func ms(d time.Duration) string {
 	return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+}
+
+// roundMedian is one phase's ratio, rep to base, as the median of its
+// rounds' ratios.
+type roundMedian struct {
+	phase          string
+	conns, rounds  int
+	rate, p50, p99 float64
+}
+
+// roundMedians pairs rows measured in the same round and gives, per phase
+// measured in more than one round, the median of the rounds' ratios (rate,
+// p50, p99), in the order the phases first ran. Each round's ratio
+// compares figures taken seconds apart, so the median is robust against
+// the host's drift between rounds.
+func roundMedians(base, rep []row) []roundMedian {
+	type key struct {
+		phase string
+		conns int
+	}
+	var order []key
+	ratios := map[key][][3]float64{}
+	for i, r := range rep {
+		if i >= len(base) || r.Round == 0 {
+			continue
+		}
+		b := base[i]
+		if b.S.rate() == 0 || b.S.percentile(0.5) == 0 || b.S.percentile(0.99) == 0 {
+			continue
+		}
+		k := key{r.Phase, r.Conns}
+		if _, seen := ratios[k]; !seen {
+			order = append(order, k)
+		}
+		ratios[k] = append(ratios[k], [3]float64{r.S.rate() / b.S.rate(),
+			float64(r.S.percentile(0.5)) / float64(b.S.percentile(0.5)),
+			float64(r.S.percentile(0.99)) / float64(b.S.percentile(0.99))})
+	}
+	var out []roundMedian
+	for _, k := range order {
+		rs := ratios[k]
+		if len(rs) < 2 {
+			continue
+		}
+		m := roundMedian{phase: k.phase, conns: k.conns, rounds: len(rs)}
+		m.rate, m.p50, m.p99 = median(rs, 0), median(rs, 1), median(rs, 2)
+		out = append(out, m)
+	}
+	return out
+}
+
+// median is the median of column c of rs (the mean of the middle two for
+// an even count).
+func median(rs [][3]float64, c int) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = r[c]
+	}
+	slices.Sort(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
 }

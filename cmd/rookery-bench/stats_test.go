@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -98,6 +99,19 @@ func TestParseMupdateFlags(t *testing.T) {
 		{"MetricsOfNoTarget", []string{"--target", "r=127.0.0.1:1", "--metrics", "x=http://127.0.0.1:7201/metrics"}, `name "x" is not a --target`, nil},
 		{"PidNotANumber", []string{"--target", "r=127.0.0.1:1", "--pids", "r=abc"}, "not a positive number", nil},
 		{"MetricsWithoutName", []string{"--target", "r=127.0.0.1:1", "--metrics", "http://127.0.0.1:7201/metrics"}, "want name=URL", nil},
+		{"OneRoundByDefault", []string{"--target", "r=127.0.0.1:1"}, "",
+			func(t *testing.T, c mupdateConfig) {
+				if c.Rounds != 1 {
+					t.Fatalf("rounds = %d, want 1", c.Rounds)
+				}
+			}},
+		{"Rounds", []string{"--target", "r=127.0.0.1:1", "--rounds", "3"}, "",
+			func(t *testing.T, c mupdateConfig) {
+				if c.Rounds != 3 {
+					t.Fatalf("rounds = %d, want 3", c.Rounds)
+				}
+			}},
+		{"ZeroRounds", []string{"--target", "r=127.0.0.1:1", "--rounds", "0"}, "--rounds must be at least 1", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -162,5 +176,64 @@ func TestLimitSharesDivideEveryOtherTargetByTheLimit(t *testing.T) {
 	printLimitShares(&buf, reps, "")
 	if buf.Len() != 0 {
 		t.Fatalf("shares without --limit:\n%s", buf.String())
+	}
+}
+
+// roundsOf is a report with a find row per rate, one per round.
+func roundsOf(name string, p50 time.Duration, rates ...int) *targetReport {
+	rep := &targetReport{Target: target{Name: name}}
+	for i, rate := range rates {
+		rep.Rows = append(rep.Rows, row{Phase: phaseFind, Conns: 1, Round: i + 1,
+			S: &sample{lat: []time.Duration{p50}, window: time.Second, inWindow: rate}})
+	}
+	return rep
+}
+
+func TestRatiosOfSeveralRoundsEndWithTheMedianOfEachRoundsRatio(t *testing.T) {
+	tests := []struct {
+		name       string
+		base, rep  []int
+		wantMedian string // "" = no median row
+	}{
+		// Per-round ratios 2.0, 0.5, 1.5: the median is the round's ratio
+		// in the middle, not the ratio of the summed rates (1.17).
+		{"OddRounds", []int{100, 400, 200}, []int{200, 200, 300}, "1.50"},
+		{"EvenRoundsAverageTheMiddleTwo", []int{100, 100, 100, 100}, []int{50, 100, 300, 400}, "2.00"},
+		{"OneRoundHasNoMedian", []int{100}, []int{200}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			printRatios(&buf, []*targetReport{roundsOf("cyrus", time.Millisecond, tc.base...), roundsOf("rookery", time.Millisecond, tc.rep...)})
+			out := buf.String()
+			var median []string
+			for _, l := range strings.Split(out, "\n") {
+				if strings.Contains(l, "median of") {
+					median = strings.Fields(l)
+				}
+			}
+			if tc.wantMedian == "" {
+				if median != nil {
+					t.Fatalf("a median row for one round:\n%s", out)
+				}
+				return
+			}
+			if median == nil || median[len(median)-3] != tc.wantMedian || !strings.Contains(out, fmt.Sprintf("median of %d", len(tc.rep))) {
+				t.Fatalf("median row %q, want ops/s %s over %d rounds:\n%s", median, tc.wantMedian, len(tc.rep), out)
+			}
+			if !strings.Contains(out, phaseFind+" #2") {
+				t.Fatalf("rounds not labelled:\n%s", out)
+			}
+		})
+	}
+}
+
+func TestPhaseListRepeatsEveryPhasePerRound(t *testing.T) {
+	if ps := phaseList([]int{1, 16}, 1); len(ps) != 6 || ps[0].round != 0 {
+		t.Fatalf("one round: %+v, want 6 phases without a round label", ps)
+	}
+	ps := phaseList([]int{1, 16}, 3)
+	if len(ps) != 18 || ps[0].round != 1 || ps[6].round != 2 || ps[17].round != 3 || ps[6] != (phase{name: ps[0].name, conns: 1, round: 2}) {
+		t.Fatalf("three rounds: %+v", ps)
 	}
 }
