@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -21,15 +19,8 @@ import (
 // its acknowledgement, two extra wake-ups of both nodes.
 func TestTheGRPCListenerSendsNoFlowControlPings(t *testing.T) {
 	c := testConfig(t, t.TempDir())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, c, slog.New(slog.DiscardHandler), prometheus.NewRegistry()) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
+	defer serveInBackground(t, c)()
+	ctx := t.Context()
 	var pings h2watch.Pings
 	defer pings.Wait()
 	cc, err := grpc.NewClient("passthrough:///"+c.GRPC.Listen,

@@ -2,11 +2,9 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,8 +16,6 @@ import (
 	"github.com/rookery/rookery/api/apitest"
 	"github.com/rookery/rookery/auth"
 	"github.com/rookery/rookery/internal/freeport"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestMupdateRequireTLS: with mupdate.require_tls no password crosses the
@@ -45,15 +41,7 @@ func TestMupdateRequireTLS(t *testing.T) {
 	if err := c.validate(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, c, slog.New(slog.DiscardHandler), prometheus.NewRegistry()) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
+	defer serveInBackground(t, c)()
 
 	var nc net.Conn
 	for deadline := time.Now().Add(20 * time.Second); ; {

@@ -126,18 +126,7 @@ func TestServeRefusesCorruptStore(t *testing.T) {
 // bootstrap and finds the write: a restart never starts empty.
 func TestServeRestartKeepsDirectory(t *testing.T) {
 	c := testConfig(t, t.TempDir())
-	logger := slog.New(slog.DiscardHandler)
-	startNode := func(c Config) (stop func()) {
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- serve(ctx, c, logger, prometheus.NewRegistry()) }()
-		return func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		}
-	}
+	startNode := func(c Config) (stop func()) { return serveInBackground(t, c) }
 	stop := startNode(c)
 	cl, err := client.Dial([]string{c.GRPC.Listen}, client.DefaultConfig())
 	if err != nil {
@@ -210,15 +199,7 @@ func TestDebugListenerServesStatusAndProfiles(t *testing.T) {
 	c := testConfig(t, t.TempDir())
 	c.Raft.LogStore = cluster.LogStoreWAL
 	c.Debug.Listen = "127.0.0.1:" + strconv.Itoa(freeport.T(t, 1)[0])
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, c, slog.New(slog.DiscardHandler), prometheus.NewRegistry()) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
+	defer serveInBackground(t, c)()
 	get := func(path string) (*http.Response, error) { return http.Get("http://" + c.Debug.Listen + path) }
 	deadline := time.Now().Add(10 * time.Second)
 	var vars map[string]any
@@ -306,5 +287,20 @@ func TestRaftSnapshotCommandsSettingReachesTheNode(t *testing.T) {
 				t.Fatalf("cluster SnapshotCommands %d, want %d", cc.SnapshotCommands, tc.want)
 			}
 		})
+	}
+}
+
+// serveInBackground runs serve(c) until the returned stop is called, which
+// waits for it and reports its error.
+func serveInBackground(t *testing.T, c Config) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, c, slog.New(slog.DiscardHandler), prometheus.NewRegistry()) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
 	}
 }

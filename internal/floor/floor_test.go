@@ -193,28 +193,9 @@ func TestEveryAnsweredWriteIsOnBothFollowers(t *testing.T) {
 	l := startLeader(t, cfg)
 
 	const writers, each = 16, 20
-	var wg sync.WaitGroup
-	errs := make(chan error, writers*each)
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				rs, err := l.Apply(context.Background(), []fsm.Command{activate(fmt.Sprintf("user.w%d.m%d", w, i))})
-				if err == nil && (len(rs) != 1 || rs[0].Code != fsm.CodeOK) {
-					err = fmt.Errorf("result %+v", rs)
-				}
-				errs <- err
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeConcurrently(t, writers, each, "user.w", func(cmds []fsm.Command) ([]fsm.Result, error) {
+		return l.Apply(context.Background(), cmds)
+	})
 	// Both followers acknowledged the last batch once the leader's
 	// pending list drained; give the slower one its last sync.
 	deadline := time.Now().Add(5 * time.Second)
@@ -273,5 +254,31 @@ func TestAFollowerRefusesAPeerWithoutTheToken(t *testing.T) {
 	}
 	if _, ok := f.store.Get("user.x"); ok {
 		t.Fatal("follower applied a stranger's frame")
+	}
+}
+
+// writeConcurrently has writers goroutines each apply `each` ACTIVATEs
+// named prefix<w>.m<i> and fails the test on any error or failed result.
+func writeConcurrently(t *testing.T, writers, each int, prefix string, apply func([]fsm.Command) ([]fsm.Result, error)) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*each)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				rs, err := apply([]fsm.Command{activate(fmt.Sprintf("%s%d.m%d", prefix, w, i))})
+				if err == nil && (len(rs) != 1 || rs[0].Code != fsm.CodeOK) {
+					err = fmt.Errorf("result %+v", rs)
+				}
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -93,28 +92,9 @@ func TestConcurrentWritesThroughAFollowerShareLeaderBatches(t *testing.T) {
 	l, f := startForwarding(t)
 	const writers, each = 16, 10
 	ctx := within(t, 30*time.Second)
-	var wg sync.WaitGroup
-	errs := make(chan error, writers*each)
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				rs, err := f.Replica().ApplyCommitted(ctx, []fsm.Command{activate(fmt.Sprintf("user.fw%d.m%d", w, i))})
-				if err == nil && (len(rs) != 1 || rs[0].Code != fsm.CodeOK) {
-					err = fmt.Errorf("result %+v", rs)
-				}
-				errs <- err
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeConcurrently(t, writers, each, "user.fw", func(cmds []fsm.Command) ([]fsm.Result, error) {
+		return f.Replica().ApplyCommitted(ctx, cmds)
+	})
 	if got := l.Store().Len(); got != writers*each {
 		t.Fatalf("leader holds %d entries after %d writes", got, writers*each)
 	}
